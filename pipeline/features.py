@@ -1,0 +1,88 @@
+"""The preprocessor: raw columns in, one float32 matrix out, fitted on the training rows only.
+
+Categorical columns become integer codes of the categories seen in training (xgboost's native categorical
+support reads them with feature type ``c``); a category never seen in training, or a missing value, becomes
+NaN, which the booster routes down its learned default branch. Numeric columns pass through as float32.
+The fitted state is plain JSON, so the preprocessor is logged as a readable artifact and loads without
+unpickling anything.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+CROSS_SEPARATOR = "_"
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    categories: dict[str, list[str]]
+    """Per categorical feature (crossed ones included), the categories seen in training, in code order."""
+    numeric: list[str]
+    crossed: list[list[str]]
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, categorical: list[str], numeric: list[str],
+            crossed: list[list[str]] | None = None) -> Preprocessor:  # fmt: skip
+        crossed = [list(group) for group in crossed or []]
+        text = _categorical_text(frame, categorical, crossed)
+        categories = {name: sorted(values.dropna().unique().tolist()) for name, values in text.items()}
+        return cls(categories=categories, numeric=list(numeric), crossed=crossed)
+
+    @property
+    def raw_columns(self) -> list[str]:
+        """The input columns a caller must provide."""
+        derived = {cross_name(group) for group in self.crossed}
+        return [c for c in self.categories if c not in derived] + self.numeric
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [*self.categories, *self.numeric]
+
+    @property
+    def feature_types(self) -> list[str]:
+        return ["c"] * len(self.categories) + ["q"] * len(self.numeric)
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        missing = [c for c in self.raw_columns if c not in frame.columns]
+        if missing:
+            raise KeyError(f"input lacks column(s) {missing}; the model needs {self.raw_columns}")
+        base = [c for c in self.categories if c in frame.columns]
+        text = _categorical_text(frame, base, self.crossed)
+        out = np.empty((len(frame), len(self.categories) + len(self.numeric)), dtype=np.float32)
+        for i, (name, seen) in enumerate(self.categories.items()):
+            codes = pd.Index(seen).get_indexer(text[name]).astype(np.float32)
+            codes[codes < 0] = np.nan
+            out[:, i] = codes
+        offset = len(self.categories)
+        for j, name in enumerate(self.numeric):
+            out[:, offset + j] = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float32)
+        return out
+
+    def save(self, path: Path) -> Path:
+        path.write_text(json.dumps(asdict(self), indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: Path | str) -> Preprocessor:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def cross_name(group: list[str]) -> str:
+    return CROSS_SEPARATOR.join(group)
+
+
+def _categorical_text(frame: pd.DataFrame, categorical: list[str], crossed: list[list[str]]) -> dict[str, pd.Series]:
+    """Categorical columns as strings (missing stays missing), plus one column per crossed group."""
+    text = {name: frame[name].astype("string") for name in categorical}
+    for group in crossed:
+        combined = text[group[0]]
+        for name in group[1:]:
+            combined = combined + CROSS_SEPARATOR + text[name]
+        text[cross_name(group)] = combined
+    return text

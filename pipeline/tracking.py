@@ -1,0 +1,114 @@
+"""The few MLflow calls every stage shares: connecting, the experiment, batched trial runs, provenance tags."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+from pipeline.errors import TrackingError
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+# MLflow's limits per log_batch call.
+MAX_METRICS_PER_BATCH, MAX_PARAMS_PER_BATCH, MAX_TAGS_PER_BATCH = 1000, 100, 100
+
+
+def resolve_uri(uri: str | None) -> str:
+    """Flag, then ``MLFLOW_TRACKING_URI``, then a SQLite file in the working directory."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def connect(uri: str | None) -> MlflowClient:
+    """Point MLflow at the store and prove it answers before any study work starts."""
+    resolved = resolve_uri(uri)
+    mlflow.set_tracking_uri(resolved)
+    client = MlflowClient(resolved)
+    try:
+        client.search_experiments(max_results=1)
+    except Exception as error:  # any failure here means the store cannot be used at all
+        raise TrackingError(
+            f"tracking store {resolved} cannot be used ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+            "start the server or fix --tracking-uri / MLFLOW_TRACKING_URI"
+        ) from None
+    return client
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    return client.create_experiment(name)
+
+
+@dataclass
+class TrialRecord:
+    """Everything one trial logs, written in one create + batch + terminate sequence."""
+
+    number: int
+    params: dict[str, Any]
+    metrics: dict[str, float] = field(default_factory=dict)
+    curves: dict[str, Sequence[float]] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    status: str = "FINISHED"
+    start_ms: int = 0
+    end_ms: int = 0
+
+
+def log_trial(client: MlflowClient, experiment: str, parent_run_id: str, record: TrialRecord) -> str:
+    """Create the trial's child run already complete: a killed process never leaves one RUNNING."""
+    tags = {MLFLOW_PARENT_RUN_ID: parent_run_id, MLFLOW_RUN_NAME: f"trial-{record.number:04d}",
+            "trial_number": str(record.number), **record.tags}  # fmt: skip
+    run = client.create_run(experiment, start_time=record.start_ms, tags=tags)
+    run_id = run.info.run_id
+    metrics = [Metric(k, float(v), record.end_ms, 0) for k, v in record.metrics.items()]
+    for name, values in record.curves.items():
+        metrics.extend(Metric(name, float(v), record.end_ms, step) for step, v in enumerate(values))
+    params = [Param(k, str(v)) for k, v in record.params.items()]
+    for batch_metrics, batch_params in _batches(metrics, params):
+        client.log_batch(run_id, metrics=batch_metrics, params=batch_params)
+    client.set_terminated(run_id, status=record.status, end_time=record.end_ms)
+    return run_id
+
+
+def _batches(metrics: list[Metric], params: list[Param]) -> Iterable[tuple[list[Metric], list[Param]]]:
+    n = max(1, -(-len(metrics) // MAX_METRICS_PER_BATCH), -(-len(params) // MAX_PARAMS_PER_BATCH))
+    for i in range(n):
+        yield (metrics[i * MAX_METRICS_PER_BATCH : (i + 1) * MAX_METRICS_PER_BATCH],
+               params[i * MAX_PARAMS_PER_BATCH : (i + 1) * MAX_PARAMS_PER_BATCH])  # fmt: skip
+
+
+def log_params(client: MlflowClient, run_id: str, params: dict[str, Any], tags: dict[str, str] | None = None) -> None:
+    items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    tag_items = [RunTag(k, v) for k, v in (tags or {}).items()]
+    for i in range(0, max(len(items), len(tag_items), 1), MAX_PARAMS_PER_BATCH):
+        client.log_batch(run_id, params=items[i : i + MAX_PARAMS_PER_BATCH],
+                         tags=tag_items[i : i + MAX_TAGS_PER_BATCH])  # fmt: skip
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def finished(status: str) -> bool:
+    return RunStatus.is_terminated(RunStatus.from_string(status))
+
+
+def git_commit(path: Path) -> str | None:
+    """The commit of the checkout holding ``path``, if it is one (for provenance tags)."""
+    try:
+        out = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=False)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
