@@ -14,6 +14,9 @@ from pathlib import Path
 
 from pipeline.errors import PipelineError
 
+# Progress bars of artifact downloads would interleave with the study's own on stderr.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
 EXIT_OK, EXIT_FAILURE, EXIT_INPUT = 0, 1, 2
 
 
@@ -27,18 +30,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
-        "run", help="run a study: search, retrain the best, register it",
+        "run",
+        help="run a study: search, retrain the best, register it",
         description="Run a study end to end. Defaults come from the study file; flags override it. "
         "Exit 0 on success, 2 when an input file or the data is invalid, 1 otherwise.",
-    )  # fmt: skip
+    )
     run.add_argument("--study", type=Path, help="study file (default: studies/flights.yaml)")
     run.add_argument("--dataset", type=Path, help="dataset file, instead of the study's")
     run.add_argument("--space", type=Path, help="search-space file, instead of the study's")
     run.add_argument("--max-evals", type=int, help="number of trials")
     run.add_argument("--seed", type=int, help="seed of the search and of xgboost: same seed, same trials")
     run.add_argument("--study-name", help="name of the study (the parent run's name)")
-    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
-                     "sqlite:///mlflow.db in the working directory)")  # fmt: skip
+    run.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory)",
+    )
     run.add_argument("--experiment", help="MLflow experiment name")
     run.add_argument("--model-name", help="registered model name")
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
@@ -52,9 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")  # fmt: skip
-    for noisy in ("alembic", "mlflow", "urllib3", "httpx"):
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("alembic", "mlflow", "urllib3", "httpx", "hyperopt"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return COMMANDS[args.command](args)
@@ -68,19 +77,27 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose or os.environ.get("PIPELINE_DEBUG"):
             raise
         first = str(error).splitlines()[0] if str(error) else ""
-        print(f"error: unexpected {type(error).__name__}: {first} (rerun with -v for the traceback)",
-              file=sys.stderr)  # fmt: skip
+        print(f"error: unexpected {type(error).__name__}: {first} (rerun with -v for the traceback)", file=sys.stderr)
         return EXIT_FAILURE
 
 
 def _run(args: argparse.Namespace) -> int:
     from pipeline.run import RunOptions, run_study
 
-    summary = run_study(RunOptions(
-        study=args.study, dataset=args.dataset, space=args.space, max_evals=args.max_evals, seed=args.seed,
-        study_name=args.study_name, tracking_uri=args.tracking_uri, experiment=args.experiment,
-        model_name=args.model_name, show_progress=not args.no_progress,
-    ))  # fmt: skip
+    summary = run_study(
+        RunOptions(
+            study=args.study,
+            dataset=args.dataset,
+            space=args.space,
+            max_evals=args.max_evals,
+            seed=args.seed,
+            study_name=args.study_name,
+            tracking_uri=args.tracking_uri,
+            experiment=args.experiment,
+            model_name=args.model_name,
+            show_progress=not args.no_progress,
+        )
+    )
     print(_human_summary(summary))
     if args.json:
         print(json.dumps(summary, default=str))
@@ -97,13 +114,15 @@ def _data(args: argparse.Namespace) -> int:
 
 def _human_summary(s: dict) -> str:
     params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in s["best_params"].items())
-    return "\n".join([
-        f"study {s['study_name']}: {s['trials']} trials finished ({s['trials_failed']} failed) in {s['wall_s']:.1f} s",
-        f"best validation {s['metric']}: {s['best_val_metric']:.4f} (best iteration {s['best_iteration']})",
-        f"best params: {params}",
-        f"test {s['metric']}: {s['test_metric']:.4f}",
-        f"registered: {s['model_uri']} (version {s['model_version']})",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"study {s['study_name']}: {s['trials']} trials finished, {s['trials_failed']} failed, {s['wall_s']:.1f} s",
+            f"best validation {s['metric']}: {s['best_val_metric']:.4f} (best iteration {s['best_iteration']})",
+            f"best params: {params}",
+            f"test {s['metric']}: {s['test_metric']:.4f}",
+            f"registered: {s['model_uri']} (version {s['model_version']})",
+        ]
+    )
 
 
 COMMANDS = {"run": _run, "data": _data}

@@ -131,14 +131,32 @@ class PChoice(_Strict):
 
 
 Distribution = Annotated[
-    Uniform | QUniform | LogUniform | QLogUniform | Normal | QNormal | LogNormal | QLogNormal | RandInt
-    | Choice | PChoice,
+    Uniform
+    | QUniform
+    | LogUniform
+    | QLogUniform
+    | Normal
+    | QNormal
+    | LogNormal
+    | QLogNormal
+    | RandInt
+    | Choice
+    | PChoice,
     Field(discriminator="distribution"),
 ]
 DISTRIBUTIONS = (
-    "uniform", "quniform", "loguniform", "qloguniform", "normal", "qnormal", "lognormal", "qlognormal",
-    "randint", "choice", "pchoice",
-)  # fmt: skip
+    "uniform",
+    "quniform",
+    "loguniform",
+    "qloguniform",
+    "normal",
+    "qnormal",
+    "lognormal",
+    "qlognormal",
+    "randint",
+    "choice",
+    "pchoice",
+)
 
 
 class SpaceConfig(_Strict):

@@ -79,17 +79,27 @@ def load_dataset(config: DatasetConfig, file: Path) -> Dataset:
     splits = _split(frame, config, file)
     missing = [int(s[config.target].isna().sum()) for s in splits]
     if sum(missing):
-        log.info("dropped %d rows with a missing target %r (train/validation/test: %s)",
-                 sum(missing), config.target, "/".join(map(str, missing)))  # fmt: skip
+        log.info(
+            "dropped %d rows with a missing target %r (train/validation/test: %s)",
+            sum(missing),
+            config.target,
+            "/".join(map(str, missing)),
+        )
     keep = [*features, config.target]
     train, validation, test = (s.loc[s[config.target].notna(), keep].reset_index(drop=True) for s in splits)
     for name, part in (("train", train), ("validation", validation), ("test", test)):
         if part.empty:
             raise InputError(file, f"split.{name}", "selects no rows with a target", "check the split values")
     return Dataset(
-        config=config, file=file, train=train, validation=validation, test=test, files=tuple(files),
-        fingerprint=fingerprint(files, config), dropped_missing_target=sum(missing),
-    )  # fmt: skip
+        config=config,
+        file=file,
+        train=train,
+        validation=validation,
+        test=test,
+        files=tuple(files),
+        fingerprint=fingerprint(files, config),
+        dropped_missing_target=sum(missing),
+    )
 
 
 def fingerprint(files: list[Path], config: DatasetConfig) -> str:
@@ -106,9 +116,13 @@ def fingerprint(files: list[Path], config: DatasetConfig) -> str:
 def feature_columns(config: DatasetConfig, frame: pd.DataFrame, file: Path) -> list[str]:
     """The raw columns the model consumes; the crossed features are derived from them later."""
     columns = list(frame.columns)
-    declared = {"target": [config.target], "features.categorical": config.features.categorical,
-                "features.numeric": config.features.numeric or [], "drop": config.drop,
-                "features.crossed": [c for group in config.features.crossed for c in group]}  # fmt: skip
+    declared = {
+        "target": [config.target],
+        "features.categorical": config.features.categorical,
+        "features.numeric": config.features.numeric or [],
+        "drop": config.drop,
+        "features.crossed": [c for group in config.features.crossed for c in group],
+    }
     for key, names in declared.items():
         for name in names:
             if name not in frame.columns:
@@ -118,8 +132,12 @@ def feature_columns(config: DatasetConfig, frame: pd.DataFrame, file: Path) -> l
     for group in config.features.crossed:
         for name in group:
             if name not in config.features.categorical:
-                raise InputError(file, "features.crossed", f"{name!r} is not a categorical feature",
-                                 "list it under features.categorical too")  # fmt: skip
+                raise InputError(
+                    file,
+                    "features.crossed",
+                    f"{name!r} is not a categorical feature",
+                    "list it under features.categorical too",
+                )
     if config.features.numeric is not None:
         numeric = list(config.features.numeric)
     else:
@@ -142,16 +160,24 @@ def _read(config: DatasetConfig, file: Path) -> tuple[pd.DataFrame, list[Path]]:
             for key in ("train", "validation", "test"):
                 for name in getattr(config.split, key):
                     if name not in found:
-                        raise InputError(file, f"split.{key}", f"no partition {name!r} in {path}",
-                                         f"partitions are: {', '.join(found)}")  # fmt: skip
+                        raise InputError(
+                            file,
+                            f"split.{key}",
+                            f"no partition {name!r} in {path}",
+                            f"partitions are: {', '.join(found)}",
+                        )
             found = {name: found[name] for name in dict.fromkeys(wanted)}
         frames = [_read_file(p, file).assign(__partition__=name) for name, p in found.items()]
         return pd.concat(frames, ignore_index=True), list(found.values())
     if not path.is_file():
         raise InputError(file, "path", f"{path} does not exist", "point path at a .parquet/.csv file or folder")
     if isinstance(config.split, PartitionSplit):
-        raise InputError(file, "split.by", "partition split needs path to be a folder of partitions",
-                         "use 'by: column' or 'by: random' for a single file")  # fmt: skip
+        raise InputError(
+            file,
+            "split.by",
+            "partition split needs path to be a folder of partitions",
+            "use 'by: column' or 'by: random' for a single file",
+        )
     return _read_file(path, file), [path]
 
 
@@ -169,14 +195,22 @@ def _read_file(path: Path, file: Path) -> pd.DataFrame:
 def _check_types(frame: pd.DataFrame, config: DatasetConfig, features: list[str], file: Path) -> None:
     target = frame[config.target]
     if not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
-        raise InputError(file, "target", f"column {config.target!r} is {target.dtype}, not numeric",
-                         "regression needs a numeric target")  # fmt: skip
+        raise InputError(
+            file,
+            "target",
+            f"column {config.target!r} is {target.dtype}, not numeric",
+            "regression needs a numeric target",
+        )
     if np.isinf(target.to_numpy(dtype=np.float64)).any():
         raise InputError(file, "target", f"column {config.target!r} holds infinite values", "clean the data")
     for name in features:
         if name not in config.features.categorical and not pd.api.types.is_numeric_dtype(frame[name]):
-            raise InputError(file, "features.numeric", f"column {name!r} is {frame[name].dtype}, not numeric",
-                             "list it under features.categorical")  # fmt: skip
+            raise InputError(
+                file,
+                "features.numeric",
+                f"column {name!r} is {frame[name].dtype}, not numeric",
+                "list it under features.categorical",
+            )
 
 
 def _split(frame: pd.DataFrame, config: DatasetConfig, file: Path) -> list[pd.DataFrame]:

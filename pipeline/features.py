@@ -27,8 +27,9 @@ class Preprocessor:
     crossed: list[list[str]]
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame, categorical: list[str], numeric: list[str],
-            crossed: list[list[str]] | None = None) -> Preprocessor:  # fmt: skip
+    def fit(
+        cls, frame: pd.DataFrame, categorical: list[str], numeric: list[str], crossed: list[list[str]] | None = None
+    ) -> Preprocessor:
         crossed = [list(group) for group in crossed or []]
         text = _categorical_text(frame, categorical, crossed)
         categories = {name: sorted(values.dropna().unique().tolist()) for name, values in text.items()}

@@ -17,11 +17,10 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 import pipeline
-from pipeline import booster
+from pipeline import booster, tracking
 from pipeline.data import Dataset
 from pipeline.errors import PipelineError
 from pipeline.features import Preprocessor
@@ -61,22 +60,39 @@ def refit(dataset: Dataset, best: TrialOutcome, refit_on: str, metric: Metric, s
     categorical = list(features.categorical)
     numeric = [c for c in dataset.feature_columns if c not in categorical]
     preprocessor = Preprocessor.fit(frame, categorical, numeric, features.crossed)
-    matrix = xgb.QuantileDMatrix(preprocessor.transform(frame), frame[dataset.config.target].to_numpy(np.float64),
-                                 feature_names=preprocessor.feature_names,
-                                 feature_types=preprocessor.feature_types, enable_categorical=True)  # fmt: skip
+    matrix = xgb.QuantileDMatrix(
+        preprocessor.transform(frame),
+        frame[dataset.config.target].to_numpy(np.float64),
+        feature_names=preprocessor.feature_names,
+        feature_types=preprocessor.feature_types,
+        enable_categorical=True,
+    )
     rounds = best.best_iteration + 1
-    result = booster.train(best.params, matrix, None, eval_metric=metric.early_stopping_metric, seed=seed,
-                           nthread=nthread, num_boost_round=rounds)  # fmt: skip
-    return FinalModel(preprocessor=preprocessor, booster=result.booster[:rounds], rounds=rounds,
-                      train_rows=len(frame), train_seconds=result.seconds)  # fmt: skip
+    result = booster.train(
+        best.params,
+        matrix,
+        None,
+        eval_metric=metric.early_stopping_metric,
+        seed=seed,
+        nthread=nthread,
+        num_boost_round=rounds,
+    )
+    return FinalModel(
+        preprocessor=preprocessor,
+        booster=result.booster[:rounds],
+        rounds=rounds,
+        train_rows=len(frame),
+        train_seconds=result.seconds,
+    )
 
 
 def predict(model: FinalModel, frame: pd.DataFrame) -> np.ndarray:
     return model.booster.inplace_predict(model.preprocessor.transform(frame)).astype(np.float64)
 
 
-def log_and_register(model: FinalModel, dataset: Dataset, client: MlflowClient, model_name: str,
-                     tags: dict[str, str]) -> Registration:  # fmt: skip
+def log_and_register(
+    model: FinalModel, dataset: Dataset, client: MlflowClient, model_name: str, tags: dict[str, str]
+) -> Registration:
     """Log preprocessor + model on the active run, register a version, check it loads, then alias it."""
     x_test, _ = dataset.xy("test")
     expected = predict(model, x_test)
@@ -92,7 +108,7 @@ def log_and_register(model: FinalModel, dataset: Dataset, client: MlflowClient, 
             python_model=str(Path(__file__).with_name("serving.py")),
             artifacts={"preprocessor": str(preprocessor_file), "booster": str(booster_file)},
             code_paths=[str(Path(pipeline.__file__).parent)],
-            signature=infer_signature(example, expected[:5]),
+            signature=tracking.signature(example, expected[:5]),
             input_example=example,
             pip_requirements=_requirements(),
             registered_model_name=model_name,
@@ -113,12 +129,12 @@ def _verify(client: MlflowClient, name: str, version: str, x_test: pd.DataFrame,
         got = np.asarray(loaded.predict(x_test), dtype=np.float64)
     except (MlflowException, OSError, ValueError, KeyError) as error:
         client.set_model_version_tag(name, version, "validation_status", "failed")
-        raise PipelineError(f"registered {name} version {version} failed to load and predict: {error}; "
-                            "no alias was moved") from None  # fmt: skip
+        raise PipelineError(
+            f"registered {name} version {version} failed to load and predict: {error}; no alias was moved"
+        ) from None
     if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-5, atol=1e-4):
         client.set_model_version_tag(name, version, "validation_status", "failed")
-        raise PipelineError(f"registered {name} version {version} predicts differently once loaded; "
-                            "no alias was moved")  # fmt: skip
+        raise PipelineError(f"registered {name} version {version} predicts differently once loaded; no alias was moved")
     client.set_model_version_tag(name, version, "validation_status", "passed")
     client.set_model_version_tag(name, version, "validation_seconds", f"{time.perf_counter() - started:.2f}")
 

@@ -50,11 +50,25 @@ def compile_space(space: SearchSpace) -> dict[str, Any]:
     return compiled
 
 
-def minimize(objective: Callable[[dict[str, Any]], dict[str, Any]], space: SearchSpace, *, max_evals: int,
-             seed: int, algorithm: str = "tpe", trials: Trials | None = None) -> Trials:  # fmt: skip
+def minimize(
+    objective: Callable[[dict[str, Any]], dict[str, Any]],
+    space: SearchSpace,
+    *,
+    max_evals: int,
+    seed: int,
+    algorithm: str = "tpe",
+    trials: Trials | None = None,
+) -> Trials:
     """Run the search; the objective receives the sampled values (choices resolved, not yet typed)."""
     trials = trials if trials is not None else Trials()
     compiled = compile_space(space)
-    fmin(objective, compiled, algo=ALGORITHMS[algorithm],
-         max_evals=max_evals, trials=trials, rstate=np.random.default_rng(seed), show_progressbar=False)  # fmt: skip
+    fmin(
+        objective,
+        compiled,
+        algo=ALGORITHMS[algorithm],
+        max_evals=max_evals,
+        trials=trials,
+        rstate=np.random.default_rng(seed),
+        show_progressbar=False,
+    )
     return trials

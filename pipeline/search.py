@@ -9,8 +9,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +31,7 @@ class TrialOutcome:
     """The validation metric at the best iteration (NaN for a failed trial)."""
     best_iteration: int
     run_id: str
+    """The trial's child run; empty until its background write completed."""
     train_seconds: float
     ok: bool
     error: str | None = None
@@ -71,34 +71,55 @@ class RunContext:
     """Provenance tags stamped on every trial run (space hash, data fingerprint, git commit)."""
 
 
-def run_search(space: SearchSpace, matrices: Matrices, y_validation: np.ndarray, metric: Metric,
-               settings: SearchSettings, context: RunContext, show_progress: bool = True) -> SearchResult:  # fmt: skip
+def run_search(
+    space: SearchSpace,
+    matrices: Matrices,
+    y_validation: np.ndarray,
+    metric: Metric,
+    settings: SearchSettings,
+    context: RunContext,
+    show_progress: bool = True,
+) -> SearchResult:
     """Run ``settings.max_evals`` trials; raises PipelineError when no trial succeeds."""
     outcomes: list[TrialOutcome] = []
+    writes = []
+    writer = tracking.TrialWriter(context.client, context.experiment_id, context.parent_run_id)
     started = time.perf_counter()
-    bar = tqdm(total=settings.max_evals, desc="trials", unit="trial", file=sys.stderr, disable=not show_progress,
-               dynamic_ncols=True)  # fmt: skip
+    bar = tqdm(
+        total=settings.max_evals,
+        desc="trials",
+        unit="trial",
+        file=sys.stderr,
+        disable=not show_progress,
+        dynamic_ncols=True,
+    )
 
     def objective(values: dict[str, Any]) -> dict[str, Any]:
-        outcome = _run_trial(len(outcomes), values, space, matrices, y_validation, metric, settings, context)
+        outcome, record = _run_trial(
+            len(outcomes), values, space, matrices, y_validation, metric, settings, context.tags
+        )
         outcomes.append(outcome)
+        writes.append(writer.submit(record))
         best = _best(outcomes, metric)
         bar.update(1)
         if best is not None:
             bar.set_postfix({f"best {metric.name}": f"{best.value:.4f}"}, refresh=False)
         if not outcome.ok:
             return {"status": optimizer.FAIL, "error": outcome.error}
-        return {"status": optimizer.OK, "loss": metric.loss(outcome.value), "run_id": outcome.run_id}
+        return {"status": optimizer.OK, "loss": metric.loss(outcome.value)}
 
     try:
-        optimizer.minimize(objective, space, max_evals=settings.max_evals, seed=settings.seed,
-                           algorithm=settings.algorithm)  # fmt: skip
+        optimizer.minimize(
+            objective, space, max_evals=settings.max_evals, seed=settings.seed, algorithm=settings.algorithm
+        )
     except Exception:
         if any(o.ok for o in outcomes) or not outcomes:
             raise
         # hyperopt raises its own "no evaluation tasks" error when every trial failed; say why instead.
     finally:
         bar.close()
+        writer.close()
+    outcomes = [replace(o, run_id=w.result()) for o, w in zip(outcomes, writes, strict=True)]
     best = _best(outcomes, metric)
     if best is None:
         first = outcomes[0].error if outcomes else "no trial ran"
@@ -111,19 +132,31 @@ def _best(outcomes: list[TrialOutcome], metric: Metric) -> TrialOutcome | None:
     return min(ok, key=lambda o: (metric.loss(o.value), o.number)) if ok else None
 
 
-def _run_trial(number: int, values: dict[str, Any], space: SearchSpace, matrices: Matrices,
-               y_validation: np.ndarray, metric: Metric, settings: SearchSettings,
-               context: RunContext) -> TrialOutcome:  # fmt: skip
+def _run_trial(
+    number: int,
+    values: dict[str, Any],
+    space: SearchSpace,
+    matrices: Matrices,
+    y_validation: np.ndarray,
+    metric: Metric,
+    settings: SearchSettings,
+    tags: dict[str, str],
+) -> tuple[TrialOutcome, tracking.TrialRecord]:
     start_ms = tracking.now_ms()
     params = space.typed(values)
-    record = tracking.TrialRecord(number=number, params=params, tags=dict(context.tags), start_ms=start_ms)
+    record = tracking.TrialRecord(number=number, params=params, tags=dict(tags), start_ms=start_ms)
     value, best_iteration, seconds, error = math.nan, -1, 0.0, None
     try:
-        result = booster.train(params, matrices.train, matrices.validation,
-                               eval_metric=metric.early_stopping_metric, seed=settings.seed,
-                               nthread=settings.nthread)  # fmt: skip
+        result = booster.train(
+            params,
+            matrices.train,
+            matrices.validation,
+            eval_metric=metric.early_stopping_metric,
+            seed=settings.seed,
+            nthread=settings.nthread,
+        )
         seconds, best_iteration = result.seconds, result.best_iteration
-        value = metric.score(y_validation, booster.predict(result.booster, matrices.x_validation, best_iteration))
+        value = metric.from_early_stopping(result.curve[best_iteration], y_validation)
         if not math.isfinite(value):
             raise FloatingPointError(f"validation {metric.name} is {value}")
         record.metrics = {metric.name: value, "best_iteration": best_iteration, "train_seconds": seconds}
@@ -134,9 +167,14 @@ def _run_trial(number: int, values: dict[str, Any], space: SearchSpace, matrices
         record.tags |= {"error_class": type(exc).__name__, "error_message": str(exc)[:5000]}
     record.end_ms = tracking.now_ms()
     record.metrics["trial_seconds"] = (record.end_ms - start_ms) / 1000
-    run_id = tracking.log_trial(context.client, context.experiment_id, context.parent_run_id, record)
-    return TrialOutcome(number=number, params=params, value=value, best_iteration=best_iteration, run_id=run_id,
-                        train_seconds=seconds, ok=error is None, error=error)  # fmt: skip
-
-
-ObjectiveFn = Callable[[dict[str, Any]], dict[str, Any]]
+    outcome = TrialOutcome(
+        number=number,
+        params=params,
+        value=value,
+        best_iteration=best_iteration,
+        run_id="",
+        train_seconds=seconds,
+        ok=error is None,
+        error=error,
+    )
+    return outcome, record

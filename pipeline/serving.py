@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import mlflow
 import numpy as np
+import pandas as pd
 import xgboost as xgb
 
 from pipeline.features import Preprocessor
@@ -20,7 +21,7 @@ class PreprocessedBooster(mlflow.pyfunc.PythonModel):
         self.preprocessor = Preprocessor.load(context.artifacts["preprocessor"])
         self.booster = xgb.Booster(model_file=context.artifacts["booster"])
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
         return self.booster.inplace_predict(self.preprocessor.transform(model_input)).astype(np.float64)
 
 

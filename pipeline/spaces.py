@@ -59,7 +59,7 @@ def cast(dist: Any, value: Any) -> Scalar:
     if isinstance(dist, Choice | PChoice):
         return value
     if is_integer(dist):
-        return int(round(float(value)))
+        return round(float(value))
     return float(value)
 
 
