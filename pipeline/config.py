@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, StrictFloat, StrictInt, ValidationError, model_validator
 
 from pipeline.errors import InputError
 
@@ -46,7 +46,7 @@ class _Positive(_Bounded):
 
 
 class _Quantized(_Strict):
-    q: Annotated[int | float, Field(gt=0)]
+    q: Annotated[StrictInt | StrictFloat, Field(gt=0)]
     """Step between values; an integer step (``q: 1``) makes the parameter an integer."""
 
 
@@ -180,7 +180,7 @@ class FeaturesConfig(_Strict):
 class PartitionSplit(_Strict):
     """Split by partition: the file names (without extension) in the dataset folder."""
 
-    by: Literal["partition"] = "partition"
+    by: Literal["partition"]
     train: Annotated[list[str], Field(min_length=1)]
     validation: Annotated[list[str], Field(min_length=1)]
     test: Annotated[list[str], Field(min_length=1)]
@@ -268,25 +268,65 @@ def load_model(model: type[M], path: Path, relative_paths: tuple[str, ...] = ())
     try:
         return model.model_validate(raw)
     except ValidationError as error:
-        raise InputError(path, *first_problem(error)) from None
+        raise InputError(path, *first_problem(error, raw)) from None
 
 
-def first_problem(error: ValidationError) -> tuple[str, str]:
-    detail = error.errors()[0]
-    loc = [str(part) for part in detail["loc"]]
-    kind, message = detail["type"], detail["msg"].removeprefix("Value error, ")
-    if kind == "union_tag_invalid":
-        return ".".join(loc), f"unknown distribution; allowed: {', '.join(DISTRIBUTIONS)}"
-    if kind == "union_tag_not_found":
-        return ".".join(loc), "missing 'distribution'; write a fixed value or a mapping with 'distribution'"
-    # A discriminated union puts the tag name in the path (parameters.max_depth.quniform.low); a user wrote
-    # no such key, so drop it.
-    loc = [part for part in loc if part not in DISTRIBUTIONS and not part.startswith(("function-", "tagged-"))]
+def first_problem(error: ValidationError, raw: Any = None) -> tuple[str, str]:
+    """The one problem worth reporting, with the key path as the user wrote it in ``raw``.
+
+    pydantic reports a problem once per union member; a misspelled key shows up both as "unknown key"
+    and as "field required", so the most specific problem is chosen, and the path is cleaned of the
+    union's internal names (``tagged-union[...]``, the tag value such as ``quniform``).
+    """
+    detail = min(error.errors(), key=_specificity)
+    path = ".".join(_user_path(detail["loc"], raw))
+    kind, message, ctx = detail["type"], detail["msg"].removeprefix("Value error, "), detail.get("ctx", {})
+    if kind.startswith("union_tag"):
+        key = ctx["discriminator"].strip("'")
+        allowed = ", ".join(_TAGS.get(key, ()))
+        if kind == "union_tag_invalid":
+            return path, f"unknown {key} {ctx['tag']!r}; allowed: {allowed}"
+        return path, f"missing '{key}'; write one of: {allowed}"
     if kind == "extra_forbidden":
-        return ".".join(loc), "unknown key; remove it or check its spelling"
-    if kind == "literal_error":
-        return ".".join(loc), message
-    return ".".join(loc), message
+        return path, "unknown key; remove it or check its spelling"
+    if detail.get("input", ...) is None:
+        if path.startswith("parameters."):
+            return path, "no value given; write a fixed value or a mapping with 'distribution'"
+        return path, f"no value given ({message})"
+    return path, message
+
+
+_SCALAR_MEMBERS = {"bool", "int", "float", "str"}
+_TAGS = {"distribution": DISTRIBUTIONS, "by": ("partition", "column", "random")}
+
+
+def _specificity(detail: dict) -> int:
+    if detail["type"].startswith("union_tag"):
+        return 0
+    if detail["type"] == "extra_forbidden":
+        return 1
+    # Errors of the fixed-value alternatives (``bool``, ``int``...) matter only if no mapping was written.
+    return 3 if _SCALAR_MEMBERS & {str(p) for p in detail["loc"]} else 2
+
+
+def _user_path(loc: tuple, raw: Any) -> list[str]:
+    """Drop the parts of a pydantic location that are not keys the user wrote.
+
+    A discriminated union puts its tag value right after the key holding it (``split.column.tset`` for a
+    ``by: column`` split), and a union of types puts its member's name (``tagged-union[...]``, ``int``).
+    """
+    parts: list[str] = []
+    node, entered = raw, True
+    for part in loc:
+        if isinstance(part, str) and ("[" in part or part in _SCALAR_MEMBERS):
+            continue
+        if entered and isinstance(node, dict) and part in (node.get("distribution"), node.get("by")):
+            entered = False
+            continue
+        parts.append(str(part))
+        node = node.get(part) if isinstance(node, dict) else None
+        entered = True
+    return parts
 
 
 def load_study(path: Path) -> StudyConfig:

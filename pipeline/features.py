@@ -80,10 +80,22 @@ def cross_name(group: list[str]) -> str:
 
 def _categorical_text(frame: pd.DataFrame, categorical: list[str], crossed: list[list[str]]) -> dict[str, pd.Series]:
     """Categorical columns as strings (missing stays missing), plus one column per crossed group."""
-    text = {name: frame[name].astype("string") for name in categorical}
+    text = {name: _as_text(frame[name]) for name in categorical}
     for group in crossed:
         combined = text[group[0]]
         for name in group[1:]:
             combined = combined + CROSS_SEPARATOR + text[name]
         text[cross_name(group)] = combined
+    return text
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """Category labels as text, the same for 14, 14.0 and "14": an integer column that holds one missing
+    value arrives as float, and JSON carries no distinction between them either."""
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return values.astype("string")
+    numbers = values.astype("Float64")
+    whole = (numbers.round() == numbers).fillna(False)
+    text = numbers.astype("string")
+    text[whole] = numbers[whole].astype("Int64").astype("string")
     return text
