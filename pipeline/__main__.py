@@ -54,6 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    space = commands.add_parser(
+        "space",
+        help="check a search-space file",
+        description="Validate a search-space file, print it as compiled and a few sampled configurations "
+        "typed as a trial receives them. Exit 0 when valid, 2 otherwise.",
+    )
+    space.add_argument("action", choices=["check"])
+    space.add_argument("file", type=Path, help="the search-space file")
+    space.add_argument("--samples", type=int, default=3, help="configurations to sample (default 3)")
+    space.add_argument("--seed", type=int, default=0, help="seed of the samples")
+
     data = commands.add_parser("data", help="materialize the bundled flights data under data/")
     data.add_argument("action", choices=["materialize"], help="write data/flights/2013-MM.parquet")
     data.add_argument("--folder", type=Path, default=Path("data/flights"), help="target folder")
@@ -109,6 +120,17 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _space(args: argparse.Namespace) -> int:
+    from pipeline import optimizer, spaces
+
+    space = spaces.load(args.file)
+    print(f"{args.file}: valid (sha256 {space.sha256[:12]})")
+    print(space.describe())
+    for i, values in enumerate(optimizer.sample(space, args.samples, args.seed)):
+        print(f"sample {i}: " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
+    return EXIT_OK
+
+
 def _data(args: argparse.Namespace) -> int:
     from pipeline.data import materialize_flights
 
@@ -130,7 +152,7 @@ def _human_summary(s: dict) -> str:
     )
 
 
-COMMANDS = {"run": _run, "data": _data}
+COMMANDS = {"run": _run, "space": _space, "data": _data}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from hyperopt import STATUS_FAIL, STATUS_OK, Trials, anneal, fmin, hp, rand, tpe
+from hyperopt.pyll import stochastic
 
 from pipeline.spaces import SearchSpace
 
@@ -72,3 +73,9 @@ def minimize(
         show_progressbar=False,
     )
     return trials
+
+
+def sample(space: SearchSpace, count: int, seed: int) -> list[dict[str, Any]]:
+    """``count`` configurations drawn from the prior, typed as a trial would receive them."""
+    compiled, rng = compile_space(space), np.random.default_rng(seed)
+    return [space.typed(stochastic.sample(compiled, rng=rng)) for _ in range(count)]

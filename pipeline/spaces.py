@@ -68,7 +68,7 @@ def render(dist: Any) -> str:
         return f"fixed {dist!r}"
     fields = dist.model_dump(exclude={"distribution"})
     body = ", ".join(f"{k}={v}" for k, v in fields.items())
-    kind = "int" if is_integer(dist) else "value"
+    kind = "int" if is_integer(dist) else "one of the options" if isinstance(dist, Choice | PChoice) else "float"
     return f"{dist.distribution}({body}) -> {kind}"
 
 

@@ -101,7 +101,7 @@ def test_describe_names_every_parameter_with_its_type():
     by_name = {line.split()[0]: line for line in lines[1:]}
     assert by_name["max_depth"].endswith("-> int")
     assert "quniform(" in by_name["max_depth"]
-    assert by_name["learning_rate"].endswith("-> value")
+    assert by_name["learning_rate"].endswith("-> float")
     assert "low=0.02" in by_name["learning_rate"]
     assert "high=0.3" in by_name["learning_rate"]
     assert by_name["max_bin"].endswith("fixed 256")
@@ -115,7 +115,7 @@ def test_describe_shows_choices_and_fixed_strings(tmp_path):
     text = space.describe()
 
     assert "grow_policy" in text
-    assert "choice(options=['depthwise', 'lossguide']) -> value" in text
+    assert "choice(options=['depthwise', 'lossguide']) -> one of the options" in text
     assert "tree_method" in text
     assert "fixed 'hist'" in text
 

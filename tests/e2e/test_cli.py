@@ -166,3 +166,21 @@ def test_flags_override_the_study_file(tmp_path, dataset_file):
     parent = client.get_run(summary["parent_run_id"])
     assert parent.info.run_name == "flagged"
     assert client.get_experiment(summary["experiment_id"]).name == "flag-exp"
+
+
+def test_space_check_prints_the_space_and_typed_samples(tmp_path):
+    done = run_cli(tmp_path, "space", "check", str(REPO / "search_spaces" / "xgboost.yaml"), "--samples", "4")
+    assert done.returncode == 0, done.stderr
+    samples = [line for line in done.stdout.splitlines() if line.startswith("sample ")]
+    assert len(samples) == 4
+    for line in samples:
+        depth = int(line.split("max_depth=")[1].split(",")[0])  # printed as an int, not 6.0
+        assert 3 <= depth <= 12
+    assert "learning_rate" in done.stdout and "loguniform(low=0.02, high=0.3)" in done.stdout
+
+
+def test_space_check_refuses_an_invalid_file_with_exit_2(tmp_path):
+    bad = REPO / "tests" / "invalid_spaces" / "low_not_below_high.yaml"
+    done = run_cli(tmp_path, "space", "check", str(bad))
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: {bad}") and "Traceback" not in done.stderr
