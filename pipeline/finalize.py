@@ -91,11 +91,18 @@ def predict(model: FinalModel, frame: pd.DataFrame) -> np.ndarray:
 
 
 def log_and_register(
-    model: FinalModel, dataset: Dataset, client: MlflowClient, model_name: str, tags: dict[str, str]
+    model: FinalModel,
+    x_test: pd.DataFrame,
+    expected: np.ndarray,
+    client: MlflowClient,
+    model_name: str,
+    tags: dict[str, str],
 ) -> Registration:
-    """Log preprocessor + model on the active run, register a version, check it loads, then alias it."""
-    x_test, _ = dataset.xy("test")
-    expected = predict(model, x_test)
+    """Log preprocessor + model on the active run, register a version, check it loads, then alias it.
+
+    ``expected`` are the in-process predictions on ``x_test`` (raw test rows) that the registered version,
+    loaded back, must reproduce before any alias moves.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         preprocessor_file = model.preprocessor.save(folder / "preprocessor.json")

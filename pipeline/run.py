@@ -136,7 +136,8 @@ def run_study(options: RunOptions) -> dict[str, Any]:
         final_started = time.perf_counter()
         final = finalize.refit(dataset, best, study.refit_on, metric, study.seed, nthread)
         x_test, y_test = dataset.xy("test")
-        test_value = metric.score(y_test, finalize.predict(final, x_test))
+        test_predictions = finalize.predict(final, x_test)
+        test_value = metric.score(y_test, test_predictions)
         mlflow.log_metrics(
             {
                 f"test_{metric.name}": test_value,
@@ -145,7 +146,7 @@ def run_study(options: RunOptions) -> dict[str, Any]:
             }
         )
         registration = finalize.log_and_register(
-            final, dataset, client, study.model_name, tags=provenance | {"parent_run_id": parent_id}
+            final, x_test, test_predictions, client, study.model_name, tags=provenance | {"parent_run_id": parent_id}
         )
         mlflow.set_tags({"model_uri": registration.uri, "model_version": registration.version})
         finalize_seconds = time.perf_counter() - final_started

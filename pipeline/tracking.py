@@ -6,7 +6,7 @@ import os
 import subprocess
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +23,6 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from pipeline.errors import TrackingError
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-# MLflow's limits per log_batch call.
-MAX_METRICS_PER_BATCH, MAX_PARAMS_PER_BATCH, MAX_TAGS_PER_BATCH = 1000, 100, 100
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -71,21 +69,27 @@ class TrialRecord:
 
 
 def log_trial(client: MlflowClient, experiment: str, parent_run_id: str, record: TrialRecord) -> str:
-    """Create the trial's child run already complete: a killed process never leaves one RUNNING."""
+    """Write the trial's child run in three calls, ending FAILED if the logging in between fails.
+
+    The run is created only once the trial is over, so a killed process leaves at most the run being
+    written RUNNING, never one per trial in progress.
+    """
     tags = {
         MLFLOW_PARENT_RUN_ID: parent_run_id,
         MLFLOW_RUN_NAME: f"trial-{record.number:04d}",
         "trial_number": str(record.number),
         **record.tags,
     }
-    run = client.create_run(experiment, start_time=record.start_ms, tags=tags)
-    run_id = run.info.run_id
     metrics = [Metric(k, float(v), record.end_ms, 0) for k, v in record.metrics.items()]
     for name, values in record.curves.items():
         metrics.extend(Metric(name, float(v), record.end_ms, step) for step, v in enumerate(values))
     params = [Param(k, str(v)) for k, v in record.params.items()]
-    for batch_metrics, batch_params in _batches(metrics, params):
-        client.log_batch(run_id, metrics=batch_metrics, params=batch_params)
+    run_id = client.create_run(experiment, start_time=record.start_ms, tags=tags).info.run_id
+    try:
+        client.log_batch(run_id, metrics=metrics, params=params)  # MLflow splits past its per-call limits
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED", end_time=now_ms())
+        raise
     client.set_terminated(run_id, status=record.status, end_time=record.end_ms)
     return run_id
 
@@ -122,20 +126,10 @@ class TrialWriter:
         self.close()
 
 
-def _batches(metrics: list[Metric], params: list[Param]) -> Iterable[tuple[list[Metric], list[Param]]]:
-    n = max(1, -(-len(metrics) // MAX_METRICS_PER_BATCH), -(-len(params) // MAX_PARAMS_PER_BATCH))
-    for i in range(n):
-        yield (
-            metrics[i * MAX_METRICS_PER_BATCH : (i + 1) * MAX_METRICS_PER_BATCH],
-            params[i * MAX_PARAMS_PER_BATCH : (i + 1) * MAX_PARAMS_PER_BATCH],
-        )
-
-
 def log_params(client: MlflowClient, run_id: str, params: dict[str, Any], tags: dict[str, str] | None = None) -> None:
+    """One batched call (MLflow splits it past its per-call limits); values cut to MLflow's 6000 characters."""
     items = [Param(k, str(v)[:6000]) for k, v in params.items()]
-    tag_items = [RunTag(k, v) for k, v in (tags or {}).items()]
-    for i in range(0, max(len(items), len(tag_items), 1), MAX_PARAMS_PER_BATCH):
-        client.log_batch(run_id, params=items[i : i + MAX_PARAMS_PER_BATCH], tags=tag_items[i : i + MAX_TAGS_PER_BATCH])
+    client.log_batch(run_id, params=items, tags=[RunTag(k, v) for k, v in (tags or {}).items()])
 
 
 def signature(inputs: pd.DataFrame, outputs: np.ndarray | None = None) -> ModelSignature:
