@@ -1,6 +1,7 @@
 """Command line: parse arguments, call one function per command, turn known errors into exit codes.
 
-Exit codes: 0 success; 2 invalid input (a study, dataset or space file, or the data); 1 anything else.
+Exit codes: 0 success; 2 invalid input (a study, dataset or space file, or the data); 3 another process
+runs the same study; 1 anything else.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "4")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 
-EXIT_OK, EXIT_FAILURE, EXIT_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILURE = 0, 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run a study: search, retrain the best, register it",
         description="Run a study end to end. Defaults come from the study file; flags override it. "
-        "Exit 0 on success, 2 when an input file or the data is invalid, 1 otherwise.",
+        "An unfinished study of the same name (killed, crashed) is resumed where it stopped; a finished one "
+        "is followed by a new one. Exit 0 on success, 2 when an input file or the data is invalid, 3 when "
+        "another process runs the same study, 1 otherwise.",
     )
     run.add_argument("--study", type=Path, help="study file (default: studies/flights.yaml)")
     run.add_argument("--dataset", type=Path, help="dataset file, instead of the study's")
@@ -51,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--experiment", help="MLflow experiment name")
     run.add_argument("--model-name", help="registered model name")
+    run.add_argument("--timeout", type=float, metavar="SECONDS", help="stop starting trials after this long")
+    run.add_argument("--patience", type=int, metavar="K", help="stop when the best has not improved for K trials")
+    run.add_argument("--metric-threshold", type=float, help="stop once the best validation metric is this good")
+    run.add_argument("--fresh", action="store_true", help="start a new study even if an unfinished one exists")
+    run.add_argument(
+        "--state-dir", type=Path, default=Path(".pipeline"), help="where trial histories and locks live (.pipeline)"
+    )
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -85,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_INPUT if error.exit_code == EXIT_INPUT else EXIT_FAILURE
+        return error.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
@@ -111,6 +121,11 @@ def _run(args: argparse.Namespace) -> int:
             tracking_uri=args.tracking_uri,
             experiment=args.experiment,
             model_name=args.model_name,
+            timeout_s=args.timeout,
+            metric_threshold=args.metric_threshold,
+            patience=args.patience,
+            fresh=args.fresh,
+            state_dir=args.state_dir,
             show_progress=not args.no_progress,
         )
     )
@@ -143,7 +158,9 @@ def _human_summary(s: dict) -> str:
     params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in s["best_params"].items())
     return "\n".join(
         [
-            f"study {s['study_name']}: {s['trials']} trials finished, {s['trials_failed']} failed, {s['wall_s']:.1f} s",
+            f"study {s['study_name']}: {s['trials']} trials finished, {s['trials_failed']} failed, {s['wall_s']:.1f} s"
+            + (f" ({s['resumed_trials']} of them before a resume)" if s["resumed_trials"] else ""),
+            f"stopped: {s['stop_reason']}",
             f"best validation {s['metric']}: {s['best_val_metric']:.4f} (best iteration {s['best_iteration']})",
             f"best params: {params}",
             f"test {s['metric']}: {s['test_metric']:.4f}",

@@ -227,6 +227,19 @@ class DatasetConfig(_Strict):
 # --- study ---------------------------------------------------------------------------------------------
 
 
+class StopConfig(_Strict):
+    """When a study ends before ``max_evals``; checked after each trial."""
+
+    timeout_s: Annotated[float, Field(gt=0)] | None = None
+    """Wall-clock budget of one invocation, in seconds; the trial in progress is finished first."""
+    metric_threshold: float | None = None
+    """Stop once the best validation metric is at least this good."""
+    patience: PositiveInt | None = None
+    """Stop when the best has not improved for this many trials."""
+    max_failed_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+    """Fail the study (nothing registered) once more than this share of its trials failed (after 5)."""
+
+
 class StudyConfig(_Strict):
     name: str
     experiment: str
@@ -239,6 +252,7 @@ class StudyConfig(_Strict):
     algorithm: Literal["tpe", "rand"] = "tpe"
     refit_on: Literal["train", "train_validation"] = "train_validation"
     """Data the final model is retrained on; the number of boosting rounds comes from the best trial."""
+    stop: StopConfig = StopConfig()
 
 
 # --- loading -------------------------------------------------------------------------------------------

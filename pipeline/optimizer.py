@@ -6,11 +6,12 @@ hyperopt is barely maintained; keeping it behind this module means a replacement
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from hyperopt import STATUS_FAIL, STATUS_OK, Trials, anneal, fmin, hp, rand, tpe
+from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK, Trials, anneal, fmin, hp, rand, tpe
 from hyperopt.pyll import stochastic
 
 from pipeline.spaces import SearchSpace
@@ -51,6 +52,16 @@ def compile_space(space: SearchSpace) -> dict[str, Any]:
     return compiled
 
 
+@dataclass(frozen=True)
+class PastTrial:
+    """A finished trial fed back to the algorithm on resume: its typed parameters and its loss."""
+
+    number: int
+    params: dict[str, Any]
+    loss: float | None
+    """None for a failed trial (hyperopt's STATUS_FAIL)."""
+
+
 def minimize(
     objective: Callable[[dict[str, Any]], dict[str, Any]],
     space: SearchSpace,
@@ -58,21 +69,61 @@ def minimize(
     max_evals: int,
     seed: int,
     algorithm: str = "tpe",
-    trials: Trials | None = None,
-) -> Trials:
-    """Run the search; the objective receives the sampled values (choices resolved, not yet typed)."""
-    trials = trials if trials is not None else Trials()
-    compiled = compile_space(space)
+    past: Sequence[PastTrial] = (),
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Run trials until ``max_evals`` (past ones included) or until ``should_stop()`` says so.
+
+    The objective receives the sampled values (choices resolved, not yet typed). Past trials are inserted
+    as already evaluated, and the random stream is advanced past the draws they used, so a study resumed
+    after a crash proposes what the uninterrupted study would have proposed.
+    """
+    if len(past) >= max_evals:
+        return
+    trials = _trials_from(space, past)
+    rstate = np.random.default_rng(seed)
+    for _ in past:
+        rstate.integers(2**31 - 1)  # hyperopt draws one seed per proposed trial
     fmin(
         objective,
-        compiled,
+        compile_space(space),
         algo=ALGORITHMS[algorithm],
         max_evals=max_evals,
         trials=trials,
-        rstate=np.random.default_rng(seed),
+        rstate=rstate,
         show_progressbar=False,
+        early_stop_fn=lambda _trials, *args: (should_stop(), args),
     )
+
+
+def _trials_from(space: SearchSpace, past: Sequence[PastTrial]) -> Trials:
+    trials = Trials()
+    if not past:
+        return trials
+    docs = []
+    for trial in past:
+        vals = {name: [_encode(dist, trial.params[name])] for name, dist in space.searched.items()}
+        misc = {
+            "tid": trial.number,
+            "cmd": ("domain_attachment", "FMinIter_Domain"),
+            "workdir": None,
+            "idxs": {name: [trial.number] for name in vals},
+            "vals": vals,
+        }
+        result = {"status": STATUS_FAIL} if trial.loss is None else {"status": STATUS_OK, "loss": trial.loss}
+        docs.extend(trials.new_trial_docs([trial.number], [None], [result], [misc]))
+    for doc in docs:
+        doc["state"] = JOB_STATE_DONE
+    trials.insert_trial_docs(docs)
+    trials.refresh()
     return trials
+
+
+def _encode(dist: Any, value: Any) -> Any:
+    """A typed value as hyperopt stores it: the option's index for a choice, the value otherwise."""
+    if dist.distribution in ("choice", "pchoice"):
+        return next(i for i, option in enumerate(dist.options) if option == value and type(option) is type(value))
+    return value
 
 
 def sample(space: SearchSpace, count: int, seed: int) -> list[dict[str, Any]]:

@@ -17,12 +17,21 @@ import mlflow.data
 from pydantic import ValidationError
 
 import pipeline
-from pipeline import booster, config, data, finalize, spaces, tracking
+from pipeline import booster, config, data, finalize, history, spaces, tracking
 from pipeline.config import StudyConfig
-from pipeline.errors import InputError
+from pipeline.errors import InputError, PipelineError
 from pipeline.features import Preprocessor
+from pipeline.history import DEFAULT_STATE_DIR
 from pipeline.metrics import METRICS
-from pipeline.search import RunContext, SearchSettings, run_search
+from pipeline.search import (
+    RunContext,
+    SearchSettings,
+    StopRules,
+    TrialOutcome,
+    outcome_from_history,
+    record_from_history,
+    run_search,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,12 @@ class RunOptions:
     tracking_uri: str | None = None
     experiment: str | None = None
     model_name: str | None = None
+    timeout_s: float | None = None
+    metric_threshold: float | None = None
+    patience: int | None = None
+    fresh: bool = False
+    """Start a new study even if an unfinished one with this name exists (it is set aside, not deleted)."""
+    state_dir: Path = DEFAULT_STATE_DIR
     show_progress: bool = True
 
 
@@ -65,7 +80,9 @@ def resolve_study(options: RunOptions) -> tuple[StudyConfig, Path]:
         "experiment": options.experiment,
         "model_name": options.model_name,
     }
+    stop = {"timeout_s": options.timeout_s, "metric_threshold": options.metric_threshold, "patience": options.patience}
     merged = study.model_dump() | {k: v for k, v in overrides.items() if v is not None}
+    merged["stop"] = merged["stop"] | {k: v for k, v in stop.items() if v is not None}
     try:
         return StudyConfig.model_validate(merged), study_file
     except ValidationError as error:
@@ -73,18 +90,44 @@ def resolve_study(options: RunOptions) -> tuple[StudyConfig, Path]:
 
 
 def run_study(options: RunOptions) -> dict[str, Any]:
-    """Run one study end to end and return the summary the CLI prints (and emits as JSON)."""
+    """Run one study end to end, or resume the unfinished one of the same name, and return its summary.
+
+    Raises InputError for invalid input, StudyLocked if another process runs the study, PipelineError
+    subclasses for the rest.
+    """
     started = time.perf_counter()
     study, study_file = resolve_study(options)
     dataset_config = config.load_dataset(study.dataset)
     space = spaces.load(study.space)
     dataset = data.load_dataset(dataset_config, study.dataset)
+    folder = history.study_folder(options.state_dir, study.experiment, study.name)
+    with history.study_lock(folder, study.name):
+        trial_history = history.History(folder / "history.jsonl")
+        if options.fresh and trial_history.path.exists():
+            set_aside = trial_history.archive(f"abandoned-{int(time.time())}")
+            log.info("--fresh: the unfinished study's history was moved to %s", set_aside)
+        state = trial_history.read()
+        if state is not None:
+            _check_resumable(state.study, study, space, dataset)
+        summary = _run(study, study_file, dataset, space, trial_history, state, options)
+    summary["wall_s"] = round(time.perf_counter() - started, 3)
+    return summary
+
+
+def _run(
+    study: StudyConfig,
+    study_file: Path,
+    dataset: data.Dataset,
+    space: spaces.SearchSpace,
+    trial_history: history.History,
+    state: history.StudyState | None,
+    options: RunOptions,
+) -> dict[str, Any]:
     metric = METRICS[study.metric]
     nthread = booster.default_threads()
-
     x_train, y_train = dataset.xy("train")
     x_validation, y_validation = dataset.xy("validation")
-    features = dataset_config.features
+    features = dataset.config.features
     categorical = list(features.categorical)
     numeric = [c for c in dataset.feature_columns if c not in categorical]
     preprocessor = Preprocessor.fit(x_train, categorical, numeric, features.crossed)
@@ -111,17 +154,58 @@ def run_study(options: RunOptions) -> dict[str, Any]:
     provenance = {"space_sha256": space.sha256, "data_fingerprint": dataset.fingerprint, "study": study.name}
     if commit := tracking.git_commit(REPO_ROOT):
         provenance["git_commit"] = commit
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=study.name, tags=provenance | {"pipeline_version": pipeline.__version__}
-    ) as parent:
+    resumed_id = state.study["parent_run_id"] if state is not None else None
+    for orphan in tracking.kill_orphaned_parents(client, experiment_id, study.name, keep=resumed_id):
+        log.info("marked parent run %s KILLED: its process died and left it RUNNING", orphan)
+    past = _reconcile(client, experiment_id, trial_history, state) if state is not None else []
+    if resumed_id is not None:
+        log.info("resuming study %r (parent run %s) after %d finished trials", study.name, resumed_id, len(past))
+        run = mlflow.start_run(run_id=resumed_id)
+    else:
+        run = mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=study.name,
+            tags=provenance | {"pipeline_version": pipeline.__version__},
+        )
+    with run as parent:
         parent_id = parent.info.run_id
-        _log_study_inputs(client, parent_id, study, study_file, dataset, space)
+        if resumed_id is None:
+            trial_history.start(
+                {
+                    "parent_run_id": parent_id,
+                    "experiment_id": experiment_id,
+                    "study": study.name,
+                    "space_sha256": space.sha256,
+                    "data_fingerprint": dataset.fingerprint,
+                    "seed": study.seed,
+                    "metric": study.metric,
+                    "algorithm": study.algorithm,
+                }
+            )
+            _log_study_inputs(client, parent_id, study, study_file, dataset, space)
+        else:
+            resumes = int(parent.data.tags.get("resumed", "0")) + 1
+            mlflow.set_tags({"resumed": str(resumes), f"resumed_at_trial_{resumes}": str(len(past))})
         settings = SearchSettings(
-            max_evals=study.max_evals, seed=study.seed, algorithm=study.algorithm, nthread=nthread
+            max_evals=study.max_evals,
+            seed=study.seed,
+            algorithm=study.algorithm,
+            nthread=nthread,
+            stop=StopRules(**study.stop.model_dump()),
         )
         context = RunContext(client=client, experiment_id=experiment_id, parent_run_id=parent_id, tags=provenance)
-        result = run_search(space, matrices, y_validation, metric, settings, context, options.show_progress)
+        try:
+            result = run_search(
+                space, matrices, y_validation, metric, settings, context, trial_history, past, options.show_progress
+            )
+        except PipelineError as error:
+            mlflow.set_tag("stop_reason", str(error)[:5000])
+            raise
         best = result.best
+        log.info("search stopped: %s", result.stop_reason)
+        mlflow.set_tags(
+            {"best_trial_run_id": best.run_id, "best_trial_number": str(best.number), "stop_reason": result.stop_reason}
+        )
         mlflow.log_metrics(
             {
                 f"best_val_{metric.name}": best.value,
@@ -131,7 +215,6 @@ def run_study(options: RunOptions) -> dict[str, Any]:
                 "search_train_seconds": result.train_seconds,
             }
         )
-        mlflow.set_tags({"best_trial_run_id": best.run_id, "best_trial_number": str(best.number)})
 
         final_started = time.perf_counter()
         final = finalize.refit(dataset, best, study.refit_on, metric, study.seed, nthread)
@@ -150,6 +233,7 @@ def run_study(options: RunOptions) -> dict[str, Any]:
         )
         mlflow.set_tags({"model_uri": registration.uri, "model_version": registration.version})
         finalize_seconds = time.perf_counter() - final_started
+    trial_history.archive(parent_id)
 
     return {
         "experiment_id": experiment_id,
@@ -157,6 +241,8 @@ def run_study(options: RunOptions) -> dict[str, Any]:
         "study_name": study.name,
         "trials": len(result.finished),
         "trials_failed": len(result.trials) - len(result.finished),
+        "resumed_trials": result.resumed_trials,
+        "stop_reason": result.stop_reason,
         "best_params": best.params,
         "best_val_metric": best.value,
         "best_iteration": best.best_iteration,
@@ -168,12 +254,83 @@ def run_study(options: RunOptions) -> dict[str, Any]:
         "alias": registration.alias,
         "model_id": registration.model_id,
         "tracking_uri": mlflow.get_tracking_uri(),
-        "wall_s": round(time.perf_counter() - started, 3),
         "search_s": round(result.wall_seconds, 3),
         "search_train_s": round(result.train_seconds, 3),
         "finalize_s": round(finalize_seconds, 3),
         "final_train_s": round(final.train_seconds, 3),
     }
+
+
+RESUME_KEYS = {
+    "space_sha256": "the space file",
+    "data_fingerprint": "the data",
+    "seed": "the seed",
+    "metric": "the metric",
+    "algorithm": "the algorithm",
+}
+
+
+def _check_resumable(saved: dict[str, Any], study: StudyConfig, space, dataset: data.Dataset) -> None:
+    """An unfinished study resumes only with what it started with; anything else is a new study."""
+    now = {
+        "space_sha256": space.sha256,
+        "data_fingerprint": dataset.fingerprint,
+        "seed": study.seed,
+        "metric": study.metric,
+        "algorithm": study.algorithm,
+    }
+    for key, what in RESUME_KEYS.items():
+        if saved.get(key) != now[key]:
+            raise InputError(
+                None,
+                None,
+                f"study {study.name!r} has an unfinished run (parent {saved['parent_run_id']}) started with "
+                f"different {what} ({saved.get(key)} then, {now[key]} now)",
+                "rerun with --fresh to start a new study, or restore what changed to resume it",
+            )
+
+
+def _reconcile(
+    client, experiment_id: str, trial_history: history.History, state: history.StudyState
+) -> list[TrialOutcome]:
+    """Match the history's trials with the parent's child runs: re-log those MLflow lacks, retire torn ones.
+
+    A trial is in the history before its run is written, so MLflow can lack the last few trials (their
+    write was queued when the process died) or hold one run RUNNING (killed mid-write): that run is marked
+    KILLED and deleted, and the trial logged again in full, so each trial ends with exactly one run.
+    """
+    parent_id = state.study["parent_run_id"]
+    try:
+        client.get_run(parent_id)
+    except Exception as error:  # a deleted or foreign parent run cannot be resumed
+        raise InputError(
+            trial_history.path,
+            None,
+            f"parent run {parent_id} of the unfinished study cannot be read ({type(error).__name__})",
+            "rerun with --fresh to start a new study",
+        ) from None
+    runs = tracking.child_runs(client, experiment_id, parent_id)
+    by_number: dict[int, str] = {}
+    for run in runs:
+        number = int(run.data.tags.get("trial_number", -1))
+        if run.info.status == "RUNNING" or number >= len(state.trials) or number in by_number:
+            tracking.retire_run(client, run.info.run_id)
+            log.info(
+                "retired child run %s of trial %d: left RUNNING or duplicated by a dead process",
+                run.info.run_id,
+                number,
+            )
+        else:
+            by_number[number] = run.info.run_id
+    past = []
+    for entry in state.trials:
+        number = entry["outcome"]["number"]
+        run_id = by_number.get(number)
+        if run_id is None:
+            run_id = tracking.log_trial(client, experiment_id, parent_id, record_from_history(entry))
+            trial_history.append_logged(number, run_id)
+        past.append(outcome_from_history(entry, run_id))
+    return past
 
 
 def _log_study_inputs(

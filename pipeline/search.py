@@ -9,7 +9,10 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -19,6 +22,7 @@ from tqdm import tqdm
 from pipeline import booster, optimizer, tracking
 from pipeline.booster import Matrices
 from pipeline.errors import PipelineError
+from pipeline.history import History
 from pipeline.metrics import Metric
 from pipeline.spaces import SearchSpace
 
@@ -40,8 +44,12 @@ class TrialOutcome:
 @dataclass(frozen=True)
 class SearchResult:
     trials: list[TrialOutcome]
+    """Every trial of the study, those from before a resume included."""
     best: TrialOutcome
     wall_seconds: float
+    stop_reason: str
+    resumed_trials: int = 0
+    """Trials that were already finished when this invocation started."""
 
     @property
     def finished(self) -> list[TrialOutcome]:
@@ -49,7 +57,19 @@ class SearchResult:
 
     @property
     def train_seconds(self) -> float:
-        return sum(t.train_seconds for t in self.trials)
+        """Training time of this invocation's trials (what its wall time can be compared with)."""
+        return sum(t.train_seconds for t in self.trials[self.resumed_trials :])
+
+
+@dataclass(frozen=True)
+class StopRules:
+    """When a study ends before ``max_evals``: all optional but the failure share."""
+
+    timeout_s: float | None = None
+    metric_threshold: float | None = None
+    patience: int | None = None
+    max_failed_share: float = 0.5
+    min_trials_for_failed_share: int = 5
 
 
 @dataclass(frozen=True)
@@ -58,6 +78,7 @@ class SearchSettings:
     seed: int
     algorithm: str
     nthread: int
+    stop: StopRules = StopRules()
 
 
 @dataclass(frozen=True)
@@ -71,6 +92,10 @@ class RunContext:
     """Provenance tags stamped on every trial run (space hash, data fingerprint, git commit)."""
 
 
+class TooManyFailures(PipelineError):
+    """More than the allowed share of trials failed: the study stops and nothing is registered."""
+
+
 def run_search(
     space: SearchSpace,
     matrices: Matrices,
@@ -78,15 +103,23 @@ def run_search(
     metric: Metric,
     settings: SearchSettings,
     context: RunContext,
+    history: History,
+    past: Sequence[TrialOutcome] = (),
     show_progress: bool = True,
 ) -> SearchResult:
-    """Run ``settings.max_evals`` trials; raises PipelineError when no trial succeeds."""
-    outcomes: list[TrialOutcome] = []
-    writes = []
+    """Run trials until ``settings.max_evals`` (``past`` included) or a stop rule; each trial is appended to
+    ``history`` before its MLflow run is written, so a crash never loses a finished trial.
+
+    Raises TooManyFailures (or PipelineError when every trial failed).
+    """
+    outcomes: list[TrialOutcome] = list(past)
+    writes: dict[int, Future[str]] = {}
     writer = tracking.TrialWriter(context.client, context.experiment_id, context.parent_run_id)
     started = time.perf_counter()
+    stop: list[str] = []
     bar = tqdm(
         total=settings.max_evals,
+        initial=len(past),
         desc="trials",
         unit="trial",
         file=sys.stderr,
@@ -99,7 +132,11 @@ def run_search(
             len(outcomes), values, space, matrices, y_validation, metric, settings, context.tags
         )
         outcomes.append(outcome)
-        writes.append(writer.submit(record))
+        history.append_trial({"outcome": asdict(outcome), "record": asdict(record)})
+        writes[outcome.number] = writer.submit(record)
+        writes[outcome.number].add_done_callback(partial(_note_logged, history, outcome.number))
+        if reason := stop_reason(outcomes, metric, settings, time.perf_counter() - started):
+            stop.append(reason)
         best = _best(outcomes, metric)
         bar.update(1)
         if best is not None:
@@ -108,9 +145,16 @@ def run_search(
             return {"status": optimizer.FAIL, "error": outcome.error}
         return {"status": optimizer.OK, "loss": metric.loss(outcome.value)}
 
+    known = [optimizer.PastTrial(o.number, o.params, metric.loss(o.value) if o.ok else None) for o in past]
     try:
         optimizer.minimize(
-            objective, space, max_evals=settings.max_evals, seed=settings.seed, algorithm=settings.algorithm
+            objective,
+            space,
+            max_evals=settings.max_evals,
+            seed=settings.seed,
+            algorithm=settings.algorithm,
+            past=known,
+            should_stop=lambda: bool(stop),
         )
     except Exception:
         if any(o.ok for o in outcomes) or not outcomes:
@@ -119,17 +163,62 @@ def run_search(
     finally:
         bar.close()
         writer.close()
-    outcomes = [replace(o, run_id=w.result()) for o, w in zip(outcomes, writes, strict=True)]
+    outcomes = [replace(o, run_id=writes[o.number].result()) if o.number in writes else o for o in outcomes]
+    failed = [o for o in outcomes if not o.ok]
+    if stop and stop[0].startswith(FAILURES):
+        raise TooManyFailures(f"study stopped: {stop[0]}; first error: {failed[0].error}")
     best = _best(outcomes, metric)
     if best is None:
-        first = outcomes[0].error if outcomes else "no trial ran"
+        first = failed[0].error if failed else "no trial ran"
         raise PipelineError(f"all {len(outcomes)} trials failed; first error: {first}")
-    return SearchResult(trials=outcomes, best=best, wall_seconds=time.perf_counter() - started)
+    reason = stop[0] if stop else f"max_evals ({settings.max_evals}) reached"
+    return SearchResult(
+        trials=outcomes,
+        best=best,
+        wall_seconds=time.perf_counter() - started,
+        stop_reason=reason,
+        resumed_trials=len(past),
+    )
 
 
-def _best(outcomes: list[TrialOutcome], metric: Metric) -> TrialOutcome | None:
+FAILURES = "failed trials"
+
+
+def stop_reason(
+    outcomes: Sequence[TrialOutcome], metric: Metric, settings: SearchSettings, elapsed_s: float
+) -> str | None:
+    """Why the study should stop after its latest trial, or None to go on (``max_evals`` is hyperopt's)."""
+    rules = settings.stop
+    failed = sum(not o.ok for o in outcomes)
+    if len(outcomes) >= rules.min_trials_for_failed_share and failed > rules.max_failed_share * len(outcomes):
+        return f"{FAILURES}: {failed} of {len(outcomes)} (more than {rules.max_failed_share:.0%})"
+    best = _best(outcomes, metric)
+    threshold = rules.metric_threshold
+    if best is not None and threshold is not None and not metric.better(threshold, best.value):
+        return f"metric threshold reached: best {metric.name} {best.value:.6g} vs {rules.metric_threshold:g}"
+    if best is not None and rules.patience is not None and outcomes[-1].number - best.number >= rules.patience:
+        return f"no improvement in {rules.patience} trials (best is trial {best.number})"
+    if rules.timeout_s is not None and elapsed_s >= rules.timeout_s:
+        return f"timeout: {elapsed_s:.0f} s >= {rules.timeout_s:g} s"
+    return None
+
+
+def _note_logged(history: History, number: int, write: Future[str]) -> None:
+    if write.exception() is None:
+        history.append_logged(number, write.result())
+
+
+def _best(outcomes: Sequence[TrialOutcome], metric: Metric) -> TrialOutcome | None:
     ok = [o for o in outcomes if o.ok]
     return min(ok, key=lambda o: (metric.loss(o.value), o.number)) if ok else None
+
+
+def outcome_from_history(entry: dict[str, Any], run_id: str) -> TrialOutcome:
+    return TrialOutcome(**(entry["outcome"] | {"run_id": run_id}))
+
+
+def record_from_history(entry: dict[str, Any]) -> tracking.TrialRecord:
+    return tracking.TrialRecord(**entry["record"])
 
 
 def _run_trial(

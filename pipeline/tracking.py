@@ -15,7 +15,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
@@ -124,6 +124,37 @@ class TrialWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def child_runs(client: MlflowClient, experiment: str, parent_run_id: str) -> list[Run]:
+    return client.search_runs(
+        [experiment], filter_string=f"tags.{MLFLOW_PARENT_RUN_ID} = '{parent_run_id}'", max_results=50000
+    )
+
+
+def retire_run(client: MlflowClient, run_id: str) -> None:
+    """End a run a dead process left behind as KILLED, then delete it (MLflow keeps it restorable)."""
+    client.set_terminated(run_id, status="KILLED")
+    client.set_tag(run_id, "retired_by", "pipeline resume")
+    client.delete_run(run_id)
+
+
+def kill_orphaned_parents(client: MlflowClient, experiment: str, study: str, keep: str | None) -> list[str]:
+    """Mark KILLED the study's parent runs left RUNNING by a dead process (the caller holds the study lock,
+    so no live process owns them), and their RUNNING children."""
+    running = client.search_runs(
+        [experiment], filter_string=f"tags.study = '{study}' and attributes.status = 'RUNNING'", max_results=1000
+    )
+    killed = []
+    for run in running:
+        if MLFLOW_PARENT_RUN_ID in run.data.tags or run.info.run_id == keep:
+            continue
+        for child in child_runs(client, experiment, run.info.run_id):
+            if child.info.status == "RUNNING":
+                client.set_terminated(child.info.run_id, status="KILLED")
+        client.set_terminated(run.info.run_id, status="KILLED")
+        killed.append(run.info.run_id)
+    return killed
 
 
 def log_params(client: MlflowClient, run_id: str, params: dict[str, Any], tags: dict[str, str] | None = None) -> None:

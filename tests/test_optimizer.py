@@ -134,8 +134,7 @@ def run(space: spaces.SearchSpace, *, max_evals: int, seed: int, algorithm: str)
         loss = sum(float(v) for v in params.values() if isinstance(v, int | float) and math.isfinite(v))
         return {"loss": loss if math.isfinite(loss) else 0.0, "status": optimizer.OK}
 
-    trials = optimizer.minimize(objective, space, max_evals=max_evals, seed=seed, algorithm=algorithm)
-    assert len(trials.trials) == max_evals
+    optimizer.minimize(objective, space, max_evals=max_evals, seed=seed, algorithm=algorithm)
     assert len(seen) == max_evals
     return seen
 
@@ -277,18 +276,42 @@ def test_tpe_model_phase_stays_inside_every_kind(tmp_path):
     assert {p["validate_parameters"] for p in seen} <= {True, False}
 
 
-def test_resuming_with_the_same_trials_continues_the_count():
+def test_a_resumed_search_proposes_what_the_uninterrupted_one_did():
+    """Past trials fed back (with the random stream advanced past them) continue the same sequence,
+    beyond TPE's 20 random start-up trials too."""
+    space = spaces.load(ROOT / "search_spaces" / "xgboost.yaml")
+
+    def loss(params: dict[str, Any]) -> float:
+        return params["learning_rate"] * params["max_depth"] + params["subsample"]
+
+    def search(max_evals: int, past=()) -> list[dict[str, Any]]:
+        seen: list[dict[str, Any]] = []
+
+        def objective(values: dict[str, Any]) -> dict[str, Any]:
+            seen.append(space.typed(values))
+            return {"status": "ok", "loss": loss(seen[-1])}
+
+        optimizer.minimize(objective, space, max_evals=max_evals, seed=5, past=past)
+        return seen
+
+    uninterrupted = search(26)
+    before_crash = search(11)
+    past = [optimizer.PastTrial(i, p, loss(p)) for i, p in enumerate(before_crash)]
+    after_resume = search(26, past)
+
+    assert len(after_resume) == 15
+    assert before_crash + after_resume == uninterrupted
+    assert search(11, past) == []  # the budget counts past trials
+
+
+def test_should_stop_ends_the_search_after_the_current_trial():
     space = spaces.load(ROOT / "search_spaces" / "xgboost.yaml")
     seen: list[dict[str, Any]] = []
 
-    def objective(values: dict[str, Any]) -> float:
-        seen.append(space.typed(values))
-        return float(values["subsample"])
+    def objective(values: dict[str, Any]) -> dict[str, Any]:
+        seen.append(values)
+        return {"status": "ok", "loss": 1.0}
 
-    trials = optimizer.minimize(objective, space, max_evals=4, seed=1)
-    again = optimizer.minimize(objective, space, max_evals=7, seed=1, trials=trials)
+    optimizer.minimize(objective, space, max_evals=10, seed=1, should_stop=lambda: len(seen) >= 3)
 
-    assert again is trials
-    assert len(trials.trials) == 7
-    assert len(seen) == 7
-    assert min(trials.losses()) == min(p["subsample"] for p in seen)
+    assert len(seen) == 3

@@ -16,6 +16,7 @@ from pipeline import booster, config, spaces, tracking
 from pipeline.data import load_dataset
 from pipeline.errors import PipelineError
 from pipeline.features import Preprocessor
+from pipeline.history import History
 from pipeline.metrics import METRICS
 from pipeline.search import RunContext, SearchSettings, run_search
 
@@ -81,6 +82,13 @@ def write_space(folder: Path, parameters: dict) -> spaces.SearchSpace:
     return spaces.load(path)
 
 
+def journal(folder: Path) -> History:
+    """A fresh trial history, as run.py starts one for a new study."""
+    history = History(folder / "history.jsonl")
+    history.start({"parent_run_id": "test"})
+    return history
+
+
 def settings(max_evals: int, seed: int = 3) -> SearchSettings:
     return SearchSettings(max_evals=max_evals, seed=seed, algorithm="tpe", nthread=2)
 
@@ -102,7 +110,14 @@ def test_each_trial_is_one_child_run_and_the_best_is_the_lowest_ok_rmse(tmp_path
     space = write_space(tmp_path, SEARCHED)
 
     result = run_search(
-        space, prepared.matrices, prepared.y_validation, METRICS["rmse"], settings(5), context, show_progress=False
+        space,
+        prepared.matrices,
+        prepared.y_validation,
+        METRICS["rmse"],
+        settings(5),
+        context,
+        journal(tmp_path),
+        show_progress=False,
     )
 
     assert [t.number for t in result.trials] == [0, 1, 2, 3, 4]
@@ -141,7 +156,14 @@ def test_failing_trials_are_failed_runs_with_the_error_and_never_the_best(tmp_pa
     )
 
     result = run_search(
-        space, prepared.matrices, prepared.y_validation, METRICS["rmse"], settings(6), context, show_progress=False
+        space,
+        prepared.matrices,
+        prepared.y_validation,
+        METRICS["rmse"],
+        settings(6),
+        context,
+        journal(tmp_path),
+        show_progress=False,
     )
 
     failed = [t for t in result.trials if not t.ok]
@@ -173,7 +195,14 @@ def test_when_every_trial_fails_the_error_says_so_and_quotes_the_first(tmp_path,
 
     with pytest.raises(PipelineError, match=r"^all 3 trials failed; first error: XGBoostError: .*max_depth") as raised:
         run_search(
-            space, prepared.matrices, prepared.y_validation, METRICS["rmse"], settings(3), context, show_progress=False
+            space,
+            prepared.matrices,
+            prepared.y_validation,
+            METRICS["rmse"],
+            settings(3),
+            context,
+            journal(tmp_path),
+            show_progress=False,
         )
 
     runs = child_runs(context)
@@ -187,7 +216,16 @@ def test_r2_is_maximised_and_read_off_the_rmse_curve(tmp_path, prepared, context
     space = write_space(tmp_path, SEARCHED)
     r2 = METRICS["r2"]
 
-    result = run_search(space, prepared.matrices, prepared.y_validation, r2, settings(5), context, show_progress=False)
+    result = run_search(
+        space,
+        prepared.matrices,
+        prepared.y_validation,
+        r2,
+        settings(5),
+        context,
+        journal(tmp_path),
+        show_progress=False,
+    )
 
     values = [t.value for t in result.trials]
     assert len(set(values)) > 1

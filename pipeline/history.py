@@ -1,0 +1,148 @@
+"""A study's trial history on local disk, and the lock that keeps two processes off one study.
+
+The history is an append-only JSON Lines file, ``<state>/<experiment>/<study>/history.jsonl``: one line
+for the study (its parent run, space hash, data fingerprint, seed), one line per finished trial (written
+and fsync'ed before the trial is sent to MLflow), and one line per trial once its MLflow run is written.
+A crash can only tear the line being appended; that last line is ignored on reading, so every trial whose
+line is complete survives, whatever the moment of the kill. Nothing is ever rewritten in place.
+When a study finishes, its file is renamed to ``<parent_run_id>.jsonl``: the next run starts a new study.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STATE_DIR = Path(".pipeline")
+
+
+class StudyLocked(PipelineError):
+    """Another process runs this study: exit code 3, so a scheduler can tell it from a failure."""
+
+    exit_code = 3
+
+
+@dataclass
+class StudyState:
+    """What a history file holds: the study's identity, its trials, and which were logged to MLflow."""
+
+    study: dict[str, Any]
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    logged: dict[int, str] = field(default_factory=dict)
+    """Trial number -> id of its MLflow run, for the trials whose run was fully written."""
+
+
+def study_folder(state_dir: Path, experiment: str, study: str) -> Path:
+    return state_dir / _safe(experiment) / _safe(study)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "_"
+
+
+class History:
+    """Appends to one study's history file; safe to call from the trial-writer thread too."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+
+    def read(self) -> StudyState | None:
+        """The state in the file, or None when there is none (or not even its first line survived)."""
+        if not self.path.exists():
+            return None
+        content = self.path.read_bytes()
+        complete, _, torn = content.rpartition(b"\n")
+        if torn:
+            # The process died while appending: drop the partial line so later appends start clean.
+            log.warning("%s: dropping a torn last line (the process died while writing it)", self.path)
+            with self.path.open("r+b") as handle:
+                handle.truncate(len(complete) + 1 if complete else 0)
+        entries = []
+        for number, line in enumerate(complete.split(b"\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise PipelineError(
+                    f"{self.path}: line {number} is corrupt; move the file away to start "
+                    "the study afresh (or rerun with --fresh)"
+                ) from None
+        if not entries or entries[0].get("type") != "study":
+            return None
+        state = StudyState(study=entries[0])
+        for entry in entries[1:]:
+            if entry["type"] == "trial" and entry["number"] == len(state.trials):
+                state.trials.append(entry)
+            elif entry["type"] == "logged":
+                state.logged[entry["number"]] = entry["run_id"]
+        return state
+
+    def start(self, study: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        with tmp.open("w") as handle:
+            handle.write(json.dumps({"type": "study", **study}) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(self.path)
+
+    def append_trial(self, trial: dict[str, Any]) -> None:
+        self._append({"type": "trial", **trial})
+
+    def append_logged(self, number: int, run_id: str) -> None:
+        self._append({"type": "logged", "number": number, "run_id": run_id})
+
+    def archive(self, name: str) -> Path:
+        """Rename the finished study's file so that the next run starts a new study."""
+        target = self.path.with_name(f"{_safe(name)}.jsonl")
+        self.path.replace(target)
+        return target
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        line = (json.dumps(entry, allow_nan=True) + "\n").encode()
+        with self._lock, self.path.open("ab") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+@contextmanager
+def study_lock(folder: Path, study: str) -> Iterator[None]:
+    """Hold an exclusive lock on the study for the life of the block; raise StudyLocked if it is held.
+
+    ``flock`` is released by the kernel when the process dies, so a killed run never leaves a stale lock.
+    It works between processes on one machine (or one NFS-with-locking folder), not across machines.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "lock"
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise StudyLocked(f"study {study!r} is already running ({holder}); wait for it to finish") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
