@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -83,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # A scheduler stops jobs with SIGTERM: unwind like Ctrl-C so the parent run ends KILLED, not RUNNING.
+    signal.signal(signal.SIGTERM, _terminated)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         stream=sys.stderr,
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        print("error: interrupted; rerun the same command to resume the study", file=sys.stderr)
         return 130
     except Exception as error:
         if args.verbose or os.environ.get("PIPELINE_DEBUG"):
@@ -105,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         first = str(error).splitlines()[0] if str(error) else ""
         print(f"error: unexpected {type(error).__name__}: {first} (rerun with -v for the traceback)", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _run(args: argparse.Namespace) -> int:

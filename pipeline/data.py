@@ -90,6 +90,15 @@ def load_dataset(config: DatasetConfig, file: Path) -> Dataset:
     for name, part in (("train", train), ("validation", validation), ("test", test)):
         if part.empty:
             raise InputError(file, f"split.{name}", "selects no rows with a target", "check the split values")
+    for name in config.features.categorical:
+        values = train[name].dropna().unique()
+        if len(values) < 2:
+            raise InputError(
+                file,
+                "features.categorical",
+                f"column {name!r} has {len(values)} distinct value(s) in the training split",
+                "remove it: a constant column cannot inform the model",
+            )
     return Dataset(
         config=config,
         file=file,

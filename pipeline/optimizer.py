@@ -5,6 +5,7 @@ hyperopt is barely maintained; keeping it behind this module means a replacement
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK, Trials, anneal, fmin, hp, rand, tpe
+from hyperopt.exceptions import AllTrialsFailed
 from hyperopt.pyll import stochastic
 
 from pipeline.spaces import SearchSpace
@@ -84,16 +86,18 @@ def minimize(
     rstate = np.random.default_rng(seed)
     for _ in past:
         rstate.integers(2**31 - 1)  # hyperopt draws one seed per proposed trial
-    fmin(
-        objective,
-        compile_space(space),
-        algo=ALGORITHMS[algorithm],
-        max_evals=max_evals,
-        trials=trials,
-        rstate=rstate,
-        show_progressbar=False,
-        early_stop_fn=lambda _trials, *args: (should_stop(), args),
-    )
+    # fmin's last step looks up the best trial and raises if all failed; the caller reports those.
+    with contextlib.suppress(AllTrialsFailed):
+        fmin(
+            objective,
+            compile_space(space),
+            algo=ALGORITHMS[algorithm],
+            max_evals=max_evals,
+            trials=trials,
+            rstate=rstate,
+            show_progressbar=False,
+            early_stop_fn=lambda _trials, *args: (should_stop(), args),
+        )
 
 
 def _trials_from(space: SearchSpace, past: Sequence[PastTrial]) -> Trials:

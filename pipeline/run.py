@@ -19,7 +19,7 @@ from pydantic import ValidationError
 import pipeline
 from pipeline import booster, config, data, finalize, history, spaces, tracking
 from pipeline.config import StudyConfig
-from pipeline.errors import InputError, PipelineError
+from pipeline.errors import InputError, PipelineError, TrackingError
 from pipeline.features import Preprocessor
 from pipeline.history import DEFAULT_STATE_DIR
 from pipeline.metrics import METRICS
@@ -160,13 +160,10 @@ def _run(
     past = _reconcile(client, experiment_id, trial_history, state) if state is not None else []
     if resumed_id is not None:
         log.info("resuming study %r (parent run %s) after %d finished trials", study.name, resumed_id, len(past))
-        run = mlflow.start_run(run_id=resumed_id)
+        run = tracking.parent_run(resumed_id)
     else:
-        run = mlflow.start_run(
-            experiment_id=experiment_id,
-            run_name=study.name,
-            tags=provenance | {"pipeline_version": pipeline.__version__},
-        )
+        tags = provenance | {"pipeline_version": pipeline.__version__}
+        run = tracking.parent_run(experiment_id=experiment_id, run_name=study.name, tags=tags)
     with run as parent:
         parent_id = parent.info.run_id
         if resumed_id is None:
@@ -199,7 +196,8 @@ def _run(
                 space, matrices, y_validation, metric, settings, context, trial_history, past, options.show_progress
             )
         except PipelineError as error:
-            mlflow.set_tag("stop_reason", str(error)[:5000])
+            if not isinstance(error, TrackingError):
+                mlflow.set_tag("stop_reason", str(error)[:5000])
             raise
         best = result.best
         log.info("search stopped: %s", result.stop_reason)

@@ -128,6 +128,7 @@ def run_search(
     )
 
     def objective(values: dict[str, Any]) -> dict[str, Any]:
+        writer.raise_if_failed()  # a store that went away ends the study now, not after the whole budget
         outcome, record = _run_trial(
             len(outcomes), values, space, matrices, y_validation, metric, settings, context.tags
         )
@@ -156,10 +157,6 @@ def run_search(
             past=known,
             should_stop=lambda: bool(stop),
         )
-    except Exception:
-        if any(o.ok for o in outcomes) or not outcomes:
-            raise
-        # hyperopt raises its own "no evaluation tasks" error when every trial failed; say why instead.
     finally:
         bar.close()
         writer.close()

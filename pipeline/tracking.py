@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import mlflow
 import numpy as np
@@ -23,6 +25,8 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from pipeline.errors import TrackingError
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -84,13 +88,13 @@ def log_trial(client: MlflowClient, experiment: str, parent_run_id: str, record:
     for name, values in record.curves.items():
         metrics.extend(Metric(name, float(v), record.end_ms, step) for step, v in enumerate(values))
     params = [Param(k, str(v)) for k, v in record.params.items()]
-    run_id = client.create_run(experiment, start_time=record.start_ms, tags=tags).info.run_id
+    run_id = _retrying(client.create_run, experiment, start_time=record.start_ms, tags=tags).info.run_id
     try:
-        client.log_batch(run_id, metrics=metrics, params=params)  # MLflow splits past its per-call limits
+        _retrying(client.log_batch, run_id, metrics=metrics, params=params)  # MLflow splits past its limits
     except BaseException:
         client.set_terminated(run_id, status="FAILED", end_time=now_ms())
         raise
-    client.set_terminated(run_id, status=record.status, end_time=record.end_ms)
+    _retrying(client.set_terminated, run_id, status=record.status, end_time=record.end_ms)
     return run_id
 
 
@@ -99,31 +103,74 @@ class TrialWriter:
 
     A trial's three tracking calls cost 20-30 ms on SQLite (more over HTTP), which is several percent of
     a one-second trial; off the training thread they cost only what the GIL and the disk take.
-    ``close`` waits for every pending write and re-raises the first failure.
+    A failed write (the store went away and the retries ran out) is raised as TrackingError by the next
+    ``raise_if_failed`` or by ``close``, which also waits for every pending write.
     """
 
     def __init__(self, client: MlflowClient, experiment: str, parent_run_id: str):
         self._client, self._experiment, self._parent = client, experiment, parent_run_id
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial-writer")
-        self._pending: list[Future[str]] = []
+        self._pending: list[tuple[int, Future[str]]] = []
 
     def submit(self, record: TrialRecord) -> Future[str]:
         future = self._pool.submit(log_trial, self._client, self._experiment, self._parent, record)
-        self._pending.append(future)
+        self._pending.append((record.number, future))
         return future
+
+    def raise_if_failed(self) -> None:
+        for number, future in self._pending:
+            if future.done() and future.exception() is not None:
+                raise _write_failed(number, future.exception())
 
     def close(self) -> None:
         try:
-            for future in self._pending:
-                future.result()
+            for number, future in self._pending:
+                if future.exception() is not None:
+                    raise _write_failed(number, future.exception())
         finally:
             self._pool.shutdown(wait=True)
 
-    def __enter__(self) -> TrialWriter:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def _write_failed(number: int, error: BaseException) -> TrackingError:
+    first = str(error).splitlines()[0][:300] if str(error) else ""
+    failure = TrackingError(f"the tracking store failed to record trial {number} ({type(error).__name__}: {first})")
+    failure.__cause__ = error
+    return failure
+
+
+LOCKED_RETRIES = 6
+
+
+def _retrying(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call MLflow, retrying while SQLite reports "database is locked" (another process is writing)."""
+    for attempt in range(LOCKED_RETRIES):
+        try:
+            return call(*args, **kwargs)
+        except Exception as error:
+            if "database is locked" not in str(error) or attempt == LOCKED_RETRIES - 1:
+                raise
+            time.sleep(0.1 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def parent_run(run_id: str | None = None, **start: Any) -> Iterator[Run]:
+    """Start (or, given ``run_id``, resume) the study's parent run and always end it.
+
+    Ends FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM; when the store itself is what failed,
+    no further call is attempted (it would only wait out the retries again): the next run of the study
+    marks the parent it finds RUNNING.
+    """
+    active = mlflow.start_run(run_id=run_id, **start)
+    try:
+        yield active
+    except TrackingError:
+        log.warning("parent run %s left as is: the tracking store is unreachable", active.info.run_id)
+        raise
+    except BaseException as error:
+        mlflow.end_run("KILLED" if isinstance(error, KeyboardInterrupt | SystemExit) else "FAILED")
+        raise
+    mlflow.end_run("FINISHED")
 
 
 def child_runs(client: MlflowClient, experiment: str, parent_run_id: str) -> list[Run]:

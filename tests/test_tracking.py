@@ -113,8 +113,9 @@ def test_trial_writer_writes_in_order_on_its_own_thread(client, parent, store_ur
     experiment, parent_id = parent
     recording = ThreadRecordingClient(store_uri)
 
-    with TrialWriter(recording, experiment, parent_id) as writer:
-        futures = [writer.submit(record(n, metrics={"rmse": float(n)})) for n in range(5)]
+    writer = TrialWriter(recording, experiment, parent_id)
+    futures = [writer.submit(record(n, metrics={"rmse": float(n)})) for n in range(5)]
+    writer.close()
 
     assert [trial for _, trial in recording.created] == ["0", "1", "2", "3", "4"]
     assert all(name.startswith("trial-writer") for name, _ in recording.created)
@@ -133,8 +134,9 @@ def test_trial_writer_close_reraises_the_first_write_failure(client, parent):
     bad_key = writer.submit(record(2, params={"bad*key": 1}))  # '*' is not allowed in a param name
     last_good = writer.submit(record(3))
 
-    with pytest.raises(ValueError, match="not-a-number"):
+    with pytest.raises(TrackingError, match=r"trial 1 .*not-a-number") as raised:
         writer.close()
+    assert isinstance(raised.value.__cause__, ValueError)
 
     assert "bad*key" in str(bad_key.exception())  # failed too, but close reported the first failure
     assert isinstance(bad_key.exception(), MlflowException)
@@ -148,12 +150,24 @@ def test_trial_writer_close_reraises_the_first_write_failure(client, parent):
     assert statuses == [("0", "FINISHED"), ("2", "FAILED"), ("3", "FINISHED")]  # none left RUNNING
 
 
+def test_trial_writer_reports_a_failed_write_before_the_next_trial(client, parent):
+    experiment, parent_id = parent
+    writer = TrialWriter(client, experiment, parent_id)
+    failing = writer.submit(record(0, metrics={"rmse": "not-a-number"}))
+    failing.exception()  # wait for the write to finish
+
+    with pytest.raises(TrackingError, match="trial 0"):
+        writer.raise_if_failed()
+    with pytest.raises(TrackingError):
+        writer.close()
+
+
 def test_trial_writer_surfaces_an_unknown_experiment(client, parent):
     _, parent_id = parent
     writer = TrialWriter(client, "987654321", parent_id)
     pending = writer.submit(record(0))
 
-    with pytest.raises(MlflowException, match="987654321"):
+    with pytest.raises(TrackingError, match="987654321"):
         writer.close()
 
     assert isinstance(pending.exception(), MlflowException)
