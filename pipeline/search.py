@@ -133,7 +133,7 @@ def run_search(
             len(outcomes), values, space, matrices, y_validation, metric, settings, context.tags
         )
         outcomes.append(outcome)
-        history.append_trial({"outcome": asdict(outcome), "record": asdict(record)})
+        history.append_trial({"number": outcome.number, "outcome": asdict(outcome), "record": asdict(record)})
         writes[outcome.number] = writer.submit(record)
         writes[outcome.number].add_done_callback(partial(_note_logged, history, outcome.number))
         if reason := stop_reason(outcomes, metric, settings, time.perf_counter() - started):

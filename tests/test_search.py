@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mlflow
@@ -12,13 +12,21 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from pipeline import booster, config, spaces, tracking
+from pipeline import booster, config, search, spaces, tracking
 from pipeline.data import load_dataset
 from pipeline.errors import PipelineError
 from pipeline.features import Preprocessor
 from pipeline.history import History
 from pipeline.metrics import METRICS
-from pipeline.search import RunContext, SearchSettings, run_search
+from pipeline.search import (
+    RunContext,
+    SearchResult,
+    SearchSettings,
+    StopRules,
+    TrialOutcome,
+    run_search,
+    stop_reason,
+)
 
 FAST = {"num_boost_round": 200, "early_stopping_rounds": 5}
 """With learning rates of 0.5 and more, early stopping ends each trial within a few dozen rounds."""
@@ -238,3 +246,301 @@ def test_r2_is_maximised_and_read_off_the_rmse_curve(tmp_path, prepared, context
     expected = 1.0 - rmse_at_best**2 / np.var(prepared.y_validation)
     assert result.best.value == pytest.approx(expected, rel=1e-9)
     assert 0.0 < result.best.value < 1.0
+
+
+# --- stop rules ----------------------------------------------------------------------------------------
+
+
+def outcome(number: int, value: float | None) -> TrialOutcome:
+    """A finished trial scoring ``value``, or a failed one for ``None``."""
+    ok = value is not None
+    return TrialOutcome(
+        number=number,
+        params={"max_depth": 3},
+        value=value if ok else math.nan,
+        best_iteration=10 if ok else -1,
+        run_id=f"run-{number}",
+        train_seconds=0.1,
+        ok=ok,
+        error=None if ok else "XGBoostError: max_depth",
+    )
+
+
+def outcomes(*values: float | None) -> list[TrialOutcome]:
+    return [outcome(number, value) for number, value in enumerate(values)]
+
+
+def rules(**stop: object) -> SearchSettings:
+    return SearchSettings(max_evals=100, seed=0, algorithm="tpe", nthread=1, stop=StopRules(**stop))
+
+
+RMSE, R2 = METRICS["rmse"], METRICS["r2"]
+
+
+def test_stop_reason_is_none_when_no_rule_applies():
+    trials = outcomes(5.0, None, 4.0, 4.5)
+    everything = rules(timeout_s=60, metric_threshold=3.0, patience=2, min_trials_for_failed_share=1)
+
+    assert stop_reason(trials, RMSE, everything, elapsed_s=59.9) is None
+    assert stop_reason(trials, RMSE, rules(), elapsed_s=1e9) is None  # only the failure share is on by default
+    assert stop_reason([], RMSE, everything, elapsed_s=0.0) is None
+
+
+def test_stop_reason_failure_share_needs_enough_trials_and_strictly_more_than_the_share():
+    settings_ = rules(max_failed_share=0.5, min_trials_for_failed_share=5)
+
+    assert stop_reason(outcomes(None, None, None, 1.0), RMSE, settings_, 0.0) is None  # 3 of 4: too few trials
+    assert stop_reason(outcomes(None, None, None, 1.0, 1.0, 1.0), RMSE, settings_, 0.0) is None  # 3 of 6: not more
+    reason = stop_reason(outcomes(None, 1.0, None, 1.0, None), RMSE, settings_, 0.0)
+    assert reason is not None
+    assert reason.startswith(search.FAILURES)
+    assert "3 of 5" in reason
+    every_one = stop_reason(outcomes(None, None), RMSE, rules(min_trials_for_failed_share=2), 0.0)
+    assert every_one is not None and every_one.startswith(search.FAILURES)
+
+
+def test_stop_reason_failure_share_comes_before_the_other_rules():
+    trials = outcomes(1.0, None, None, None, None)
+    reason = stop_reason(trials, RMSE, rules(metric_threshold=2.0, patience=1, timeout_s=0.0), 10.0)
+    assert reason is not None and reason.startswith(search.FAILURES)
+
+
+def test_stop_reason_threshold_of_a_minimised_metric():
+    assert stop_reason(outcomes(12.0, 10.5), RMSE, rules(metric_threshold=10.0), 0.0) is None
+    reached = stop_reason(outcomes(12.0, 10.0), RMSE, rules(metric_threshold=10.0), 0.0)  # reaching it is enough
+    assert reached is not None and reached.startswith("metric threshold reached")
+    assert "rmse" in reached
+    assert stop_reason(outcomes(12.0, 9.0, 11.0), RMSE, rules(metric_threshold=10.0), 0.0) is not None
+    assert stop_reason(outcomes(None, None), RMSE, rules(metric_threshold=10.0), 0.0) is None  # failed trials: NaN
+
+
+def test_stop_reason_threshold_of_a_maximised_metric():
+    assert stop_reason(outcomes(0.5, 0.89), R2, rules(metric_threshold=0.9), 0.0) is None
+    assert stop_reason(outcomes(0.95), R2, rules(metric_threshold=0.96), 0.0) is None  # above is not enough, not below
+    reached = stop_reason(outcomes(0.5, 0.9), R2, rules(metric_threshold=0.9), 0.0)
+    assert reached is not None and reached.startswith("metric threshold reached")
+    assert "r2" in reached
+    assert stop_reason(outcomes(0.5, 0.95, 0.1), R2, rules(metric_threshold=0.9), 0.0) is not None
+
+
+def test_stop_reason_patience_counts_from_the_best_trial():
+    patience = rules(patience=2)
+    assert stop_reason(outcomes(5.0, 3.0, 4.0), RMSE, patience, 0.0) is None  # 1 trial since the best
+    reason = stop_reason(outcomes(5.0, 3.0, 4.0, 3.5), RMSE, patience, 0.0)
+    assert reason is not None and reason.startswith("no improvement in 2 trials")
+    assert "best is trial 1" in reason
+    assert stop_reason(outcomes(5.0, 3.0, 4.0, 2.0), RMSE, patience, 0.0) is None  # an improvement resets it
+    assert stop_reason(outcomes(5.0, 3.0, 3.0, 3.0), RMSE, patience, 0.0) is not None  # a tie is no improvement
+    assert stop_reason(outcomes(5.0, 3.0, None, None), RMSE, patience, 0.0) is not None  # failed trials count
+    # r2 is maximised: the best is the highest, trial 0 here
+    assert stop_reason(outcomes(0.9, 0.5, 0.8), R2, patience, 0.0) is not None
+    assert stop_reason(outcomes(0.5, 0.8, 0.9), R2, patience, 0.0) is None
+
+
+def test_stop_reason_timeout():
+    trials = outcomes(5.0, 4.0)
+    assert stop_reason(trials, RMSE, rules(timeout_s=30), 29.99) is None
+    reason = stop_reason(trials, RMSE, rules(timeout_s=30), 30.0)
+    assert reason is not None and reason.startswith("timeout")
+
+
+def test_patience_stops_the_search_early(tmp_path, prepared, context):
+    space = write_space(tmp_path, SEARCHED)
+    history = journal(tmp_path)
+    max_evals = 30
+
+    result = run_search(
+        space,
+        prepared.matrices,
+        prepared.y_validation,
+        METRICS["rmse"],
+        replace(settings(max_evals), stop=StopRules(patience=2)),
+        context,
+        history,
+        show_progress=False,
+    )
+
+    assert len(result.trials) < max_evals
+    assert result.stop_reason.startswith("no improvement in 2 trials")
+    assert len(result.trials) == result.best.number + 3, "stopped on the second trial without improvement"
+    values = [t.value for t in result.trials]
+    assert all(v >= result.best.value for v in values[result.best.number + 1 :])
+    assert sorted(child_runs(context)) == [t.number for t in result.trials]
+
+
+def test_metric_threshold_stops_on_the_first_trial_that_reaches_it(tmp_path, prepared, client, request):
+    space = write_space(tmp_path, SEARCHED)
+    metric = METRICS["rmse"]
+
+    def search(stop: StopRules, name: str) -> SearchResult:
+        experiment = tracking.experiment_id(client, f"{request.node.name}-{name}")
+        parent = client.create_run(experiment)
+        context = RunContext(client, experiment, parent.info.run_id, PROVENANCE)
+        stop_settings = replace(settings(8), stop=stop)
+        return run_search(
+            space, prepared.matrices, prepared.y_validation, metric, stop_settings, context, journal(tmp_path / name)
+        )
+
+    reference = [t.value for t in search(StopRules(), "reference").trials]
+    running_best = [min(reference[: i + 1]) for i in range(len(reference))]
+    improved = [i for i in range(1, len(reference)) if running_best[i] < running_best[i - 1]]
+    assert improved, "the seed must give a trial better than the first"
+    first_reaching = improved[0]
+    threshold = running_best[first_reaching]
+
+    result = search(StopRules(metric_threshold=threshold), "threshold")
+
+    assert len(result.trials) == first_reaching + 1 < 8
+    assert [t.value for t in result.trials] == reference[: first_reaching + 1]
+    assert result.stop_reason.startswith("metric threshold reached")
+    assert result.best.value == threshold
+
+
+def test_too_many_failed_trials_stop_the_study_and_quote_the_first_error(tmp_path, prepared, context):
+    space = write_space(
+        tmp_path,
+        {
+            "max_depth": {"distribution": "choice", "options": [-1, -2, 3]},
+            "learning_rate": {"distribution": "uniform", "low": 0.5, "high": 1.0},
+        },
+    )
+    stop = StopRules(max_failed_share=0.5, min_trials_for_failed_share=3)
+
+    with pytest.raises(search.TooManyFailures) as raised:
+        run_search(
+            space,
+            prepared.matrices,
+            prepared.y_validation,
+            METRICS["rmse"],
+            replace(settings(20), stop=stop),
+            context,
+            journal(tmp_path),
+            show_progress=False,
+        )
+
+    message = str(raised.value)
+    assert "failed trials" in message
+    runs = child_runs(context)
+    assert 3 <= len(runs) < 20, "the study should stop as soon as the share is exceeded"
+    failed = sorted(n for n, run in runs.items() if run.info.status == "FAILED")
+    assert len(failed) > len(runs) / 2
+    first_error = runs[failed[0]].data.tags["error_message"]
+    assert f"first error: XGBoostError: {first_error.splitlines()[0]}" in message
+    assert "max_depth" in message
+
+
+def test_an_infinite_validation_metric_is_a_failed_trial_never_the_best(tmp_path, prepared, context):
+    # a learning rate of 1e30 sends xgboost's predictions, and so its validation rmse, to infinity
+    space = write_space(
+        tmp_path,
+        {
+            "learning_rate": {"distribution": "choice", "options": [0.5, 1.0e30]},
+            "max_depth": {"distribution": "quniform", "low": 2, "high": 5, "q": 1},
+        },
+    )
+
+    result = run_search(
+        space,
+        prepared.matrices,
+        prepared.y_validation,
+        METRICS["rmse"],
+        replace(settings(8), stop=StopRules(max_failed_share=1.0)),
+        context,
+        journal(tmp_path),
+        show_progress=False,
+    )
+
+    failed = [t for t in result.trials if not t.ok]
+    ok = [t for t in result.trials if t.ok]
+    assert failed and ok, "the seed must give both kinds of trial"
+    assert {t.params["learning_rate"] for t in failed} == {1.0e30}
+    assert {t.params["learning_rate"] for t in ok} == {0.5}
+    runs = child_runs(context)
+    for trial in failed:
+        run = runs[trial.number]
+        assert run.info.status == "FAILED"
+        assert run.data.tags["error_class"] == "FloatingPointError"
+        assert trial.error.startswith("FloatingPointError: validation rmse is ")
+        assert "rmse" not in run.data.metrics
+    assert result.best.ok
+    assert math.isfinite(result.best.value)
+    assert result.best.value == min(t.value for t in ok)
+    assert result.finished == ok
+
+
+def test_a_resumed_search_runs_only_the_missing_trials_and_proposes_what_one_run_would(
+    tmp_path, prepared, client, context, request
+):
+    space = write_space(tmp_path, SEARCHED)
+    metric = METRICS["rmse"]
+    history = journal(tmp_path / "resumed")
+
+    def search(max_evals: int, context: RunContext, history: History, past=()) -> SearchResult:
+        return run_search(
+            space,
+            prepared.matrices,
+            prepared.y_validation,
+            metric,
+            settings(max_evals),
+            context,
+            history,
+            past,
+            show_progress=False,
+        )
+
+    first = search(3, context, history)
+    resumed = search(6, context, history, past=first.trials)
+
+    assert [t.number for t in resumed.trials] == [0, 1, 2, 3, 4, 5]
+    assert resumed.resumed_trials == 3
+    assert resumed.trials[:3] == first.trials
+    runs = child_runs(context)
+    assert sorted(runs) == [0, 1, 2, 3, 4, 5], "exactly 3 new trial runs, none repeated"
+    assert [runs[t.number].info.run_id for t in resumed.trials] == [t.run_id for t in resumed.trials]
+    assert resumed.train_seconds == pytest.approx(sum(t.train_seconds for t in resumed.trials[3:]))
+    assert resumed.best == min(resumed.trials, key=lambda t: (t.value, t.number))
+
+    experiment = tracking.experiment_id(client, f"{request.node.name}-uninterrupted")
+    fresh = RunContext(client, experiment, client.create_run(experiment).info.run_id, PROVENANCE)
+    uninterrupted = search(6, fresh, journal(tmp_path / "uninterrupted"))
+    assert [t.params for t in resumed.trials] == [t.params for t in uninterrupted.trials]
+    assert len({str(t.params) for t in uninterrupted.trials}) == 6, "a repeated proposal would prove little"
+
+
+def test_every_trial_is_in_the_history_with_its_logged_run(tmp_path, prepared, context):
+    space = write_space(
+        tmp_path,
+        {
+            "max_depth": {"distribution": "choice", "options": [3, -1]},
+            "learning_rate": {"distribution": "uniform", "low": 0.5, "high": 1.0},
+        },
+    )
+    history = journal(tmp_path)
+
+    result = run_search(
+        space,
+        prepared.matrices,
+        prepared.y_validation,
+        METRICS["rmse"],
+        replace(settings(6), stop=StopRules(max_failed_share=1.0)),
+        context,
+        history,
+        show_progress=False,
+    )
+
+    state = History(history.path).read()
+    assert state is not None
+    assert [entry["outcome"]["number"] for entry in state.trials] == [0, 1, 2, 3, 4, 5]
+    assert state.logged == {t.number: t.run_id for t in result.trials}
+    assert all(state.logged.values())
+    for entry, trial in zip(state.trials, result.trials, strict=True):
+        saved = search.outcome_from_history(entry, state.logged[trial.number])
+        assert saved.number == trial.number
+        assert saved.params == trial.params
+        assert saved.ok == trial.ok
+        assert saved.error == trial.error
+        if trial.ok:
+            assert saved.value == trial.value
+        record = search.record_from_history(entry)
+        assert record.status == ("FINISHED" if trial.ok else "FAILED")
+    assert {t.ok for t in result.trials} == {True, False}, "the seed must give both kinds of trial"

@@ -3,37 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from cli import REPO, run_cli, write_study
 from mlflow.tracking import MlflowClient
 
 from pipeline.metrics import rmse
 
-REPO = Path(__file__).resolve().parents[2]
 MAX_EVALS = 4
-
-
-def run_cli(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=workdir, env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
-
-
-def write_study(folder: Path, dataset_file: Path, **overrides) -> Path:
-    study = {"name": "e2e", "experiment": "e2e-flights", "dataset": str(dataset_file),
-             "space": str(REPO / "search_spaces" / "xgboost.yaml"), "model_name": "e2e-air-time",
-             "metric": "rmse", "max_evals": MAX_EVALS, "seed": 7} | overrides  # fmt: skip
-    path = folder / "study.yaml"
-    path.write_text(yaml.safe_dump(study))
-    return path
 
 
 @pytest.fixture(scope="module")
