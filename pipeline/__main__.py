@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--study", type=Path, help="study file (default: studies/flights.yaml)")
     run.add_argument("--dataset", type=Path, help="dataset file, instead of the study's")
     run.add_argument("--space", type=Path, help="search-space file, instead of the study's")
-    run.add_argument("--max-evals", type=int, help="number of trials")
+    run.add_argument("--max-evals", type=int, help="trials in the study, those before a resume included")
     run.add_argument("--seed", type=int, help="seed of the search and of xgboost: same seed, same trials")
     run.add_argument("--study-name", help="name of the study (the parent run's name)")
     run.add_argument(

@@ -444,7 +444,7 @@ def test_an_infinite_validation_metric_is_a_failed_trial_never_the_best(tmp_path
         prepared.matrices,
         prepared.y_validation,
         METRICS["rmse"],
-        replace(settings(8), stop=StopRules(max_failed_share=1.0)),
+        replace(settings(8, seed=4), stop=StopRules(max_failed_share=1.0)),
         context,
         journal(tmp_path),
         show_progress=False,
