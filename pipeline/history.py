@@ -11,6 +11,7 @@ When a study finishes, its file is renamed to ``<parent_run_id>.jsonl``: the nex
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -50,7 +51,9 @@ def study_folder(state_dir: Path, experiment: str, study: str) -> Path:
 
 
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "_"
+    """A file name for ``name``; one that had to change gets a hash, so "a b" and "a_b" stay apart."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip(".") or "_"
+    return cleaned if cleaned == name else f"{cleaned}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 class History:

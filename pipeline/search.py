@@ -248,7 +248,7 @@ def _run_trial(
         record.metrics = {metric.name: value, "best_iteration": best_iteration, "train_seconds": seconds}
         record.curves = {f"validation_{metric.early_stopping_metric}_curve": result.curve}
     except Exception as exc:  # a bad trial must not end the study: recorded as FAILED, hyperopt told so
-        error = f"{type(exc).__name__}: {exc}"
+        error, value = f"{type(exc).__name__}: {exc}", math.nan
         record.status = "FAILED"
         record.tags |= {"error_class": type(exc).__name__, "error_message": str(exc)[:5000]}
     record.end_ms = tracking.now_ms()

@@ -237,3 +237,35 @@ def test_crossed_column_not_listed_as_categorical(dataset_file):
     error = refused(variant(dataset_file, features=features(crossed=[["origin", "month"]])), "features.crossed")
     assert "'month'" in str(error)
     assert "categorical" in str(error)
+
+
+def test_categorical_column_with_one_value_in_the_training_split(dataset_file, own_flights_dir):
+    partition = own_flights_dir / "2013-01.parquet"
+    frame = pd.read_parquet(partition)
+    jfk = frame[frame["origin"] == "JFK"].reset_index(drop=True)
+    jfk.loc[:10, "origin"] = None  # missing values are not a second category
+    jfk.to_parquet(partition, index=False)
+
+    error = refused(variant(dataset_file, path=str(own_flights_dir)), "features.categorical")
+
+    assert "'origin'" in str(error)
+    assert "1 distinct value" in str(error)
+    assert "training split" in str(error)
+
+
+def test_categorical_column_split_whose_training_rows_share_one_carrier(dataset_file, flights_csv):
+    split = {"by": "column", "column": "carrier", "train": ["UA"], "validation": ["AA"], "test": ["DL"]}
+    error = refused(variant(dataset_file, path=str(flights_csv), split=split), "features.categorical")
+    assert "'carrier'" in str(error)
+    assert "'origin'" not in str(error) and "'dest'" not in str(error)
+
+
+def test_one_value_outside_the_training_split_is_accepted(dataset_file, own_flights_dir):
+    partition = own_flights_dir / "2013-02.parquet"
+    frame = pd.read_parquet(partition)
+    frame[frame["origin"] == "LGA"].to_parquet(partition, index=False)
+
+    dataset = load(variant(dataset_file, path=str(own_flights_dir)))
+
+    assert set(dataset.validation["origin"]) == {"LGA"}
+    assert dataset.train["origin"].nunique() == 3

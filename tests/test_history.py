@@ -171,19 +171,21 @@ def test_archive_renames_the_file_so_the_next_run_starts_a_new_study(tmp_path):
 
     target = history.archive("parent/1 done")
 
-    assert target == history.path.with_name("parent_1_done.jsonl")
+    assert target.parent == history.path.parent and target.name.startswith("parent_1_done-")
     assert target.read_bytes() == content
     assert not history.path.exists()
     assert history.read() is None
 
 
-def test_study_folder_sanitizes_names(tmp_path):
+def test_study_folder_sanitizes_names_and_keeps_different_names_apart(tmp_path):
     folder = study_folder(tmp_path, "team/flights exp", "my study: v2/a")
 
-    assert folder == tmp_path / "team_flights_exp" / "my_study_v2_a"
     assert folder.parent.parent == tmp_path
-    assert study_folder(tmp_path, "flights-1.0_x", "s") == tmp_path / "flights-1.0_x" / "s"
-    assert study_folder(tmp_path, "", "s") == tmp_path / "_" / "s"
+    assert folder.parent.name.startswith("team_flights_exp-") and folder.name.startswith("my_study_v2_a-")
+    assert study_folder(tmp_path, "flights-1.0_x", "s") == tmp_path / "flights-1.0_x" / "s"  # safe names kept
+    assert study_folder(tmp_path, "e", "my study") != study_folder(tmp_path, "e", "my_study")
+    for name in ("..", ".", ""):
+        assert study_folder(tmp_path, "e", name).parent == tmp_path / "e"  # never outside its experiment
 
 
 def test_a_second_holder_is_refused_with_exit_3_naming_the_study_and_the_pid(tmp_path):

@@ -429,26 +429,29 @@ def test_too_many_failed_trials_stop_the_study_and_quote_the_first_error(tmp_pat
     assert "max_depth" in message
 
 
-def test_an_infinite_validation_metric_is_a_failed_trial_never_the_best(tmp_path, prepared, context):
-    # a learning rate of 1e30 sends xgboost's predictions, and so its validation rmse, to infinity
+def search_with_infinite_trials(folder: Path, prepared: Prepared, context: RunContext) -> SearchResult:
+    """8 trials of which some (learning rate 1e30) send xgboost's predictions, and its rmse, to infinity."""
     space = write_space(
-        tmp_path,
+        folder,
         {
             "learning_rate": {"distribution": "choice", "options": [0.5, 1.0e30]},
             "max_depth": {"distribution": "quniform", "low": 2, "high": 5, "q": 1},
         },
     )
-
-    result = run_search(
+    return run_search(
         space,
         prepared.matrices,
         prepared.y_validation,
         METRICS["rmse"],
         replace(settings(8, seed=4), stop=StopRules(max_failed_share=1.0)),
         context,
-        journal(tmp_path),
+        journal(folder),
         show_progress=False,
     )
+
+
+def test_an_infinite_validation_metric_is_a_failed_trial_never_the_best(tmp_path, prepared, context):
+    result = search_with_infinite_trials(tmp_path, prepared, context)
 
     failed = [t for t in result.trials if not t.ok]
     ok = [t for t in result.trials if t.ok]
@@ -544,3 +547,13 @@ def test_every_trial_is_in_the_history_with_its_logged_run(tmp_path, prepared, c
         record = search.record_from_history(entry)
         assert record.status == ("FINISHED" if trial.ok else "FAILED")
     assert {t.ok for t in result.trials} == {True, False}, "the seed must give both kinds of trial"
+
+
+def test_a_trial_failed_on_an_infinite_metric_reports_nan_like_every_failed_trial(tmp_path, prepared, context):
+    # TrialOutcome.value promises NaN for a failed trial, whatever made it fail.
+    result = search_with_infinite_trials(tmp_path, prepared, context)
+
+    failed = [t for t in result.trials if not t.ok]
+    assert failed
+    assert all(t.error.startswith("FloatingPointError") for t in failed)
+    assert [t.value for t in failed if not math.isnan(t.value)] == []
