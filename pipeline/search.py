@@ -1,4 +1,4 @@
-"""The search: hyperopt proposes parameters, each trial trains on the shared matrices and becomes one child run.
+"""The search: hyperopt proposes parameters, each trial trains on the shared splits and becomes one child run.
 
 A trial that raises or scores NaN/inf is recorded as a FAILED child run with the error as tags and
 reported to hyperopt as failed, so the study goes on and the final stage can never pick it.
@@ -15,16 +15,15 @@ from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Any
 
-import numpy as np
 from mlflow.tracking import MlflowClient
 from tqdm import tqdm
 
-from pipeline import booster, optimizer, tracking
-from pipeline.booster import Matrices
+from pipeline import families, optimizer, tracking
 from pipeline.errors import PipelineError
+from pipeline.families import TrainingData
 from pipeline.history import History
-from pipeline.metrics import Metric
-from pipeline.spaces import SearchSpace
+from pipeline.metrics import Metric, Task
+from pipeline.spaces import MODEL_KEY, SearchSpace
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,8 @@ class TrialOutcome:
     params: dict[str, Any]
     value: float
     """The validation metric at the best iteration (NaN for a failed trial)."""
-    best_iteration: int
+    best_iteration: int | None
+    """The last boosting round kept by early stopping; None for a family without rounds or a failed trial."""
     run_id: str
     """The trial's child run; empty until its background write completed."""
     train_seconds: float
@@ -77,7 +77,6 @@ class SearchSettings:
     max_evals: int
     seed: int
     algorithm: str
-    nthread: int
     stop: StopRules = StopRules()
 
 
@@ -98,8 +97,8 @@ class TooManyFailures(PipelineError):
 
 def run_search(
     space: SearchSpace,
-    matrices: Matrices,
-    y_validation: np.ndarray,
+    data: TrainingData,
+    task: Task,
     metric: Metric,
     settings: SearchSettings,
     context: RunContext,
@@ -129,9 +128,7 @@ def run_search(
 
     def objective(values: dict[str, Any]) -> dict[str, Any]:
         writer.raise_if_failed()  # a store that went away ends the study now, not after the whole budget
-        outcome, record = _run_trial(
-            len(outcomes), values, space, matrices, y_validation, metric, settings, context.tags
-        )
+        outcome, record = _run_trial(len(outcomes), values, space, data, task, metric, settings, context.tags)
         outcomes.append(outcome)
         history.append_trial({"number": outcome.number, "outcome": asdict(outcome), "record": asdict(record)})
         writes[outcome.number] = writer.submit(record)
@@ -222,8 +219,8 @@ def _run_trial(
     number: int,
     values: dict[str, Any],
     space: SearchSpace,
-    matrices: Matrices,
-    y_validation: np.ndarray,
+    data: TrainingData,
+    task: Task,
     metric: Metric,
     settings: SearchSettings,
     tags: dict[str, str],
@@ -231,22 +228,19 @@ def _run_trial(
     start_ms = tracking.now_ms()
     params = space.typed(values)
     record = tracking.TrialRecord(number=number, params=params, tags=dict(tags), start_ms=start_ms)
-    value, best_iteration, seconds, error = math.nan, -1, 0.0, None
+    value, best_iteration, seconds, error = math.nan, None, 0.0, None
     try:
-        result = booster.train(
-            params,
-            matrices.train,
-            matrices.validation,
-            eval_metric=metric.early_stopping_metric,
-            seed=settings.seed,
-            nthread=settings.nthread,
-        )
-        seconds, best_iteration = result.seconds, result.best_iteration
-        value = metric.from_early_stopping(result.curve[best_iteration], y_validation)
+        family = families.get(params[MODEL_KEY])
+        fitted = family.fit(params, data, task, metric.name, settings.seed)
+        seconds, best_iteration = fitted.seconds, fitted.best_iteration
+        value = family.validation_score(fitted, data, task, metric.name)
         if not math.isfinite(value):
             raise FloatingPointError(f"validation {metric.name} is {value}")
-        record.metrics = {metric.name: value, "best_iteration": best_iteration, "train_seconds": seconds}
-        record.curves = {f"validation_{metric.early_stopping_metric}_curve": result.curve}
+        record.metrics = {metric.name: value, "train_seconds": seconds}
+        if best_iteration is not None:
+            record.metrics["best_iteration"] = best_iteration
+        if fitted.curve:
+            record.curves = {f"validation_{fitted.curve_metric}_curve": fitted.curve}
     except Exception as exc:  # a bad trial must not end the study: recorded as FAILED, hyperopt told so
         error, value = f"{type(exc).__name__}: {exc}", math.nan
         record.status = "FAILED"

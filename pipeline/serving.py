@@ -1,28 +1,39 @@
-"""The logged model (MLflow models-from-code): raw rows in, predictions out, preprocessor and booster bundled.
+"""The logged model (MLflow models-from-code): raw rows in, predictions out, preprocessor and model bundled.
 
 MLflow runs this file when the model is loaded (``mlflow.pyfunc.load_model("models:/NAME@ALIAS")``); the
 ``pipeline`` package travels with the model as ``code_paths``, so loading needs no install of this project.
+Regression models return one value per row; classifiers return a frame with the predicted ``label`` and
+one ``probability_<class>`` column per class.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import mlflow
-import numpy as np
 import pandas as pd
-import xgboost as xgb
 
+from pipeline import families
 from pipeline.features import Preprocessor
+from pipeline.metrics import Task
+from pipeline.outputs import output
 
 
-class PreprocessedBooster(mlflow.pyfunc.PythonModel):
-    """Applies the fitted preprocessor, then the booster truncated to its best iteration."""
+class PreprocessedModel(mlflow.pyfunc.PythonModel):
+    """Applies the fitted preprocessor, then the family's model (trained for the rounds kept)."""
 
     def load_context(self, context):
+        described = json.loads(Path(context.artifacts["description"]).read_text())
+        self.family = families.get(described["family"])
+        self.task = Task(described["task"], tuple(described["classes"]))
         self.preprocessor = Preprocessor.load(context.artifacts["preprocessor"])
-        self.booster = xgb.Booster(model_file=context.artifacts["booster"])
+        self.model = self.family.load(Path(context.artifacts["model"]))
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
-        return self.booster.inplace_predict(self.preprocessor.transform(model_input)).astype(np.float64)
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> Any:
+        predictions = self.family.predict(self.model, self.preprocessor.transform(model_input), self.task)
+        return output(predictions, self.task)
 
 
-mlflow.models.set_model(PreprocessedBooster())
+mlflow.models.set_model(PreprocessedModel())

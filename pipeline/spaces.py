@@ -1,24 +1,28 @@
-"""A search-space file, validated against its model family, and the typing of the values a trial gets.
+"""A search-space file, validated against its model families, and the typing of the values a trial gets.
 
 Bounds are written in natural units (a learning rate as 0.01..0.3, not as exponents). A quantized
 distribution with an integer step (``q: 1``) and ``randint`` yield Python ints: hyperopt hands back floats
-for them, which xgboost and MLflow would then record as ``6.0``.
+for them, which the estimators and MLflow would then record as ``6.0``.
+
+A trial's parameters are one flat mapping: ``model`` (the family) plus the parameters active in the chosen
+branch; a conditional option's own parameters appear only when that option is chosen.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline import config
-from pipeline.config import Choice, PChoice, RandInt, Scalar, SpaceConfig
+from pipeline.config import Choice, ConditionalOption, Parameter, PChoice, RandInt, Scalar, SpaceConfig, option_value
 from pipeline.errors import InputError
 
-ACCEPTED_PARAMETERS: dict[str, frozenset[str]] = {}
-"""Per model family, the hyperparameter names its estimator accepts (filled lazily: importing xgboost
-costs a second that ``--help`` should not pay)."""
+MODEL_KEY = "model"
+"""The trial parameter that names the model family."""
 
 
 @dataclass(frozen=True)
@@ -29,26 +33,72 @@ class SearchSpace:
     """Hash of the file's bytes: tagged on every run so a user can tell which version produced it."""
 
     @property
-    def searched(self) -> dict[str, Any]:
-        return {k: v for k, v in self.config.parameters.items() if not isinstance(v, Scalar)}
+    def branches(self) -> dict[str, dict[str, Parameter]]:
+        return self.config.branches
 
     @property
-    def fixed(self) -> dict[str, Scalar]:
-        return {k: v for k, v in self.config.parameters.items() if isinstance(v, Scalar)}
+    def families(self) -> list[str]:
+        return list(self.branches)
+
+    def searches(self, name: str) -> bool:
+        """Whether any family samples ``name`` (rather than fixing it), at any depth."""
+        return any(
+            path[-1] == name and not isinstance(p, Scalar)
+            for params in self.branches.values()
+            for path, p in walk(params)
+        )
+
+    def fixed(self, family: str) -> dict[str, Scalar]:
+        """The family's top-level fixed values."""
+        return {k: v for k, v in self.branches[family].items() if isinstance(v, Scalar)}
 
     def typed(self, values: dict[str, Any]) -> dict[str, Scalar]:
-        """The parameters a trial runs with: sampled values cast to their declared type, plus fixed ones."""
-        out: dict[str, Scalar] = dict(self.fixed)
-        for name, dist in self.searched.items():
-            out[name] = cast(dist, values[name])
-        return out
+        """The flat parameters a trial runs with, from what hyperopt sampled (see ``optimizer.compile_space``)."""
+        family = values[MODEL_KEY]
+        return {MODEL_KEY: family, **_typed(self.branches[family], values)}
 
     def describe(self) -> str:
-        width = max((len(k) for k in self.config.parameters), default=0)
-        lines = [f"model: {self.config.model}"]
-        for name, dist in self.config.parameters.items():
-            lines.append(f"  {name:<{width}}  {render(dist)}")
+        lines = []
+        for family, params in self.branches.items():
+            lines.append(f"model: {family}")
+            width = max((len(".".join(path)) for path, _ in walk(params)), default=0)
+            for path, parameter in walk(params):
+                lines.append(f"  {'.'.join(path):<{width}}  {render(parameter)}")
         return "\n".join(lines)
+
+
+def walk(params: dict[str, Parameter], prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Parameter]]:
+    """Every parameter with its path; a conditional option's parameters under ``name=value``."""
+    for name, parameter in params.items():
+        yield (*prefix, name), parameter
+        if isinstance(parameter, Choice):
+            for option in parameter.options:
+                if isinstance(option, ConditionalOption):
+                    yield from walk(option.parameters, (*prefix, f"{name}={option.value}"))
+
+
+def _typed(params: dict[str, Parameter], values: dict[str, Any]) -> dict[str, Scalar]:
+    out: dict[str, Scalar] = {}
+    for name, parameter in params.items():
+        value = values[name]
+        if isinstance(parameter, Choice) and parameter.conditional:
+            option = chosen_option(parameter, value[name])
+            out[name] = option_value(option)
+            if isinstance(option, ConditionalOption):
+                out |= _typed(option.parameters, value)
+        elif isinstance(parameter, Scalar):
+            out[name] = parameter
+        else:
+            out[name] = cast(parameter, value)
+    return out
+
+
+def chosen_option(choice: Choice, value: Any) -> Scalar | ConditionalOption:
+    return next(o for o in choice.options if _same(option_value(o), value))
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a == b and type(a) is type(b)
 
 
 def is_integer(dist: Any) -> bool:
@@ -63,34 +113,36 @@ def cast(dist: Any, value: Any) -> Scalar:
     return float(value)
 
 
-def render(dist: Any) -> str:
-    if isinstance(dist, Scalar):
-        return f"fixed {dist!r}"
-    fields = dist.model_dump(exclude={"distribution"})
+def render(parameter: Parameter) -> str:
+    if isinstance(parameter, Scalar):
+        return f"fixed {parameter!r}"
+    if isinstance(parameter, Choice):
+        return f"choice({[option_value(o) for o in parameter.options]}) -> one of the options"
+    fields = parameter.model_dump(exclude={"distribution"})
     body = ", ".join(f"{k}={v}" for k, v in fields.items())
-    kind = "int" if is_integer(dist) else "one of the options" if isinstance(dist, Choice | PChoice) else "float"
-    return f"{dist.distribution}({body}) -> {kind}"
+    kind = "int" if is_integer(parameter) else "one of the options" if isinstance(parameter, PChoice) else "float"
+    return f"{parameter.distribution}({body}) -> {kind}"
 
 
 def load(path: Path) -> SearchSpace:
-    """Validate a space file: its schema, then each name against what the model family accepts."""
+    """Validate a space file: its schema, then each name against what its model family accepts."""
     parsed = config.load_space(path)
-    accepted = accepted_parameters(parsed.model)
-    for name in parsed.parameters:
-        if name not in accepted:
-            import difflib
+    from pipeline import families  # importing the estimators costs a second that --help should not pay
 
-            close = difflib.get_close_matches(name, sorted(accepted), n=3)
-            fix = f"did you mean {', '.join(close)}?" if close else f"allowed: {', '.join(sorted(accepted))}"
-            raise InputError(path, f"parameters.{name}", f"not a {parsed.model} hyperparameter", fix)
-    if not parsed.parameters or all(isinstance(v, Scalar) for v in parsed.parameters.values()):
-        raise InputError(path, "parameters", "declares nothing to search", "give at least one a distribution")
+    for family, params in parsed.branches.items():
+        key = f"models.{family}.parameters" if parsed.models is not None else "parameters"
+        accepted = families.get(family).accepted_parameters()
+        for path_parts, parameter in walk(params):
+            name = path_parts[-1]
+            where = f"{key}.{'.'.join(path_parts)}"
+            if name == MODEL_KEY or name not in accepted:
+                close = difflib.get_close_matches(name, sorted(accepted), n=3)
+                fix = f"did you mean {', '.join(close)}?" if close else f"allowed: {', '.join(sorted(accepted))}"
+                raise InputError(path, where, f"not a {family} hyperparameter", fix)
+            if isinstance(parameter, Scalar):
+                problem = families.get(family).check_fixed(name, parameter)
+                if problem:
+                    raise InputError(path, where, problem, "fix the value or sample it with a distribution")
+        if not any(not isinstance(p, Scalar) for _, p in walk(params)) and len(parsed.branches) == 1:
+            raise InputError(path, key, "declares nothing to search", "give at least one a distribution")
     return SearchSpace(file=path, config=parsed, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
-
-
-def accepted_parameters(model: str) -> frozenset[str]:
-    if model not in ACCEPTED_PARAMETERS:
-        from pipeline import booster
-
-        ACCEPTED_PARAMETERS["xgboost"] = booster.ACCEPTED_PARAMETERS
-    return ACCEPTED_PARAMETERS[model]

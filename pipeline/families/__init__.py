@@ -1,0 +1,115 @@
+"""Model families behind one interface: what a search-space file may set, fit with the validation split,
+retrain for the final model, predict, save and load.
+
+A study over several families (``models:`` in a space file) trains each trial through its family's
+adapter; the search, the final stage, the logged pyfunc and the registration do not know which it was.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import FAMILIES
+from pipeline.features import Preprocessor
+from pipeline.metrics import REGRESSION, Task
+
+
+@dataclass(frozen=True)
+class Fitted:
+    model: Any
+    best_iteration: int | None
+    """For boosting with early stopping: the last round kept (0-based); None for other estimators."""
+    curve: list[float]
+    """The early-stopping metric on the validation split after each round (empty when there is none)."""
+    curve_metric: str | None
+    seconds: float
+    """Time spent inside the estimator's fit."""
+
+
+@dataclass
+class TrainingData:
+    """The training and validation splits of one study, encoded once per encoding the families need and
+    shared by every trial; ``cache`` holds structures a family builds once (xgboost's matrices)."""
+
+    train: pd.DataFrame
+    y_train: np.ndarray
+    validation: pd.DataFrame
+    y_validation: np.ndarray
+    preprocessors: dict[str, Preprocessor]
+    cache: dict[Any, Any] = field(default_factory=dict)
+
+    def encoded(self, encoding: str) -> tuple[np.ndarray, np.ndarray]:
+        key = ("encoded", encoding)
+        if key not in self.cache:
+            preprocessor = self.preprocessors[encoding]
+            self.cache[key] = (preprocessor.transform(self.train), preprocessor.transform(self.validation))
+        return self.cache[key]
+
+
+class Family(ABC):
+    """One model family; subclasses are registered in ``FAMILIES`` under their ``name``."""
+
+    name: str
+    tasks: tuple[str, ...]
+    encoding: str
+    """The preprocessor's encoding it needs: ``codes`` (categories as codes, NaN kept) or ``onehot``."""
+
+    @abstractmethod
+    def accepted_parameters(self) -> frozenset[str]:
+        """Names a search-space file may set for this family; anything else is a typo."""
+
+    @abstractmethod
+    def fit(self, params: dict[str, Any], data: TrainingData, task: Task, metric_name: str, seed: int) -> Fitted:
+        """Fit on the training split, using the validation split for early stopping where the family can."""
+
+    @abstractmethod
+    def refit(
+        self, params: dict[str, Any], best: Fitted | int | None, x: np.ndarray, y: np.ndarray, task: Task, seed: int
+    ) -> Any:
+        """The final model on ``x``: the trial's parameters, and its number of rounds where it has one."""
+
+    @abstractmethod
+    def predict(self, model: Any, x: np.ndarray, task: Task) -> np.ndarray:
+        """Values (regression), the positive class's probability (binary), or per-class probabilities."""
+
+    @abstractmethod
+    def save(self, model: Any, folder: Path) -> Path: ...
+
+    @abstractmethod
+    def load(self, path: Path) -> Any: ...
+
+    def check_fixed(self, name: str, value: Any) -> str | None:
+        """Why a fixed value is refused by the estimator (a tiny real fit with it), or None."""
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(40, 3)).astype(np.float32)
+        task = Task(self.tasks[0], (0, 1) if self.tasks[0] != REGRESSION else ())
+        y = (x[:, 0] > 0).astype(np.float64) if task.classification else x[:, 0].astype(np.float64)
+        try:
+            self.refit({name: value}, 1, x, y, task, seed=0)
+        except Exception as error:  # whatever the estimator raises is the user's value being refused
+            return f"{value!r} is refused by {self.name}: {str(error).splitlines()[0][:300]}"
+        return None
+
+
+def threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+_REGISTRY: dict[str, Family] = {}
+
+
+def get(name: str) -> Family:
+    if not _REGISTRY:
+        from pipeline.families import sklearn, xgboost
+
+        for family in (xgboost.XGBoostFamily(), *sklearn.FAMILIES):
+            _REGISTRY[family.name] = family
+        assert set(_REGISTRY) == set(FAMILIES), "config.FAMILIES and the registry must list the same families"
+    return _REGISTRY[name]

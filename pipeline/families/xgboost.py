@@ -1,0 +1,184 @@
+"""The xgboost family: hist trees with early stopping on the validation split, on matrices built once per
+study (one QuantileDMatrix pair per ``max_bin`` value the search tries)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xgboost as xgb
+
+from pipeline.families import Family, Fitted, Task, TrainingData, threads
+from pipeline.features import Preprocessor
+from pipeline.metrics import BINARY, METRICS, MULTICLASS, REGRESSION
+from pipeline.spaces import MODEL_KEY
+
+TRAINING_KNOBS = {"num_boost_round": 1000, "early_stopping_rounds": 50}
+"""Parameters of the training loop rather than of the booster, with their defaults."""
+
+_SKLEARN_ONLY = {
+    "callbacks",
+    "early_stopping_rounds",
+    "enable_categorical",
+    "feature_types",
+    "feature_weights",
+    "importance_type",
+    "missing",
+    "n_estimators",
+    "n_jobs",
+    "random_state",
+    "eval_metric",
+}
+_NATIVE_ALIASES = {
+    "eta",
+    "alpha",
+    "lambda",
+    "min_split_loss",
+    "seed",
+    "nthread",
+    "max_cat_to_onehot",
+    "colsample_bylevel",
+    "refresh_leaf",
+    "process_type",
+    "num_parallel_tree",
+    "rate_drop",
+    "skip_drop",
+    "one_drop",
+    "sample_type",
+    "normalize_type",
+    "lambda_bias",
+    "updater",
+}
+ACCEPTED_PARAMETERS = frozenset(
+    (set(xgb.XGBRegressor().get_params()) - _SKLEARN_ONLY) | _NATIVE_ALIASES | set(TRAINING_KNOBS)
+)
+"""Names a search-space file may set for the xgboost family; anything else is a typo."""
+"""Names a search-space file may set for the xgboost family; anything else is a typo."""
+
+OBJECTIVES = {REGRESSION: "reg:squarederror", BINARY: "binary:logistic", MULTICLASS: "multi:softprob"}
+REFIT_METRICS = {REGRESSION: "rmse", BINARY: "logloss", MULTICLASS: "mlogloss"}
+
+
+def booster_params(params: dict[str, Any], task: Task, eval_metric: str, seed: int, nthread: int) -> dict[str, Any]:
+    """The search's parameters completed with what every trial needs, without the training-loop knobs."""
+    base = {
+        "objective": OBJECTIVES[task.kind],
+        "tree_method": "hist",
+        "eval_metric": eval_metric,
+        "seed": seed,
+        "nthread": nthread,
+        "verbosity": 1,
+    }
+    if task.kind == MULTICLASS:
+        base["num_class"] = len(task.classes)
+    return base | {k: v for k, v in params.items() if k not in TRAINING_KNOBS and k != MODEL_KEY}
+
+
+def train(
+    params: dict[str, Any],
+    dtrain: xgb.DMatrix,
+    dvalidation: xgb.DMatrix | None,
+    *,
+    task: Task,
+    eval_metric: str,
+    seed: int,
+    nthread: int,
+    num_boost_round: int | None = None,
+) -> Fitted:
+    """Boost with early stopping on ``dvalidation``; without it, exactly ``num_boost_round`` rounds."""
+    knobs = TRAINING_KNOBS | {k: params[k] for k in TRAINING_KNOBS if k in params}
+    rounds = int(num_boost_round or knobs["num_boost_round"])
+    history: dict[str, dict[str, list[float]]] = {}
+    started = time.perf_counter()
+    booster = xgb.train(
+        booster_params(params, task, eval_metric, seed, nthread),
+        dtrain,
+        num_boost_round=rounds,
+        evals=[(dvalidation, "validation")] if dvalidation is not None else (),
+        early_stopping_rounds=int(knobs["early_stopping_rounds"]) if dvalidation is not None else None,
+        evals_result=history,
+        verbose_eval=False,
+    )
+    seconds = time.perf_counter() - started
+    best = booster.best_iteration if dvalidation is not None else rounds - 1
+    curve = [float(v) for v in history.get("validation", {}).get(eval_metric, [])]
+    return Fitted(model=booster, best_iteration=int(best), curve=curve, curve_metric=eval_metric, seconds=seconds)
+
+
+class XGBoostFamily(Family):
+    name = "xgboost"
+    tasks = (REGRESSION, BINARY, MULTICLASS)
+    encoding = "codes"
+
+    def accepted_parameters(self) -> frozenset[str]:
+        return ACCEPTED_PARAMETERS
+
+    def matrices(self, data: TrainingData, max_bin: int) -> tuple[xgb.DMatrix, xgb.DMatrix]:
+        """The study's training and validation matrices for ``max_bin``, built on first use."""
+        key = ("xgboost", max_bin)
+        if key not in data.cache:
+            x_train, x_validation = data.encoded(self.encoding)
+            preprocessor = data.preprocessors[self.encoding]
+            common = {
+                "feature_names": preprocessor.feature_names,
+                "feature_types": preprocessor.feature_types,
+                "enable_categorical": True,
+                "max_bin": max_bin,
+            }
+            train_matrix = xgb.QuantileDMatrix(x_train, data.y_train, **common)
+            validation = xgb.QuantileDMatrix(x_validation, data.y_validation, ref=train_matrix, **common)
+            data.cache[key] = (train_matrix, validation)
+        return data.cache[key]
+
+    def fit(self, params: dict[str, Any], data: TrainingData, task: Task, metric_name: str, seed: int) -> Fitted:
+        train_matrix, validation = self.matrices(data, int(params.get("max_bin", 256)))
+        eval_metric = METRICS[metric_name].early_stopping[task.kind]
+        return train(params, train_matrix, validation, task=task, eval_metric=eval_metric, seed=seed, nthread=threads())
+
+    def validation_score(self, fitted: Fitted, data: TrainingData, task: Task, metric_name: str) -> float:
+        """Read off the early-stopping curve when the metric is a function of it: no second prediction."""
+        metric = METRICS[metric_name]
+        if metric.from_curve is not None and fitted.curve:
+            return metric.from_curve(fitted.curve[fitted.best_iteration], data.y_validation)
+        return super().validation_score(fitted, data, task, metric_name)
+
+    def trained_model(self, fitted: Fitted) -> xgb.Booster:
+        return fitted.model[: fitted.best_iteration + 1]
+
+    def refit(
+        self,
+        params: dict[str, Any],
+        best: Fitted | int | None,
+        x: np.ndarray,
+        y: np.ndarray,
+        task: Task,
+        seed: int,
+        preprocessor: Preprocessor | None = None,
+    ) -> xgb.Booster:
+        rounds = best.best_iteration + 1 if isinstance(best, Fitted) else best
+        types = preprocessor.feature_types if preprocessor is not None else None
+        matrix = xgb.DMatrix(x, y, feature_types=types, enable_categorical=types is not None)
+        fitted = train(
+            params,
+            matrix,
+            None,
+            task=task,
+            eval_metric=REFIT_METRICS[task.kind],
+            seed=seed,
+            nthread=threads(),
+            num_boost_round=rounds,
+        )
+        return fitted.model
+
+    def predict(self, model: xgb.Booster, x: np.ndarray, task: Task) -> np.ndarray:
+        return model.inplace_predict(x).astype(np.float64)
+
+    def save(self, model: xgb.Booster, folder: Path) -> Path:
+        path = folder / "model.ubj"
+        model.save_model(path)
+        return path
+
+    def load(self, path: Path) -> xgb.Booster:
+        return xgb.Booster(model_file=str(path))
