@@ -168,7 +168,8 @@ def _human_summary(s: dict) -> str:
             f"study {s['study_name']}: {s['trials']} trials finished, {s['trials_failed']} failed, {s['wall_s']:.1f} s"
             + (f" ({s['resumed_trials']} of them before a resume)" if s["resumed_trials"] else ""),
             f"stopped: {s['stop_reason']}",
-            f"best validation {s['metric']}: {s['best_val_metric']:.4f} (best iteration {s['best_iteration']})",
+            f"best validation {s['metric']}: {s['best_val_metric']:.4f}"
+            + (f" (best iteration {s['best_iteration']})" if s["best_iteration"] is not None else ""),
             f"best params: {params}",
             f"test {s['metric']}: {s['test_metric']:.4f}",
             f"registered: {s['model_uri']} (version {s['model_version']})",

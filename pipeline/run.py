@@ -216,10 +216,11 @@ def _run(
         mlflow.log_metrics(
             {
                 f"test_{metric.name}": test_value,
-                "final_rounds": final.rounds,
                 "final_train_seconds": final.train_seconds,
             }
         )
+        if final.rounds is not None:
+            mlflow.log_metric("final_rounds", final.rounds)
         registration = finalize.log_and_register(
             final, x_test, test_predictions, client, study.model_name, tags=provenance | {"parent_run_id": parent_id}
         )

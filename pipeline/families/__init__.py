@@ -18,7 +18,7 @@ import pandas as pd
 
 from pipeline.config import FAMILIES
 from pipeline.features import Preprocessor
-from pipeline.metrics import REGRESSION, Task
+from pipeline.metrics import METRICS, REGRESSION, Task
 
 
 @dataclass(frozen=True)
@@ -71,9 +71,26 @@ class Family(ABC):
 
     @abstractmethod
     def refit(
-        self, params: dict[str, Any], best: Fitted | int | None, x: np.ndarray, y: np.ndarray, task: Task, seed: int
+        self,
+        params: dict[str, Any],
+        rounds: int | None,
+        x: np.ndarray,
+        y: np.ndarray,
+        task: Task,
+        seed: int,
+        preprocessor: Preprocessor | None = None,
     ) -> Any:
-        """The final model on ``x``: the trial's parameters, and its number of rounds where it has one."""
+        """The final model on ``x`` with the trial's parameters, for ``rounds`` boosting rounds where the
+        family has rounds; ``preprocessor`` (fitted on ``x``'s rows) tells which columns are category codes."""
+
+    def trained_model(self, fitted: Fitted) -> Any:
+        """The model a trial's fit produced, as it should predict (truncated to its best round)."""
+        return fitted.model
+
+    def validation_score(self, fitted: Fitted, data: TrainingData, task: Task, metric_name: str) -> float:
+        _, x_validation = data.encoded(self.encoding)
+        predictions = self.predict(self.trained_model(fitted), x_validation, task)
+        return METRICS[metric_name].score(data.y_validation, predictions)
 
     @abstractmethod
     def predict(self, model: Any, x: np.ndarray, task: Task) -> np.ndarray:

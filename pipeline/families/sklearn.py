@@ -69,7 +69,7 @@ class SklearnFamily(Family):
     def refit(
         self,
         params: dict[str, Any],
-        best: Fitted | int | None,
+        rounds: int | None,
         x: np.ndarray,
         y: np.ndarray,
         task: Task,
@@ -78,7 +78,6 @@ class SklearnFamily(Family):
     ) -> Any:
         estimator = self.estimator(params, task, seed)
         if self.name == "hist_gradient_boosting":
-            rounds = best.best_iteration + 1 if isinstance(best, Fitted) else best
             estimator.set_params(early_stopping=False)
             if rounds:
                 estimator.set_params(max_iter=int(rounds))

@@ -150,14 +150,13 @@ class XGBoostFamily(Family):
     def refit(
         self,
         params: dict[str, Any],
-        best: Fitted | int | None,
+        rounds: int | None,
         x: np.ndarray,
         y: np.ndarray,
         task: Task,
         seed: int,
         preprocessor: Preprocessor | None = None,
     ) -> xgb.Booster:
-        rounds = best.best_iteration + 1 if isinstance(best, Fitted) else best
         types = preprocessor.feature_types if preprocessor is not None else None
         matrix = xgb.DMatrix(x, y, feature_types=types, enable_categorical=types is not None)
         fitted = train(
