@@ -216,9 +216,9 @@ def _read_file(path: Path, file: Path) -> pd.DataFrame:
 
 
 def _binarize(target: pd.Series, rule: PositiveWhen) -> pd.Series:
-    """1.0 for the positive class, 0.0 otherwise; a missing value stays missing (dropped later)."""
+    """1 for the positive class, 0 otherwise; a missing value stays missing (dropped later)."""
     positive = target > rule.above if rule.above is not None else target == rule.equals
-    return positive.astype(np.float64).where(target.notna())
+    return positive.astype("Int64").where(target.notna())
 
 
 def _task(config: DatasetConfig, train: pd.DataFrame, validation: pd.DataFrame, test: pd.DataFrame, file: Path) -> Task:
