@@ -306,6 +306,15 @@ class DatasetConfig(_Strict):
 # --- study ---------------------------------------------------------------------------------------------
 
 
+class TPEOptions(_Strict):
+    """TPE's own knobs (hyperopt's defaults): random start-up trials, the share of trials that count as
+    good, and how many candidates each proposal scores."""
+
+    n_startup_jobs: Annotated[int, Field(ge=1)] = 20
+    gamma: Annotated[float, Field(gt=0, lt=1)] = 0.25
+    n_EI_candidates: Annotated[int, Field(ge=1)] = 24
+
+
 class StopConfig(_Strict):
     """When a study ends before ``max_evals``; checked after each trial."""
 
@@ -329,7 +338,9 @@ class StudyConfig(_Strict):
     """rmse, mae, r2 (regression); log_loss, auc, brier (binary); log_loss, accuracy (multiclass)."""
     max_evals: PositiveInt = 30
     seed: int = 42
-    algorithm: Literal["tpe", "rand"] = "tpe"
+    algorithm: Literal["tpe", "rand", "anneal", "atpe"] = "tpe"
+    """tpe (default), rand, anneal, or atpe (adaptive TPE; needs lightgbm installed)."""
+    tpe: TPEOptions = TPEOptions()
     refit_on: Literal["train", "train_validation"] = "train_validation"
     """Data the final model is retrained on; the number of boosting rounds comes from the best trial."""
     stop: StopConfig = StopConfig()

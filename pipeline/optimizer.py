@@ -9,6 +9,7 @@ import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -17,9 +18,24 @@ from hyperopt.exceptions import AllTrialsFailed
 from hyperopt.pyll import stochastic
 
 from pipeline.config import Choice, ConditionalOption, Parameter, PChoice, Scalar, option_value
+from pipeline.errors import InputError
 from pipeline.spaces import MODEL_KEY, SearchSpace
 
-ALGORITHMS = {"tpe": tpe.suggest, "rand": rand.suggest, "anneal": anneal.suggest}
+
+def algorithm_for(name: str, tpe_options: dict[str, Any] | None = None, file: Any = None) -> Callable[..., Any]:
+    """hyperopt's suggest function; raises InputError when atpe's dependencies are missing."""
+    if name == "tpe":
+        return partial(tpe.suggest, **(tpe_options or {}))
+    if name == "atpe":
+        try:
+            import lightgbm  # noqa: F401  (atpe imports it only on first use, deep inside a trial)
+            from hyperopt import atpe
+        except ImportError:
+            raise InputError(file, "algorithm", "atpe needs lightgbm", "pip install lightgbm, or use tpe") from None
+        return atpe.suggest
+    return {"rand": rand.suggest, "anneal": anneal.suggest}[name]
+
+
 OK, FAIL = STATUS_OK, STATUS_FAIL
 
 
@@ -98,7 +114,7 @@ def minimize(
     *,
     max_evals: int,
     seed: int,
-    algorithm: str = "tpe",
+    algorithm: Callable[..., Any] = tpe.suggest,
     past: Sequence[PastTrial] = (),
     should_stop: Callable[[], bool] = lambda: False,
 ) -> None:
@@ -119,7 +135,7 @@ def minimize(
         fmin(
             objective,
             compile_space(space),
-            algo=ALGORITHMS[algorithm],
+            algo=algorithm,
             max_evals=max_evals,
             trials=trials,
             rstate=rstate,

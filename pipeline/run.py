@@ -17,7 +17,7 @@ import mlflow.data
 from pydantic import ValidationError
 
 import pipeline
-from pipeline import config, data, families, finalize, history, spaces, tracking
+from pipeline import config, data, families, finalize, history, optimizer, spaces, tracking
 from pipeline.config import StudyConfig
 from pipeline.errors import InputError, PipelineError, TrackingError
 from pipeline.families import TrainingData
@@ -102,6 +102,7 @@ def run_study(options: RunOptions) -> dict[str, Any]:
     space = spaces.load(study.space)
     dataset = data.load_dataset(dataset_config, study.dataset)
     check_compatible(study, study_file, dataset, space)
+    optimizer.algorithm_for(study.algorithm, file=study_file)  # atpe's dependencies, before any write
     folder = history.study_folder(options.state_dir, study.experiment, study.name)
     with history.study_lock(folder, study.name):
         trial_history = history.History(folder / "history.jsonl")
@@ -164,6 +165,7 @@ def _run(
                     "seed": study.seed,
                     "metric": study.metric,
                     "algorithm": study.algorithm,
+                    "tpe": study.tpe.model_dump(),
                 }
             )
             _log_study_inputs(client, parent_id, study, study_file, dataset, space)
@@ -173,7 +175,7 @@ def _run(
         settings = SearchSettings(
             max_evals=study.max_evals,
             seed=study.seed,
-            algorithm=study.algorithm,
+            algorithm=optimizer.algorithm_for(study.algorithm, study.tpe.model_dump()),
             stop=StopRules(**study.stop.model_dump()),
         )
         context = RunContext(client=client, experiment_id=experiment_id, parent_run_id=parent_id, tags=provenance)
@@ -255,6 +257,7 @@ def _run(
 
 
 RESUME_KEYS = {
+    "tpe": "the TPE options",
     "space_sha256": "the space file",
     "data_fingerprint": "the data",
     "seed": "the seed",
@@ -305,6 +308,7 @@ def _check_resumable(saved: dict[str, Any], study: StudyConfig, space, dataset: 
         "seed": study.seed,
         "metric": study.metric,
         "algorithm": study.algorithm,
+        "tpe": study.tpe.model_dump(),
     }
     for key, what in RESUME_KEYS.items():
         if saved.get(key) != now[key]:

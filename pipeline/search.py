@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, replace
 from functools import partial
@@ -76,7 +76,8 @@ class StopRules:
 class SearchSettings:
     max_evals: int
     seed: int
-    algorithm: str
+    algorithm: Callable[..., Any]
+    """hyperopt's suggest function (``optimizer.algorithm_for``)."""
     stop: StopRules = StopRules()
 
 
