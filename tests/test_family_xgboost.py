@@ -1,144 +1,182 @@
-"""pipeline.booster: early-stopped xgboost training on the small real flights data."""
+"""pipeline.families.xgboost: early-stopped xgboost training on the small real flights data."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
 import xgboost as xgb
 
-from pipeline import config
-from pipeline.booster import (
-    ACCEPTED_PARAMETERS,
-    TRAINING_KNOBS,
-    Matrices,
-    booster_params,
-    build_matrices,
-    train,
-)
-from pipeline.data import load_dataset
-from pipeline.features import Preprocessor
-from pipeline.metrics import mae, rmse
+from pipeline import families
+from pipeline.families import Fitted, TrainingData
+from pipeline.families.xgboost import ACCEPTED_PARAMETERS, TRAINING_KNOBS, booster_params, train
+from pipeline.metrics import BINARY, METRICS, MULTICLASS, REGRESSION, Task, brier, mae, rmse
 
-FAST = {"learning_rate": 1.0, "max_depth": 6, "num_boost_round": 300, "early_stopping_rounds": 5}
+XGB = families.get("xgboost")
+FAST = {"model": "xgboost", "learning_rate": 1.0, "max_depth": 6, "num_boost_round": 300, "early_stopping_rounds": 5}
 """A learning rate this high overfits within a few rounds, so early stopping ends training early."""
-
-
-@dataclass
-class Prepared:
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_validation: np.ndarray
-    y_validation: np.ndarray
-    preprocessor: Preprocessor
-
-    def matrices(self, quantized: bool) -> Matrices:
-        return build_matrices(
-            self.x_train,
-            self.y_train,
-            self.x_validation,
-            self.y_validation,
-            self.preprocessor.feature_names,
-            self.preprocessor.feature_types,
-            quantized=quantized,
-        )
+CLASSIFY = {"model": "xgboost", "learning_rate": 0.5, "max_depth": 4, "num_boost_round": 200, "early_stopping_rounds": 5}
+AIR_TIME = Task(REGRESSION)
 
 
 @pytest.fixture
-def prepared(dataset_file: Path) -> Prepared:
-    dataset_config = config.load_dataset(dataset_file)
-    dataset = load_dataset(dataset_config, dataset_file)
-    x_train, y_train = dataset.xy("train")
-    x_validation, y_validation = dataset.xy("validation")
-    features = dataset_config.features
-    numeric = [c for c in dataset.feature_columns if c not in features.categorical]
-    preprocessor = Preprocessor.fit(x_train, features.categorical, numeric, features.crossed)
-    return Prepared(
-        preprocessor.transform(x_train),
-        y_train,
-        preprocessor.transform(x_validation),
-        y_validation,
-        preprocessor,
-    )
+def data(flights_tasks) -> TrainingData:
+    """The regression splits, encoded as codes, with an empty matrix cache."""
+    return flights_tasks.training_data(REGRESSION, ("codes",))
 
 
-def fit(prepared: Prepared, params=FAST, *, quantized=True, eval_metric="rmse", seed=0):
-    matrices = prepared.matrices(quantized)
-    return train(params, matrices.train, matrices.validation, eval_metric=eval_metric, seed=seed, nthread=2)
+def validation_matrix(data: TrainingData) -> np.ndarray:
+    return data.encoded("codes")[1]
+
+
+def plain_matrices(data: TrainingData) -> tuple[xgb.DMatrix, xgb.DMatrix]:
+    """Non-quantized matrices of the same splits (what ``refit`` builds), for comparison with the search's."""
+    preprocessor = data.preprocessors["codes"]
+    common = {
+        "feature_names": preprocessor.feature_names,
+        "feature_types": preprocessor.feature_types,
+        "enable_categorical": True,
+    }
+    x_train, x_validation = data.encoded("codes")
+    return xgb.DMatrix(x_train, data.y_train, **common), xgb.DMatrix(x_validation, data.y_validation, **common)
+
+
+def fit(data: TrainingData, params=FAST, *, quantized=True, metric="rmse", seed=0, task=AIR_TIME) -> Fitted:
+    """Quantized: the family's fit, as a trial runs it; otherwise ``train`` on plain DMatrix objects."""
+    if quantized:
+        return XGB.fit(params, data, task, metric, seed)
+    dtrain, dvalidation = plain_matrices(data)
+    eval_metric = METRICS[metric].early_stopping[task.kind]
+    return train(params, dtrain, dvalidation, task=task, eval_metric=eval_metric, seed=seed, nthread=2)
+
+
+def test_matrices_are_quantized_named_typed_and_built_once_per_max_bin(data):
+    preprocessor = data.preprocessors["codes"]
+
+    train_matrix, validation = XGB.matrices(data, 256)
+
+    assert isinstance(train_matrix, xgb.QuantileDMatrix) and isinstance(validation, xgb.QuantileDMatrix)
+    assert train_matrix.num_row() == len(data.y_train)
+    assert validation.num_row() == len(data.y_validation)
+    assert train_matrix.num_col() == len(preprocessor.feature_names)
+    assert train_matrix.feature_names == preprocessor.feature_names
+    assert validation.feature_types == preprocessor.feature_types
+    np.testing.assert_array_equal(validation.get_label(), data.y_validation.astype(np.float32))
+
+    again = XGB.matrices(data, 256)
+    assert again[0] is train_matrix and again[1] is validation, "built once, shared by every trial"
+    coarse = XGB.matrices(data, 16)
+    assert coarse[0] is not train_matrix
+    XGB.fit(FAST | {"max_bin": 8, "num_boost_round": 2}, data, AIR_TIME, "rmse", 0)
+    assert {key for key in data.cache if key[0] == "xgboost"} == {("xgboost", 256), ("xgboost", 16), ("xgboost", 8)}
+
+
+def test_fit_with_a_max_bin_trains_on_its_own_bins(data):
+    params = FAST | {"num_boost_round": 10, "early_stopping_rounds": 10}
+    fine, coarse = fit(data, params), fit(data, params | {"max_bin": 4})
+    x_validation = validation_matrix(data)
+    assert not np.allclose(XGB.predict(fine.model, x_validation, AIR_TIME), XGB.predict(coarse.model, x_validation, AIR_TIME))
 
 
 @pytest.mark.parametrize("quantized", [True, False])
-def test_build_matrices_shapes_names_and_types(prepared, quantized):
-    matrices = prepared.matrices(quantized)
-    assert matrices.train.num_row() == len(prepared.y_train)
-    assert matrices.validation.num_row() == len(prepared.y_validation)
-    assert matrices.train.num_col() == len(prepared.preprocessor.feature_names)
-    assert matrices.train.feature_names == prepared.preprocessor.feature_names
-    assert matrices.validation.feature_types == prepared.preprocessor.feature_types
-    np.testing.assert_array_equal(matrices.validation.get_label(), prepared.y_validation.astype(np.float32))
-
-
-@pytest.mark.parametrize("quantized", [True, False])
-def test_early_stopping_stops_before_the_round_limit(prepared, quantized):
-    result = fit(prepared, quantized=quantized)
-    rounds = result.booster.num_boosted_rounds()
+def test_early_stopping_stops_before_the_round_limit(data, quantized):
+    result = fit(data, quantized=quantized)
+    rounds = result.model.num_boosted_rounds()
     assert rounds < FAST["num_boost_round"]
     assert len(result.curve) == rounds
     assert 0 <= result.best_iteration < len(result.curve)
     assert rounds == result.best_iteration + FAST["early_stopping_rounds"] + 1
     assert result.curve[result.best_iteration] == min(result.curve)
+    assert result.curve_metric == "rmse"
     assert result.seconds > 0
 
 
 @pytest.mark.parametrize(
-    ("quantized", "eval_metric", "score"), [(True, "rmse", rmse), (False, "rmse", rmse), (True, "mae", mae)]
+    ("quantized", "metric", "score"), [(True, "rmse", rmse), (False, "rmse", rmse), (True, "mae", mae)]
 )
-def test_curve_at_best_iteration_is_the_score_of_the_kept_rounds(prepared, quantized, eval_metric, score):
-    result = fit(prepared, quantized=quantized, eval_metric=eval_metric)
+def test_curve_at_best_iteration_is_the_score_of_the_kept_rounds(data, quantized, metric, score):
+    result = fit(data, quantized=quantized, metric=metric)
     best = result.best_iteration
-    kept = result.booster.inplace_predict(prepared.x_validation, iteration_range=(0, best + 1))
-    assert result.curve[best] == pytest.approx(score(prepared.y_validation, kept), abs=1e-4)
+    x_validation = validation_matrix(data)
+    kept = XGB.predict(XGB.trained_model(result), x_validation, AIR_TIME)
+    assert result.curve_metric == metric
+    assert result.curve[best] == pytest.approx(score(data.y_validation, kept), abs=1e-4)
+    assert XGB.trained_model(result).num_boosted_rounds() == best + 1
+    np.testing.assert_array_equal(kept, result.model.inplace_predict(x_validation, iteration_range=(0, best + 1)))
+    if quantized:
+        assert XGB.validation_score(result, data, AIR_TIME, metric) == result.curve[best]
 
-    assert result.booster.num_boosted_rounds() > best + 1, "training should have run past the best round"
-    every_round = result.booster.inplace_predict(prepared.x_validation)
-    assert score(prepared.y_validation, every_round) == pytest.approx(result.curve[-1], abs=1e-4)
-    assert abs(score(prepared.y_validation, every_round) - result.curve[best]) > 1e-3
+    assert result.model.num_boosted_rounds() > best + 1, "training should have run past the best round"
+    every_round = result.model.inplace_predict(x_validation)
+    assert score(data.y_validation, every_round) == pytest.approx(result.curve[-1], abs=1e-4)
+    assert abs(score(data.y_validation, every_round) - result.curve[best]) > 1e-3
 
 
-def test_without_validation_it_boosts_exactly_the_rounds_asked(prepared):
-    matrices = prepared.matrices(True)
-    result = train(FAST, matrices.train, None, eval_metric="rmse", seed=0, nthread=2, num_boost_round=7)
-    assert result.booster.num_boosted_rounds() == 7
+def test_r2_is_read_off_the_rmse_curve_and_equals_r2_of_the_kept_rounds(data):
+    result = fit(data, metric="r2")
+    assert result.curve_metric == "rmse"
+    kept = XGB.predict(XGB.trained_model(result), validation_matrix(data), AIR_TIME)
+    r2 = XGB.validation_score(result, data, AIR_TIME, "r2")
+    assert r2 == pytest.approx(METRICS["r2"].score(data.y_validation, kept), abs=1e-6)
+    assert 0.0 < r2 < 1.0
+
+
+def test_without_validation_it_boosts_exactly_the_rounds_asked(data):
+    dtrain, _ = plain_matrices(data)
+    result = train(FAST, dtrain, None, task=AIR_TIME, eval_metric="rmse", seed=0, nthread=2, num_boost_round=7)
+    assert result.model.num_boosted_rounds() == 7
     assert result.best_iteration == 6
     assert result.curve == []
 
 
+def test_refit_boosts_exactly_the_rounds_asked_and_reads_category_codes(data):
+    preprocessor = data.preprocessors["codes"]
+    x_train, x_validation = data.encoded("codes")
+
+    model = XGB.refit(FAST, 7, x_train, data.y_train, AIR_TIME, seed=0, preprocessor=preprocessor)
+
+    assert model.num_boosted_rounds() == 7
+    assert model.feature_types == preprocessor.feature_types
+    numeric_only = XGB.refit(FAST, 7, x_train, data.y_train, AIR_TIME, seed=0)
+    assert numeric_only.feature_types is None
+    assert not np.allclose(
+        XGB.predict(model, x_validation, AIR_TIME), XGB.predict(numeric_only, x_validation, AIR_TIME)
+    ), "codes read as categories must split differently from codes read as numbers"
+
+
 def test_accepted_parameters():
+    assert XGB.accepted_parameters() == ACCEPTED_PARAMETERS
     for name in ("max_depth", "learning_rate", "eta", "num_boost_round", "early_stopping_rounds", "subsample"):
         assert name in ACCEPTED_PARAMETERS
-    for name in ("max_dept", "learning_rte", "n_estimators", "random_state"):
+    for name in ("max_dept", "learning_rte", "n_estimators", "random_state", "model"):
         assert name not in ACCEPTED_PARAMETERS
 
 
-def test_booster_params_drop_training_knobs_and_keep_the_search_values():
-    params = booster_params({"max_depth": 3, "num_boost_round": 10, "early_stopping_rounds": 2}, "mae", 5, 2)
+def test_booster_params_drop_training_knobs_and_the_family_and_keep_the_search_values():
+    search = {"model": "xgboost", "max_depth": 3, "num_boost_round": 10, "early_stopping_rounds": 2}
+    params = booster_params(search, AIR_TIME, "mae", 5, 2)
     assert not set(TRAINING_KNOBS) & set(params)
+    assert "model" not in params
     assert params["max_depth"] == 3
     assert params["eval_metric"] == "mae"
     assert params["seed"] == 5
     assert params["nthread"] == 2
     assert params["objective"] == "reg:squarederror"
+    assert "num_class" not in params
+
+    binary = booster_params(search, Task(BINARY, (0, 1)), "logloss", 5, 2)
+    assert binary["objective"] == "binary:logistic" and "num_class" not in binary
+    multiclass = booster_params(search, Task(MULTICLASS, ("EWR", "JFK", "LGA")), "mlogloss", 5, 2)
+    assert multiclass["objective"] == "multi:softprob"
+    assert multiclass["num_class"] == 3
 
 
-def test_same_seed_gives_identical_predictions(prepared):
+def test_same_seed_gives_identical_predictions(data):
     params = FAST | {"subsample": 0.6, "colsample_bytree": 0.6, "num_boost_round": 20, "early_stopping_rounds": 20}
-    first, again = fit(prepared, params, seed=11), fit(prepared, params, seed=11)
-    other = fit(prepared, params, seed=12)
+    first, again = fit(data, params, seed=11), fit(data, params, seed=11)
+    other = fit(data, params, seed=12)
 
-    def predict(result):
-        return result.booster.inplace_predict(prepared.x_validation)
+    def predict(result: Fitted) -> np.ndarray:
+        return XGB.predict(result.model, validation_matrix(data), AIR_TIME)
 
     np.testing.assert_array_equal(predict(first), predict(again))
     assert first.curve == again.curve
@@ -146,17 +184,112 @@ def test_same_seed_gives_identical_predictions(prepared):
     assert not np.array_equal(predict(first), predict(other)), "sampling should depend on the seed"
 
 
-def test_predictions_from_numpy_match_the_dmatrix(prepared):
-    result = fit(prepared, quantized=False)
+def test_predictions_from_numpy_match_the_dmatrix(data):
+    result = fit(data, quantized=False)
+    preprocessor = data.preprocessors["codes"]
+    x_validation = validation_matrix(data)
     dmatrix = xgb.DMatrix(
-        prepared.x_validation,
-        feature_names=prepared.preprocessor.feature_names,
-        feature_types=prepared.preprocessor.feature_types,
+        x_validation,
+        feature_names=preprocessor.feature_names,
+        feature_types=preprocessor.feature_types,
         enable_categorical=True,
     )
-    rounds = (0, result.best_iteration + 1)
+    predictions = XGB.predict(XGB.trained_model(result), x_validation, AIR_TIME)
+    assert predictions.dtype == np.float64
     np.testing.assert_allclose(
-        result.booster.inplace_predict(prepared.x_validation, iteration_range=rounds),
-        result.booster.predict(dmatrix, iteration_range=rounds),
+        predictions,
+        result.model.predict(dmatrix, iteration_range=(0, result.best_iteration + 1)),
         rtol=1e-6,
     )
+
+
+def test_save_and_load_keep_the_rounds_and_the_predictions(tmp_path, data):
+    model = XGB.trained_model(fit(data))
+    path = XGB.save(model, tmp_path)
+    assert path.parent == tmp_path and path.is_file()
+
+    loaded = XGB.load(path)
+
+    assert loaded.num_boosted_rounds() == model.num_boosted_rounds()
+    x_validation = validation_matrix(data)
+    np.testing.assert_array_equal(XGB.predict(loaded, x_validation, AIR_TIME), XGB.predict(model, x_validation, AIR_TIME))
+
+
+def test_check_fixed_refuses_what_xgboost_refuses_and_accepts_a_valid_value():
+    assert XGB.check_fixed("max_depth", 3) is None
+    problem = XGB.check_fixed("max_depth", -1)
+    assert problem is not None
+    assert "-1" in problem and "max_depth" in problem
+
+
+@pytest.mark.parametrize(("name", "value"), [("num_boost_round", "many"), ("early_stopping_rounds", "soon")])
+def test_check_fixed_refuses_a_training_knob_that_every_trial_would_fail_on(data, name, value):
+    """A value a trial's fit cannot use must be refused when the space file is read, not trial after trial."""
+    with pytest.raises(ValueError):
+        XGB.fit(FAST | {name: value}, data, AIR_TIME, "rmse", 0)
+    assert XGB.check_fixed(name, value) is not None
+
+
+# --- classification ------------------------------------------------------------------------------------
+
+CLASSIFICATION = [
+    (BINARY, "log_loss", "logloss"),
+    (BINARY, "auc", "auc"),
+    (BINARY, "brier", "logloss"),
+    (MULTICLASS, "log_loss", "mlogloss"),
+    (MULTICLASS, "accuracy", "merror"),
+]
+
+
+@pytest.fixture(scope="module")
+def classification_data(flights_tasks) -> dict[str, TrainingData]:
+    return {task: flights_tasks.training_data(task, ("codes",)) for task in (BINARY, MULTICLASS)}
+
+
+@pytest.mark.parametrize(("kind", "metric_name", "curve_metric"), CLASSIFICATION)
+def test_classifier_early_stops_on_the_metric_curve_and_scores_the_kept_rounds(
+    flights_tasks, classification_data, kind, metric_name, curve_metric
+):
+    data = classification_data[kind]
+    task = flights_tasks.dataset(kind).task
+    metric = METRICS[metric_name]
+
+    result = XGB.fit(CLASSIFY, data, task, metric_name, seed=0)
+
+    assert result.curve_metric == curve_metric
+    rounds = result.model.num_boosted_rounds()
+    assert len(result.curve) == rounds < CLASSIFY["num_boost_round"]
+    assert rounds == result.best_iteration + CLASSIFY["early_stopping_rounds"] + 1
+    best_of_curve = max(result.curve) if curve_metric == "auc" else min(result.curve)
+    assert result.curve[result.best_iteration] == best_of_curve
+    assert result.curve.index(best_of_curve) == result.best_iteration, "the first round reaching the best"
+
+    kept = XGB.predict(XGB.trained_model(result), validation_matrix(data), task)
+    assert kept.dtype == np.float64
+    assert ((kept >= 0) & (kept <= 1)).all()
+    if kind == BINARY:
+        assert kept.shape == (len(data.y_validation),)
+    else:
+        assert kept.shape == (len(data.y_validation), len(task.classes))
+        np.testing.assert_allclose(kept.sum(axis=1), 1.0, atol=1e-5)
+
+    value = XGB.validation_score(result, data, task, metric_name)
+    assert value == pytest.approx(metric.score(data.y_validation, kept), rel=1e-5)
+    if metric_name == "brier":
+        assert metric.from_curve is None
+        assert value == brier(data.y_validation, kept), "computed from the kept rounds' probabilities"
+        assert value != pytest.approx(result.curve[result.best_iteration]), "not the log loss of the curve"
+        every_round = XGB.predict(result.model, validation_matrix(data), task)
+        assert brier(data.y_validation, every_round) != value
+    else:
+        assert value == metric.from_curve(result.curve[result.best_iteration], data.y_validation)
+
+
+def test_classes_are_learnt_as_indices(flights_tasks, classification_data):
+    data = classification_data[MULTICLASS]
+    task = flights_tasks.dataset(MULTICLASS).task
+    x_train, _ = data.encoded("codes")
+    model = XGB.refit(CLASSIFY, 20, x_train, data.y_train, task, seed=0, preprocessor=data.preprocessors["codes"])
+    proba = XGB.predict(model, validation_matrix(data), task)
+    assert proba.shape == (len(data.y_validation), 3)
+    assert np.mean(np.argmax(proba, axis=1) == data.y_validation) > 0.9, "column i is the probability of class i"

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline import spaces
-from pipeline.config import QUniform, RandInt, SpaceConfig, Uniform
+from pipeline.config import QUniform, RandInt, Scalar, SpaceConfig, Uniform
 from pipeline.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +30,11 @@ def load_text(tmp_path: Path, text: str) -> spaces.SearchSpace:
     return spaces.load(write(tmp_path, text))
 
 
+def searched(space: spaces.SearchSpace, family: str) -> set[str]:
+    """Names the family samples, at any depth."""
+    return {path[-1] for path, p in spaces.walk(space.branches[family]) if not isinstance(p, Scalar)}
+
+
 # --- the shipped space ----------------------------------------------------------------------------------------
 
 
@@ -38,7 +43,8 @@ def test_shipped_space_loads_with_its_searched_and_fixed_parameters():
 
     assert space.file == SHIPPED
     assert space.config.model == "xgboost"
-    assert set(space.searched) == {
+    assert space.families == ["xgboost"]
+    assert searched(space, "xgboost") == {
         "max_depth",
         "learning_rate",
         "min_child_weight",
@@ -48,14 +54,19 @@ def test_shipped_space_loads_with_its_searched_and_fixed_parameters():
         "reg_lambda",
         "gamma",
     }
-    assert space.fixed == {"max_bin": 256, "num_boost_round": 2000, "early_stopping_rounds": 50}
+    assert all(space.searches(name) for name in searched(space, "xgboost"))
+    assert space.fixed("xgboost") == {"max_bin": 256, "num_boost_round": 2000, "early_stopping_rounds": 50}
+    assert not space.searches("max_bin")
     assert space.sha256 == hashlib.sha256(SHIPPED.read_bytes()).hexdigest()
 
 
 def test_shipped_space_types_sampled_values_like_xgboost_expects():
     space = spaces.load(SHIPPED)
-    # hyperopt hands back floats (numpy or not) even for quantized parameters.
+    # hyperopt hands back floats (numpy or not) even for quantized parameters, and the fixed values as written.
+    fixed = {"max_bin": 256, "num_boost_round": 2000, "early_stopping_rounds": 50}
     raw = {
+        "model": "xgboost",
+        **fixed,
         "max_depth": np.float64(7.0),
         "learning_rate": 0.05,
         "min_child_weight": np.float64(3.2),
@@ -70,14 +81,15 @@ def test_shipped_space_types_sampled_values_like_xgboost_expects():
 
     assert typed["max_depth"] == 7
     assert type(typed["max_depth"]) is int
-    for name in raw.keys() - {"max_depth"}:
+    assert typed["model"] == "xgboost"
+    for name in raw.keys() - {"model", "max_depth", *fixed}:
         assert type(typed[name]) is float, name
         assert typed[name] == pytest.approx(float(raw[name]))
     assert typed["max_bin"] == 256
     assert type(typed["max_bin"]) is int
     assert typed["num_boost_round"] == 2000
     assert typed["early_stopping_rounds"] == 50
-    assert set(typed) == set(space.config.parameters)
+    assert set(typed) == {"model", *space.config.parameters}
 
 
 def test_sha256_follows_the_file_bytes(tmp_path):
@@ -115,7 +127,7 @@ def test_describe_shows_choices_and_fixed_strings(tmp_path):
     text = space.describe()
 
     assert "grow_policy" in text
-    assert "choice(options=['depthwise', 'lossguide']) -> one of the options" in text
+    assert "choice(['depthwise', 'lossguide']) -> one of the options" in text
     assert "tree_method" in text
     assert "fixed 'hist'" in text
 
@@ -148,7 +160,7 @@ TYPING = [
 def test_typed_casts_to_the_declared_type(tmp_path, declared, sampled, kind, expected):
     space = load_text(tmp_path, f"parameters:\n  max_depth: {declared}\n")
 
-    value = space.typed({"max_depth": sampled})["max_depth"]
+    value = space.typed({"model": "xgboost", "max_depth": sampled})["max_depth"]
 
     assert type(value) is kind
     assert value == expected
@@ -165,7 +177,7 @@ def test_choice_returns_the_option_itself(tmp_path, kind, option):
     )
     assert space.config.parameters["grow_policy"].options == options
 
-    value = space.typed({"grow_policy": option})["grow_policy"]
+    value = space.typed({"model": "xgboost", "grow_policy": option})["grow_policy"]
 
     assert value == option
     assert type(value) is type(option)
@@ -183,9 +195,11 @@ def test_fixed_values_keep_their_yaml_type(tmp_path):
         "  max_bin: '256'\n",
     )
 
-    typed = space.typed({"subsample": 0.75})
+    # A sample holds the fixed values as the space compiled them: straight from the file.
+    typed = space.typed({"model": "xgboost", **space.fixed("xgboost"), "subsample": 0.75})
 
     assert typed == {
+        "model": "xgboost",
         "subsample": 0.75,
         "max_depth": 6,
         "learning_rate": 0.1,
@@ -205,7 +219,7 @@ def test_typed_needs_every_searched_value(tmp_path):
     space = load_text(tmp_path, "parameters:\n  subsample: {distribution: uniform, low: 0.5, high: 1.0}\n")
 
     with pytest.raises(KeyError, match="subsample"):
-        space.typed({})
+        space.typed({"model": "xgboost"})
 
 
 @settings(max_examples=50, deadline=None)
@@ -220,7 +234,7 @@ def test_integer_step_always_yields_the_nearest_int(q, sampled):
         sha256="x",
     )
 
-    value = space.typed({"max_depth": sampled})["max_depth"]
+    value = space.typed({"model": "xgboost", "max_depth": sampled})["max_depth"]
 
     assert type(value) is int
     assert abs(value - sampled) <= 0.5
@@ -240,7 +254,7 @@ def test_randint_and_uniform_typing(low, width, sampled):
         sha256="x",
     )
 
-    typed = space.typed({"max_leaves": float(round(sampled)), "subsample": sampled})
+    typed = space.typed({"model": "xgboost", "max_leaves": float(round(sampled)), "subsample": sampled})
 
     assert type(typed["max_leaves"]) is int
     assert typed["max_leaves"] == round(sampled)
@@ -295,7 +309,7 @@ def test_native_aliases_and_training_knobs_are_accepted(tmp_path, name):
         f"parameters:\n  {name}: {{distribution: uniform, low: 0.1, high: 0.5}}\n",
     )
 
-    assert name in space.searched
+    assert space.searches(name)
 
 
 def test_missing_file_is_an_input_error(tmp_path):
