@@ -66,6 +66,8 @@ def r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 def log_loss(y_true: np.ndarray, proba: np.ndarray) -> float:
     proba = np.asarray(proba, np.float64)
+    if proba.ndim == 2:
+        proba = proba / proba.sum(axis=1, keepdims=True)  # float32 probabilities sum to 1 only roughly
     labels = np.arange(proba.shape[1]) if proba.ndim == 2 else [0, 1]
     return float(sk.log_loss(y_true, proba, labels=labels))
 

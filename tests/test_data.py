@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from pipeline import config
-from pipeline.data import Dataset, load_dataset
+from pipeline.data import Dataset, class_indices, load_dataset
 from pipeline.errors import InputError
+from pipeline.metrics import Task
 
 FEATURES = ["origin", "dest", "carrier", "distance", "dep_time", "sched_dep_time", "hour", "minute"]
 
@@ -269,3 +270,104 @@ def test_one_value_outside_the_training_split_is_accepted(dataset_file, own_flig
 
     assert set(dataset.validation["origin"]) == {"LGA"}
     assert dataset.train["origin"].nunique() == 3
+
+
+# --- classification ------------------------------------------------------------------------------------
+
+LATE = {
+    "task": "binary",
+    "target": "arr_delay",
+    "positive_when": {"above": 15},
+    "features": features(numeric=["dep_delay", "distance", "sched_dep_time", "hour"]),
+    "drop": ["air_time"],
+}
+"""data/flights_late.yaml's task: did the flight arrive more than 15 minutes late?"""
+ORIGIN_FEATURES = {"categorical": ["dest", "carrier"], "numeric": ["distance", "sched_dep_time", "hour"]}
+
+
+def test_binary_positive_when_above_gives_classes_0_1_and_drops_missing_targets(dataset_file, flights_dir):
+    dataset = load(variant(dataset_file, **LATE))
+
+    assert dataset.task == Task("binary", (0, 1))
+    raw = {m: pd.read_parquet(flights_dir / f"2013-0{m}.parquet") for m in (1, 2, 3)}
+    missing = {m: int(frame["arr_delay"].isna().sum()) for m, frame in raw.items()}
+    assert sum(missing.values()) > 0, "cancelled and diverted flights have no arrival delay"
+    assert dataset.dropped_missing_target == sum(missing.values())
+    for month, split in zip((1, 2, 3), ("train", "validation", "test"), strict=True):
+        x, y = dataset.xy(split)
+        delay = raw[month]["arr_delay"].dropna().to_numpy()
+        assert len(x) == len(y) == len(delay)
+        assert y.dtype == np.int64
+        np.testing.assert_array_equal(y, (delay > 15).astype(np.int64))
+        np.testing.assert_array_equal(x["distance"], raw[month].loc[raw[month]["arr_delay"].notna(), "distance"])
+    _, y_train = dataset.xy("train")
+    assert 0 < y_train.mean() < 0.5, "some flights arrive late, most do not"
+    assert "arr_delay" not in dataset.feature_columns
+
+
+def test_binary_positive_when_equals_a_category(dataset_file, flights_dir):
+    dataset = load(
+        variant(dataset_file, task="binary", target="origin", positive_when={"equals": "JFK"}, features=ORIGIN_FEATURES)
+    )
+
+    assert dataset.task == Task("binary", (0, 1))
+    assert dataset.dropped_missing_target == 0
+    raw = pd.read_parquet(flights_dir / "2013-02.parquet")
+    _, y = dataset.xy("validation")
+    np.testing.assert_array_equal(y, (raw["origin"] == "JFK").to_numpy(dtype=np.int64))
+    assert 0 < y.sum() < len(y)
+
+
+def test_multiclass_target_becomes_indices_of_the_sorted_classes(dataset_file, flights_dir):
+    dataset = load(variant(dataset_file, task="multiclass", target="origin", features=ORIGIN_FEATURES))
+
+    assert dataset.task == Task("multiclass", ("EWR", "JFK", "LGA"))
+    for month, split in zip((1, 2, 3), ("train", "validation", "test"), strict=True):
+        x, y = dataset.xy(split)
+        assert y.dtype == np.int64
+        assert set(np.unique(y)) == {0, 1, 2}
+        raw = pd.read_parquet(flights_dir / f"2013-0{month}.parquet")
+        np.testing.assert_array_equal(np.asarray(dataset.task.classes)[y], raw["origin"].to_numpy(dtype=str))
+        assert list(x.columns) == ["dest", "carrier", "distance", "sched_dep_time", "hour"]
+
+
+def test_class_indices_follow_the_task_classes_not_the_split():
+    labels = pd.Series(["LGA", "EWR", "LGA", None])
+    np.testing.assert_array_equal(class_indices(labels, ("EWR", "JFK", "LGA")), [2, 0, 2, -1])
+
+
+def test_binary_task_whose_target_has_three_classes(dataset_file):
+    error = refused(variant(dataset_file, task="binary", target="origin", features=ORIGIN_FEATURES), "task")
+    assert "3 classes" in str(error)
+    assert "EWR" in str(error)
+    assert "multiclass" in str(error) and "positive_when" in str(error), "the fix names both ways out"
+
+
+def test_training_split_with_one_class(dataset_file, own_flights_dir):
+    partition = own_flights_dir / "2013-01.parquet"
+    frame = pd.read_parquet(partition)
+    frame[frame["origin"] == "JFK"].to_parquet(partition, index=False)
+    file = variant(
+        dataset_file, path=str(own_flights_dir), task="multiclass", target="origin", features=ORIGIN_FEATURES
+    )
+
+    error = refused(file, "target")
+
+    assert "'origin'" in str(error)
+    assert "1 class" in str(error) and "training split" in str(error)
+
+
+@pytest.mark.parametrize("task", ["regression", "multiclass"])
+def test_positive_when_is_refused_unless_the_task_is_binary(dataset_file, task):
+    file = variant(dataset_file, task=task, target="arr_delay", positive_when={"above": 15}, drop=["air_time"])
+    with pytest.raises(InputError) as caught:
+        config.load_dataset(file)
+    assert caught.value.exit_code == 2
+    assert str(file) in str(caught.value)
+    assert "positive_when applies to task: binary only" in str(caught.value)
+
+
+def test_positive_when_needs_exactly_one_rule(dataset_file):
+    file = variant(dataset_file, **LATE | {"positive_when": {"above": 15, "equals": 1}})
+    with pytest.raises(InputError, match="exactly one of 'above' or 'equals'"):
+        config.load_dataset(file)

@@ -14,7 +14,13 @@ from pipeline.metrics import BINARY, METRICS, MULTICLASS, REGRESSION, Task, brie
 XGB = families.get("xgboost")
 FAST = {"model": "xgboost", "learning_rate": 1.0, "max_depth": 6, "num_boost_round": 300, "early_stopping_rounds": 5}
 """A learning rate this high overfits within a few rounds, so early stopping ends training early."""
-CLASSIFY = {"model": "xgboost", "learning_rate": 0.5, "max_depth": 4, "num_boost_round": 200, "early_stopping_rounds": 5}
+CLASSIFY = {
+    "model": "xgboost",
+    "learning_rate": 0.5,
+    "max_depth": 4,
+    "num_boost_round": 200,
+    "early_stopping_rounds": 5,
+}
 AIR_TIME = Task(REGRESSION)
 
 
@@ -74,7 +80,9 @@ def test_fit_with_a_max_bin_trains_on_its_own_bins(data):
     params = FAST | {"num_boost_round": 10, "early_stopping_rounds": 10}
     fine, coarse = fit(data, params), fit(data, params | {"max_bin": 4})
     x_validation = validation_matrix(data)
-    assert not np.allclose(XGB.predict(fine.model, x_validation, AIR_TIME), XGB.predict(coarse.model, x_validation, AIR_TIME))
+    assert not np.allclose(
+        XGB.predict(fine.model, x_validation, AIR_TIME), XGB.predict(coarse.model, x_validation, AIR_TIME)
+    )
 
 
 @pytest.mark.parametrize("quantized", [True, False])
@@ -212,7 +220,9 @@ def test_save_and_load_keep_the_rounds_and_the_predictions(tmp_path, data):
 
     assert loaded.num_boosted_rounds() == model.num_boosted_rounds()
     x_validation = validation_matrix(data)
-    np.testing.assert_array_equal(XGB.predict(loaded, x_validation, AIR_TIME), XGB.predict(model, x_validation, AIR_TIME))
+    np.testing.assert_array_equal(
+        XGB.predict(loaded, x_validation, AIR_TIME), XGB.predict(model, x_validation, AIR_TIME)
+    )
 
 
 def test_check_fixed_refuses_what_xgboost_refuses_and_accepts_a_valid_value():

@@ -147,3 +147,108 @@ def test_fit_without_crosses(dataset):
     assert preprocessor.crossed == []
     assert preprocessor.feature_names == ["carrier", "distance"]
     assert preprocessor.raw_columns == ["carrier", "distance"]
+
+
+# --- one-hot encoding (linear models) ------------------------------------------------------------------
+
+
+@pytest.fixture
+def onehot(dataset: Dataset) -> Preprocessor:
+    return Preprocessor.fit(dataset.train, CATEGORICAL, NUMERIC, CROSSED, encoding="onehot")
+
+
+def block(preprocessor: Preprocessor, matrix: np.ndarray, name: str) -> np.ndarray:
+    """The 0/1 columns of one categorical feature, in the order of its categories."""
+    columns = [preprocessor.feature_names.index(f"{name}={value}") for value in preprocessor.categories[name]]
+    assert columns == list(range(columns[0], columns[0] + len(columns))), "one contiguous block per feature"
+    return matrix[:, columns]
+
+
+def test_onehot_has_one_column_per_category_seen_in_training(dataset, onehot, fitted):
+    assert onehot.categories == fitted.categories, "the same categories, whatever the encoding"
+    width = sum(len(seen) for seen in onehot.categories.values())
+    assert onehot.feature_names[:width] == [f"{n}={v}" for n, seen in onehot.categories.items() for v in seen]
+    assert onehot.feature_names[width:] == NUMERIC
+    assert onehot.feature_types == ["q"] * (width + len(NUMERIC))
+
+    matrix = onehot.transform(dataset.train)
+
+    assert matrix.dtype == np.float32
+    assert matrix.shape == (len(dataset.train), width + len(NUMERIC))
+    for name in [*CATEGORICAL, "origin_dest"]:
+        ones = block(onehot, matrix, name)
+        assert set(np.unique(ones)) == {0.0, 1.0}
+        np.testing.assert_array_equal(ones.sum(axis=1), 1.0)  # every training row has a seen category
+        decoded = np.asarray(onehot.categories[name])[ones.argmax(axis=1)]
+        expected = dataset.train[name] if name in CATEGORICAL else dataset.train["origin"] + "_" + dataset.train["dest"]
+        np.testing.assert_array_equal(decoded, expected.to_numpy(dtype=str))
+
+
+def test_onehot_rows_of_unseen_or_missing_categories_are_all_zero(dataset, onehot):
+    frame = dataset.validation.copy()
+    frame["carrier"] = frame["carrier"].astype(object)
+    frame.loc[3, "carrier"] = None
+    frame.loc[4, "origin"] = None
+    unseen = ~frame["dest"].isin(onehot.categories["dest"]).to_numpy()
+    assert unseen.any(), "February should reach a destination January's first rows do not"
+
+    matrix = onehot.transform(frame)
+
+    dest = block(onehot, matrix, "dest")
+    np.testing.assert_array_equal(dest.sum(axis=1), np.where(unseen, 0.0, 1.0))
+    carrier = block(onehot, matrix, "carrier").sum(axis=1)
+    assert carrier[3] == 0 and np.delete(carrier, 3).min() == 1
+    assert block(onehot, matrix, "origin")[4].sum() == 0
+    assert block(onehot, matrix, "origin_dest")[4].sum() == 0, "a cross with a missing part is missing"
+    assert not np.isnan(matrix).any()
+
+
+def test_onehot_standardizes_numbers_with_the_training_mean_and_deviation(dataset, onehot):
+    raw = dataset.train[NUMERIC].to_numpy(dtype=np.float64)
+    means, scales = np.nanmean(raw, axis=0), np.nanstd(raw, axis=0)
+    np.testing.assert_allclose(onehot.means, means)
+    np.testing.assert_allclose(onehot.scales, scales)
+
+    for split in (dataset.train, dataset.validation):
+        matrix = onehot.transform(split)
+        for i, name in enumerate(NUMERIC):
+            values = split[name].to_numpy(dtype=np.float64)
+            expected = np.where(np.isnan(values), 0.0, (values - means[i]) / scales[i])
+            np.testing.assert_allclose(column(onehot, matrix, name), expected, rtol=1e-6, atol=1e-6)
+
+    train = column(onehot, onehot.transform(dataset.train), "dep_time")
+    assert abs(train.mean()) < 1e-4 and train.std() == pytest.approx(1.0, rel=1e-4)
+    frame = dataset.validation.head(20).copy()
+    frame.loc[5, "dep_time"] = np.nan
+    with_missing = column(onehot, onehot.transform(frame), "dep_time")
+    assert with_missing[5] == 0, "a missing number becomes the training mean: 0 once standardized"
+    assert (np.delete(with_missing, 5) != 0).all()
+    validation = column(onehot, onehot.transform(dataset.validation), "distance")
+    assert abs(validation.mean()) > 1e-3, "validation rows are scaled by training statistics, not their own"
+
+
+def test_onehot_constant_number_is_centred_not_divided_by_zero(dataset):
+    frame = dataset.train.assign(minute=7)
+    preprocessor = Preprocessor.fit(frame, ["carrier"], ["minute", "distance"], encoding="onehot")
+    assert preprocessor.scales[0] == 1.0
+    matrix = preprocessor.transform(frame)
+    assert np.isfinite(matrix).all()
+    assert (column(preprocessor, matrix, "minute") == 0).all()
+
+
+def test_codes_keep_no_means_or_scales(fitted):
+    assert fitted.encoding == "codes"
+    assert (fitted.means, fitted.scales) == ([], [])
+
+
+def test_onehot_save_and_load_keep_encoding_means_and_scales(tmp_path, dataset, onehot):
+    path = onehot.save(tmp_path / "preprocessor.json")
+
+    loaded = Preprocessor.load(path)
+
+    assert loaded == onehot
+    assert loaded.encoding == "onehot"
+    assert (loaded.means, loaded.scales) == (onehot.means, onehot.scales)
+    assert loaded.feature_names == onehot.feature_names
+    for split in (dataset.train, dataset.validation, dataset.test):
+        np.testing.assert_array_equal(loaded.transform(split), onehot.transform(split))

@@ -11,18 +11,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import xgboost as xgb
-import yaml
 from mlflow.tracking import MlflowClient
 
-from pipeline import booster, config, finalize, tracking
-from pipeline.data import Dataset, load_dataset
+from pipeline import families, finalize, outputs, tracking
+from pipeline.data import Dataset
+from pipeline.families import Fitted
 from pipeline.features import Preprocessor
-from pipeline.metrics import METRICS
+from pipeline.metrics import BINARY, METRICS, REGRESSION
 from pipeline.search import TrialOutcome
 
-PARAMS = {"max_depth": 4, "learning_rate": 0.5, "num_boost_round": 200, "early_stopping_rounds": 5}
-SEED, NTHREAD = 11, 2
-RMSE = METRICS["rmse"]
+PARAMS = {"model": "xgboost", "max_depth": 4, "learning_rate": 0.5, "num_boost_round": 200, "early_stopping_rounds": 5}
+SEED = 11
 
 
 @dataclass(frozen=True)
@@ -30,36 +29,20 @@ class Searched:
     """One real trial, trained the way the search trains it, and the outcome the final stage gets."""
 
     dataset: Dataset
-    trial: booster.TrainResult
+    trial: Fitted
     best: TrialOutcome
 
 
-@pytest.fixture(scope="module")
-def searched(tmp_path_factory: pytest.TempPathFactory, flights_spec: dict) -> Searched:
-    file = tmp_path_factory.mktemp("finalize-data") / "flights.yaml"
-    file.write_text(yaml.safe_dump(flights_spec))
-    dataset_config = config.load_dataset(file)
-    dataset = load_dataset(dataset_config, file)
-    x_train, y_train = dataset.xy("train")
-    x_validation, y_validation = dataset.xy("validation")
-    categorical = list(dataset_config.features.categorical)
-    numeric = [c for c in dataset.feature_columns if c not in categorical]
-    preprocessor = Preprocessor.fit(x_train, categorical, numeric, dataset_config.features.crossed)
-    matrices = booster.build_matrices(
-        preprocessor.transform(x_train),
-        y_train,
-        preprocessor.transform(x_validation),
-        y_validation,
-        preprocessor.feature_names,
-        preprocessor.feature_types,
-        quantized=True,
-    )
-    trial = booster.train(PARAMS, matrices.train, matrices.validation, eval_metric="rmse", seed=SEED, nthread=NTHREAD)
-    assert 0 < trial.best_iteration + 1 < trial.booster.num_boosted_rounds(), "early stopping must have cut rounds"
+def search_once(flights_tasks, kind: str, params: dict, metric: str) -> Searched:
+    """One trial of ``params`` on the small flights as the search runs it: fit, score, outcome."""
+    dataset = flights_tasks.dataset(kind)
+    data = flights_tasks.training_data(kind)
+    family = families.get(params["model"])
+    trial = family.fit(params, data, dataset.task, metric, SEED)
     best = TrialOutcome(
         number=0,
-        params=dict(PARAMS),
-        value=trial.curve[trial.best_iteration],
+        params=dict(params),
+        value=family.validation_score(trial, data, dataset.task, metric),
         best_iteration=trial.best_iteration,
         run_id="",
         train_seconds=trial.seconds,
@@ -69,9 +52,16 @@ def searched(tmp_path_factory: pytest.TempPathFactory, flights_spec: dict) -> Se
 
 
 @pytest.fixture(scope="module")
+def searched(flights_tasks) -> Searched:
+    found = search_once(flights_tasks, REGRESSION, PARAMS, "rmse")
+    assert 0 < found.trial.best_iteration + 1 < found.trial.model.num_boosted_rounds(), "early stopping must cut"
+    return found
+
+
+@pytest.fixture(scope="module")
 def refitted(searched: Searched) -> dict[str, finalize.FinalModel]:
     return {
-        refit_on: finalize.refit(searched.dataset, searched.best, refit_on, RMSE, SEED, NTHREAD)
+        refit_on: finalize.refit(searched.dataset, searched.best, refit_on, SEED)
         for refit_on in ("train", "train_validation")
     }
 
@@ -81,12 +71,14 @@ def test_refit_on_train_reproduces_the_trial_cut_at_its_best_iteration(searched,
     rounds = searched.best.best_iteration + 1
     x_test, _ = searched.dataset.xy("test")
 
+    assert (model.family, model.task) == ("xgboost", searched.dataset.task)
     assert model.rounds == rounds
-    assert model.booster.num_boosted_rounds() == rounds
+    assert model.model.num_boosted_rounds() == rounds
     assert model.train_rows == len(searched.dataset.train)
+    assert model.train_seconds > 0
     # same rows, same preprocessor, same seed: the trial's booster cut at its best round, tree for tree
     trial_matrix = model.preprocessor.transform(x_test)
-    expected = searched.trial.booster.inplace_predict(trial_matrix, iteration_range=(0, rounds))
+    expected = searched.trial.model.inplace_predict(trial_matrix, iteration_range=(0, rounds))
     np.testing.assert_allclose(finalize.predict(model, x_test), expected, rtol=1e-6)
 
 
@@ -95,7 +87,7 @@ def test_refit_on_train_validation_uses_both_splits(searched, refitted):
     dataset = searched.dataset
 
     assert model.train_rows == len(dataset.train) + len(dataset.validation)
-    assert model.booster.num_boosted_rounds() == searched.best.best_iteration + 1
+    assert model.model.num_boosted_rounds() == searched.best.best_iteration + 1
     both = pd.concat([dataset.train, dataset.validation])
     assert model.preprocessor.categories["dest"] == sorted(both["dest"].dropna().astype(str).unique())
     only_in_validation = set(dataset.validation["dest"].dropna()) - set(dataset.train["dest"].dropna())
@@ -110,10 +102,10 @@ def test_refit_on_train_validation_uses_both_splits(searched, refitted):
 def test_refit_trains_exactly_best_iteration_plus_one_rounds(searched, best_iteration):
     best = TrialOutcome(0, dict(PARAMS), 1.0, best_iteration, "", 0.0, True)
 
-    model = finalize.refit(searched.dataset, best, "train_validation", RMSE, SEED, NTHREAD)
+    model = finalize.refit(searched.dataset, best, "train_validation", SEED)
 
     assert model.rounds == best_iteration + 1
-    assert model.booster.num_boosted_rounds() == best_iteration + 1
+    assert model.model.num_boosted_rounds() == best_iteration + 1
 
 
 def test_predict_uses_exactly_the_rounds_kept(searched, refitted):
@@ -129,8 +121,8 @@ def test_predict_uses_exactly_the_rounds_kept(searched, refitted):
     predictions = finalize.predict(model, x_test)
 
     assert predictions.dtype == np.float64 and predictions.shape == (len(x_test),)
-    np.testing.assert_allclose(predictions, model.booster.predict(matrix, iteration_range=(0, model.rounds)), rtol=1e-6)
-    one_round_fewer = model.booster.predict(matrix, iteration_range=(0, model.rounds - 1))
+    np.testing.assert_allclose(predictions, model.model.predict(matrix, iteration_range=(0, model.rounds)), rtol=1e-6)
+    one_round_fewer = model.model.predict(matrix, iteration_range=(0, model.rounds - 1))
     assert not np.allclose(predictions, one_round_fewer)
 
 
@@ -145,31 +137,35 @@ class Registered:
 
 
 @pytest.fixture(scope="module")
-def registered(tmp_path_factory: pytest.TempPathFactory, searched: Searched, refitted) -> Registered:
-    """Two studies' final models registered under one name, each logged inside its own (parent) run."""
+def store(tmp_path_factory: pytest.TempPathFactory):
+    """A real SQLite tracking store and registry for the module, with an experiment to log in."""
     uri = f"sqlite:///{tmp_path_factory.mktemp('finalize-store') / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
         mlflow.set_tracking_uri(uri)
         client = MlflowClient(uri)
-        experiment = tracking.experiment_id(client, "finalize")
-        runs, registrations = [], []
-        x_test, _ = searched.dataset.xy("test")
-        for refit_on in ("train_validation", "train"):
-            with mlflow.start_run(experiment_id=experiment) as run:
-                registrations.append(
-                    finalize.log_and_register(
-                        refitted[refit_on],
-                        x_test,
-                        finalize.predict(refitted[refit_on], x_test),
-                        client,
-                        MODEL_NAME,
-                        tags={"refit_on": refit_on},
-                    )
-                )
-                runs.append(run.info.run_id)
-        yield Registered(client=client, runs=runs, registrations=registrations)
+        yield client, tracking.experiment_id(client, "finalize")
         mlflow.set_tracking_uri(None)
+
+
+def register(store, model: finalize.FinalModel, x_test: pd.DataFrame, name: str, **tags: str):
+    """Log and register ``model`` inside a run of its own, as ``run`` does inside the study's parent run."""
+    client, experiment = store
+    with mlflow.start_run(experiment_id=experiment) as run:
+        registration = finalize.log_and_register(model, x_test, finalize.predict(model, x_test), client, name, tags)
+    return registration, run.info.run_id
+
+
+@pytest.fixture(scope="module")
+def registered(store, searched: Searched, refitted) -> Registered:
+    """Two studies' final models registered under one name, each logged inside its own (parent) run."""
+    x_test, _ = searched.dataset.xy("test")
+    runs, registrations = [], []
+    for refit_on in ("train_validation", "train"):
+        registration, run_id = register(store, refitted[refit_on], x_test, MODEL_NAME, refit_on=refit_on)
+        registrations.append(registration)
+        runs.append(run_id)
+    return Registered(client=store[0], runs=runs, registrations=registrations)
 
 
 def test_first_version_is_champion_and_the_next_a_challenger(registered):
@@ -206,3 +202,96 @@ def test_champion_loaded_by_alias_predicts_raw_rows_like_finalize_predict(regist
 
     np.testing.assert_array_equal(got, finalize.predict(refitted["train_validation"], rows))
     assert not np.array_equal(got, finalize.predict(refitted["train"], rows))  # it is the champion, not version 2
+
+
+# --- a classifier, and a family other than xgboost ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def late(flights_tasks) -> Searched:
+    """One xgboost trial on the binary task (arrived more than 15 minutes late), tuned on log loss."""
+    params = PARAMS | {"max_depth": 3, "learning_rate": 0.3}
+    return search_once(flights_tasks, BINARY, params, "log_loss")
+
+
+def test_refit_of_a_classifier_predicts_the_positive_class_probability(late):
+    model = finalize.refit(late.dataset, late.best, "train_validation", SEED)
+    x_test, y_test = late.dataset.xy("test")
+
+    probability = finalize.predict(model, x_test)
+
+    assert model.task == late.dataset.task
+    assert model.model.num_boosted_rounds() == late.best.best_iteration + 1
+    assert probability.shape == (len(x_test),)
+    assert ((probability > 0) & (probability < 1)).all()
+    assert METRICS["auc"].score(y_test, probability) > 0.75
+
+
+def test_champion_classifier_serves_labels_and_probabilities_like_finalize_predict(store, late):
+    model = finalize.refit(late.dataset, late.best, "train_validation", SEED)
+    x_test, _ = late.dataset.xy("test")
+    registration, _ = register(store, model, x_test, "finalize-test-late")
+    assert (registration.version, registration.alias) == ("1", "champion")
+    rows = x_test.head(300).reset_index(drop=True)
+    rows.loc[0, "carrier"] = "ZZ"  # a carrier never seen: read as missing
+
+    loaded = mlflow.pyfunc.load_model("models:/finalize-test-late@champion")
+    served = loaded.predict(rows)
+
+    expected = outputs.output(finalize.predict(model, rows), model.task)
+    assert isinstance(served, pd.DataFrame)
+    assert list(served.columns) == ["label", "probability_0", "probability_1"]
+    pd.testing.assert_frame_equal(served, expected)
+    np.testing.assert_allclose(served["probability_0"] + served["probability_1"], 1.0)
+    np.testing.assert_array_equal(served["label"], (served["probability_1"] > 0.5).astype(int))
+    assert set(served["label"]) == {0, 1}
+
+
+@pytest.fixture(scope="module")
+def ridge(flights_tasks) -> Searched:
+    return search_once(flights_tasks, REGRESSION, {"model": "ridge", "alpha": 2.0}, "rmse")
+
+
+def test_refit_of_a_family_without_rounds(ridge):
+    model = finalize.refit(ridge.dataset, ridge.best, "train_validation", SEED)
+
+    assert ridge.best.best_iteration is None
+    assert (model.family, model.rounds) == ("ridge", None)
+    assert model.preprocessor.encoding == "onehot"
+    assert model.train_rows == len(ridge.dataset.train) + len(ridge.dataset.validation)
+    assert model.model.alpha == 2.0
+    assert model.model.n_features_in_ == len(model.preprocessor.feature_names)
+    x_test, y_test = ridge.dataset.xy("test")
+    assert METRICS["rmse"].score(y_test, finalize.predict(model, x_test)) < 0.25 * np.std(y_test)
+
+
+def test_champion_ridge_serves_values_like_finalize_predict(store, ridge, tmp_path):
+    model = finalize.refit(ridge.dataset, ridge.best, "train_validation", SEED)
+    x_test, _ = ridge.dataset.xy("test")
+    registration, run_id = register(store, model, x_test, "finalize-test-ridge")
+    assert (registration.version, registration.alias) == ("1", "champion")
+    rows = x_test.head(300).reset_index(drop=True)
+    rows.loc[0, "dest"] = "ZZZ"
+
+    served = mlflow.pyfunc.load_model("models:/finalize-test-ridge@champion").predict(rows)
+
+    expected = outputs.output(finalize.predict(model, rows), model.task)
+    assert isinstance(expected, np.ndarray) and expected.shape == (len(rows),)
+    np.testing.assert_array_equal(np.asarray(served, dtype=np.float64), expected)
+    client = store[0]
+    local = Path(client.download_artifacts(run_id, "preprocessor/preprocessor.json", str(tmp_path)))
+    assert Preprocessor.load(local) == model.preprocessor
+
+
+def test_refit_of_hist_gradient_boosting_trains_the_trial_s_rounds(flights_tasks):
+    params = {"model": "hist_gradient_boosting", "max_iter": 50, "learning_rate": 0.5}
+    found = search_once(flights_tasks, REGRESSION, params, "rmse")
+    assert found.best.best_iteration + 1 < params["max_iter"], "early stopping must have cut the iterations"
+
+    model = finalize.refit(found.dataset, found.best, "train", SEED)
+
+    assert model.rounds == found.best.best_iteration + 1 == found.trial.model.n_iter_
+    assert model.model.n_iter_ == model.rounds
+    x_test, _ = found.dataset.xy("test")
+    expected = found.trial.model.predict(model.preprocessor.transform(x_test))  # same rows: the trial's model
+    np.testing.assert_allclose(finalize.predict(model, x_test), expected, rtol=1e-9)

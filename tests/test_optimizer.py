@@ -1,17 +1,26 @@
-"""Property tests of the search: whatever the declared space, every trial's values respect it, and seeds replay."""
+"""Property tests of the search: whatever the declared space (one family or several, conditional options nested
+at any depth), every trial's values respect it, seeds replay, and a resumed search continues the same sequence."""
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
 import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pytest
+from hyperopt import Trials, fmin
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline import optimizer, spaces
 from pipeline.config import (
+    FAMILIES,
     Choice,
+    ConditionalOption,
+    FamilySpace,
     LogNormal,
     LogUniform,
     Normal,
@@ -21,12 +30,15 @@ from pipeline.config import (
     QNormal,
     QUniform,
     RandInt,
+    Scalar,
     SpaceConfig,
     Uniform,
+    option_value,
 )
+from pipeline.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
-FEW = settings(max_examples=25, deadline=None)
+FEW = settings(max_examples=20, deadline=None)
 
 # --- strategies: one per distribution kind --------------------------------------------------------------------
 
@@ -124,17 +136,75 @@ def search_spaces(draw, always: tuple[str, ...] = ()) -> spaces.SearchSpace:
     return spaces.SearchSpace(file=Path("space.yaml"), config=SpaceConfig(parameters=parameters), sha256="x")
 
 
-def run(space: spaces.SearchSpace, *, max_evals: int, seed: int, algorithm: str) -> list[dict[str, Any]]:
+# Values of a conditional option: labels are built from them (``c3=dart.p4_uniform``), so they are kept
+# distinct as text too (``1`` and ``'1'`` would give one label: see the test of that case below), and -0.0 is
+# folded into 0.0 (equal to it, so the chosen option would be ambiguous).
+option_values = st.lists(
+    st.one_of(
+        st.booleans(),
+        st.integers(min_value=-10, max_value=10),
+        st.floats(min_value=-1e3, max_value=1e3, allow_nan=False, allow_infinity=False).map(lambda f: f + 0.0),
+        st.text(alphabet="abxyz019_-", max_size=4),
+    ),
+    min_size=1,
+    max_size=3,
+    unique_by=str,
+)
+
+
+@st.composite
+def parameter_sets(draw, names: itertools.count, depth: int, min_searched: int = 0) -> dict[str, Any]:
+    """A family's parameters: a few distributions, fixed values and, while ``depth`` allows, a conditional
+    choice whose options bring parameters of their own. Names are unique across depths (``names``)."""
+    parameters: dict[str, Any] = {}
+    for dist in draw(st.lists(any_distribution, min_size=min_searched, max_size=3)):
+        parameters[f"p{next(names)}_{dist.distribution}"] = dist
+    for value in draw(st.lists(scalars, max_size=2)):
+        parameters[f"fixed{next(names)}"] = value
+    if depth > 0 and draw(st.booleans()):
+        name = f"c{next(names)}"
+        opts: list[Any] = []
+        for value in draw(option_values):
+            if draw(st.booleans()):
+                opts.append(ConditionalOption(value=value, parameters=draw(parameter_sets(names, depth - 1))))
+            else:
+                opts.append(value)
+        parameters[name] = Choice(distribution="choice", options=opts)
+    return parameters
+
+
+@st.composite
+def nested_spaces(draw, several: bool = True) -> spaces.SearchSpace:
+    """A space over one to three families (``models:``), each with conditional choices up to two deep."""
+    families = draw(st.lists(st.sampled_from(FAMILIES), min_size=2 if several else 1, max_size=3, unique=True))
+    names = itertools.count()
+    models = {
+        family: FamilySpace(parameters=draw(parameter_sets(names, depth=2, min_searched=0 if several else 1)))
+        for family in families
+    }
+    return spaces.SearchSpace(file=Path("space.yaml"), config=SpaceConfig(models=models), sha256="x")
+
+
+def loss_of(params: dict[str, Any]) -> float:
+    """A loss that depends on the parameters (numbers, and which family and options were chosen)."""
+    loss = sum(float(v) for v in params.values() if isinstance(v, int | float) and math.isfinite(v))
+    loss += len(params) + FAMILIES.index(params["model"])
+    return loss if math.isfinite(loss) and abs(loss) < 1e300 else 0.0
+
+
+def run(
+    space: spaces.SearchSpace, *, max_evals: int, seed: int, algorithm: str, **options: Any
+) -> list[dict[str, Any]]:
     """The typed parameters of every trial, in order; the loss depends on them so TPE has something to model."""
     seen: list[dict[str, Any]] = []
 
     def objective(values: dict[str, Any]) -> dict[str, Any]:
         params = space.typed(values)
         seen.append(params)
-        loss = sum(float(v) for v in params.values() if isinstance(v, int | float) and math.isfinite(v))
-        return {"loss": loss if math.isfinite(loss) else 0.0, "status": optimizer.OK}
+        return {"loss": loss_of(params), "status": optimizer.OK}
 
-    optimizer.minimize(objective, space, max_evals=max_evals, seed=seed, algorithm=algorithm)
+    suggest = optimizer.algorithm_for(algorithm, options or None)
+    optimizer.minimize(objective, space, max_evals=max_evals, seed=seed, algorithm=suggest)
     assert len(seen) == max_evals
     return seen
 
@@ -150,7 +220,8 @@ def is_multiple(value: float, q: float) -> bool:
 def check(name: str, dist: Any, value: Any) -> None:
     kind = dist.distribution
     if kind in ("choice", "pchoice"):
-        assert any(value == o and type(value) is type(o) for o in dist.options), (name, value, dist.options)
+        values = [option_value(o) for o in dist.options]
+        assert any(value == o and type(value) is type(o) for o in values), (name, value, values)
         return
     integer = isinstance(dist, RandInt) or type(getattr(dist, "q", None)) is int
     assert type(value) is (int if integer else float), (name, type(value), dist)
@@ -174,13 +245,34 @@ def check(name: str, dist: Any, value: Any) -> None:
         assert value >= 0, (name, value)
 
 
+def active(declared: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The declarations a trial must have followed: every parameter of the branch, and the parameters of
+    each conditional option that the trial chose (recursively)."""
+    out: dict[str, Any] = {}
+    for name, parameter in declared.items():
+        out[name] = parameter
+        if isinstance(parameter, Choice) and parameter.conditional:
+            chosen = [o for o in parameter.options if option_value(o) == params[name]]
+            chosen = [o for o in chosen if type(option_value(o)) is type(params[name])]
+            assert len(chosen) == 1, (name, params[name], parameter.options)
+            if isinstance(chosen[0], ConditionalOption):
+                out |= active(chosen[0].parameters, params)
+    return out
+
+
 def check_trial(space: spaces.SearchSpace, params: dict[str, Any]) -> None:
-    assert set(params) == set(space.config.parameters)
-    for name, value in space.fixed.items():
-        assert params[name] == value
-        assert type(params[name]) is type(value)
-    for name, dist in space.searched.items():
-        check(name, dist, params[name])
+    """The trial names one of the families, holds exactly that family's parameters (with the chosen options'
+    own), the fixed ones as written and each sampled one inside its bounds with its declared type."""
+    family = params["model"]
+    assert family in space.families, (family, space.families)
+    declared = active(space.branches[family], params)
+    assert set(params) == {"model", *declared}, (params, declared)
+    for name, parameter in declared.items():
+        if isinstance(parameter, Scalar):
+            assert params[name] == parameter, (name, params[name], parameter)
+            assert type(params[name]) is type(parameter), name
+        else:
+            check(name, parameter, params[name])
 
 
 # --- properties -----------------------------------------------------------------------------------------------
@@ -207,9 +299,23 @@ def test_every_kind_together_respects_its_declaration(space, seed):
 
 @FEW
 @given(
-    space=search_spaces(),
+    space=st.one_of(nested_spaces(), nested_spaces(several=False)),
+    max_evals=st.integers(min_value=5, max_value=12),
     seed=st.integers(min_value=0, max_value=2**32 - 1),
-    algorithm=st.sampled_from(["tpe", "rand"]),
+    algorithm=st.sampled_from(["tpe", "rand", "anneal"]),
+)
+def test_several_families_and_nested_options_respect_their_declaration(space, max_evals, seed, algorithm):
+    # n_startup_jobs=3: most of these trials come from TPE's model, not from its random start-up.
+    options = {"n_startup_jobs": 3} if algorithm == "tpe" else {}
+    for params in run(space, max_evals=max_evals, seed=seed, algorithm=algorithm, **options):
+        check_trial(space, params)
+
+
+@FEW
+@given(
+    space=st.one_of(search_spaces(), nested_spaces()),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+    algorithm=st.sampled_from(["tpe", "rand", "anneal"]),
 )
 def test_same_seed_replays_the_same_parameters(space, seed, algorithm):
     first = run(space, max_evals=6, seed=seed, algorithm=algorithm)
@@ -230,6 +336,227 @@ def test_different_seeds_sample_differently(space, seeds, algorithm):
 
     # p_uniform is continuous: two seeds drawing the same five values would be a seeding bug.
     assert [p["p_uniform"] for p in first] != [p["p_uniform"] for p in second]
+
+
+# --- encode: typed parameters back to what hyperopt records ---------------------------------------------------
+
+
+def searched_with_hyperopt(space: spaces.SearchSpace, max_evals: int, seed: int) -> tuple[list[dict], Trials]:
+    """fmin on the compiled space, straight: the typed parameters and hyperopt's own record of each trial."""
+    seen: list[dict[str, Any]] = []
+
+    def objective(values: dict[str, Any]) -> float:
+        seen.append(space.typed(values))
+        return loss_of(seen[-1])
+
+    trials = Trials()
+    fmin(
+        objective,
+        optimizer.compile_space(space),
+        algo=optimizer.algorithm_for("tpe", {"n_startup_jobs": 3}),
+        max_evals=max_evals,
+        trials=trials,
+        rstate=np.random.default_rng(seed),
+        show_progressbar=False,
+    )
+    return seen, trials
+
+
+def recorded(vals: dict[str, list]) -> dict[str, list[float]]:
+    return {label: [float(v) for v in values] for label, values in vals.items()}
+
+
+@FEW
+@given(
+    space=st.one_of(search_spaces(), nested_spaces(), nested_spaces(several=False)),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_encode_gives_back_what_hyperopt_recorded(space, seed):
+    seen, trials = searched_with_hyperopt(space, max_evals=6, seed=seed)
+
+    for params, trial in zip(seen, trials.trials, strict=True):
+        assert recorded(optimizer.encode(space, params)) == recorded(trial["misc"]["vals"]), params
+
+
+@FEW
+@given(
+    space=st.one_of(nested_spaces(), nested_spaces(several=False)),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+    stop_after=st.integers(min_value=1, max_value=7),
+    algorithm=st.sampled_from(["tpe", "rand", "anneal"]),
+)
+def test_resumed_nested_search_continues_the_uninterrupted_one(space, seed, stop_after, algorithm):
+    options = {"n_startup_jobs": 3} if algorithm == "tpe" else None
+    suggest = optimizer.algorithm_for(algorithm, options)
+
+    def search(max_evals: int, past=()) -> list[dict[str, Any]]:
+        seen: list[dict[str, Any]] = []
+
+        def objective(values: dict[str, Any]) -> dict[str, Any]:
+            seen.append(space.typed(values))
+            return {"status": optimizer.OK, "loss": loss_of(seen[-1])}
+
+        optimizer.minimize(objective, space, max_evals=max_evals, seed=seed, algorithm=suggest, past=past)
+        return seen
+
+    uninterrupted = search(8)
+    past = [optimizer.PastTrial(i, p, loss_of(p)) for i, p in enumerate(uninterrupted[:stop_after])]
+
+    assert [repr(p) for p in search(8, past)] == [repr(p) for p in uninterrupted[stop_after:]]
+
+
+NESTED_SPACE = """\
+models:
+  xgboost:
+    parameters:
+      max_depth: {distribution: quniform, low: 3, high: 12, q: 1}
+      learning_rate: {distribution: loguniform, low: 0.02, high: 0.3}
+      max_bin: {distribution: randint, low: 16, high: 64}
+      grow_policy: {distribution: pchoice, options: [depthwise, lossguide], probabilities: [0.4, 0.6]}
+      booster:
+        distribution: choice
+        options:
+          - gbtree
+          - value: dart
+            parameters:
+              rate_drop: {distribution: uniform, low: 0.0, high: 0.3}
+              sample_type:
+                distribution: choice
+                options:
+                  - uniform
+                  - value: weighted
+                    parameters:
+                      skip_drop: {distribution: uniform, low: 0.0, high: 0.5}
+              one_drop: 1
+      num_boost_round: 100
+  random_forest:
+    parameters:
+      n_estimators: {distribution: quniform, low: 50, high: 150, q: 10}
+      max_features: {distribution: choice, options: [sqrt, 0.5, 1.0]}
+  ridge:
+    parameters:
+      alpha: {distribution: loguniform, low: 0.001, high: 100}
+"""
+
+
+@pytest.fixture
+def nested_space(tmp_path) -> spaces.SearchSpace:
+    path = tmp_path / "space.yaml"
+    path.write_text(NESTED_SPACE)
+    return spaces.load(path)
+
+
+def nested_loss(params: dict[str, Any]) -> float | None:
+    """None (a failed trial) for large forests: resume must replay failures too."""
+    if params["model"] == "random_forest":
+        return None if params["n_estimators"] > 120 else params["n_estimators"] / 100
+    if params["model"] == "ridge":
+        return 1 + math.log(params["alpha"])
+    return params["learning_rate"] * params["max_depth"] + params.get("rate_drop", 0.5)
+
+
+def search_nested(space: spaces.SearchSpace, max_evals: int, past=(), **options: Any) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+
+    def objective(values: dict[str, Any]) -> dict[str, Any]:
+        seen.append(space.typed(values))
+        loss = nested_loss(seen[-1])
+        return {"status": optimizer.FAIL} if loss is None else {"status": optimizer.OK, "loss": loss}
+
+    suggest = optimizer.algorithm_for("tpe", options or None)
+    optimizer.minimize(objective, space, max_evals=max_evals, seed=11, algorithm=suggest, past=past)
+    return seen
+
+
+def test_resumed_nested_multi_family_search_proposes_what_the_uninterrupted_one_did(nested_space):
+    """Beyond TPE's 20 random start-up trials: the resumed search's model is built from encoded past trials."""
+    uninterrupted = search_nested(nested_space, 26)
+    before_crash = uninterrupted[:11]
+    past = [optimizer.PastTrial(i, p, nested_loss(p)) for i, p in enumerate(before_crash)]
+
+    after_resume = search_nested(nested_space, 26, past)
+
+    for params in uninterrupted:
+        check_trial(nested_space, params)
+    # The history exercises what encode must get right: each family, both boosters, a failed trial.
+    assert {p["model"] for p in before_crash} == {"xgboost", "random_forest", "ridge"}
+    assert {p["booster"] for p in uninterrupted if p["model"] == "xgboost"} == {"gbtree", "dart"}
+    assert any(nested_loss(p) is None for p in before_crash)
+    assert len(after_resume) == 15
+    assert [repr(p) for p in before_crash + after_resume] == [repr(p) for p in uninterrupted]
+    assert search_nested(nested_space, 11, past) == []
+
+
+def test_tpe_startup_jobs_option_changes_proposals_after_the_startup_trials(nested_space):
+    default = search_nested(nested_space, 10)
+    tuned = search_nested(nested_space, 10, n_startup_jobs=3)
+
+    # The same random start-up trials, then TPE's model instead of more random draws.
+    assert [repr(p) for p in tuned[:3]] == [repr(p) for p in default[:3]]
+    assert all(repr(t) != repr(d) for t, d in zip(tuned[3:], default[3:], strict=True))
+    assert [repr(p) for p in search_nested(nested_space, 10, n_startup_jobs=3)] == [repr(p) for p in tuned]
+
+
+def test_tpe_options_reach_the_algorithm(nested_space):
+    default = search_nested(nested_space, 8, n_startup_jobs=3)
+    other_gamma = search_nested(nested_space, 8, n_startup_jobs=3, gamma=0.9, n_EI_candidates=2)
+
+    assert [repr(p) for p in other_gamma[:3]] == [repr(p) for p in default[:3]]
+    assert [repr(p) for p in other_gamma[3:]] != [repr(p) for p in default[3:]]
+
+
+@pytest.mark.parametrize("algorithm", ["rand", "anneal"])
+def test_rand_and_anneal_search_the_nested_space(nested_space, algorithm):
+    first = run(nested_space, max_evals=25, seed=4, algorithm=algorithm)
+    again = run(nested_space, max_evals=25, seed=4, algorithm=algorithm)
+    tpe = run(nested_space, max_evals=25, seed=4, algorithm="tpe", n_startup_jobs=3)
+
+    for params in first:
+        check_trial(nested_space, params)
+    assert {p["model"] for p in first} == {"xgboost", "random_forest", "ridge"}
+    assert [repr(p) for p in again] == [repr(p) for p in first]
+    assert [repr(p) for p in first[3:]] != [repr(p) for p in tpe[3:]]
+
+
+def test_atpe_without_lightgbm_is_an_input_error_naming_it(tmp_path):
+    study = tmp_path / "study.yaml"
+    if importlib.util.find_spec("lightgbm") is not None:
+        assert callable(optimizer.algorithm_for("atpe", None, study))
+        return
+
+    with pytest.raises(InputError) as caught:
+        optimizer.algorithm_for("atpe", None, study)
+
+    error = caught.value
+    assert error.exit_code == 2
+    assert error.file == study
+    assert error.key == "algorithm"
+    assert "lightgbm" in str(error)
+    assert str(error).startswith(f"{study}: algorithm: ")
+
+
+def test_options_equal_as_text_with_nested_parameters_of_one_name_can_be_searched(tmp_path):
+    """``1`` and ``'1'`` are distinct options, but labelled alike (``max_leaves=1.max_depth``): hyperopt
+    refuses duplicate labels, so such a file must be refused when loaded or searched without error."""
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        "parameters:\n"
+        "  max_leaves:\n"
+        "    distribution: choice\n"
+        "    options:\n"
+        "      - {value: 1, parameters: {max_depth: {distribution: quniform, low: 1, high: 3, q: 1}}}\n"
+        "      - {value: '1', parameters: {max_depth: {distribution: quniform, low: 5, high: 8, q: 1}}}\n"
+    )
+    try:
+        space = spaces.load(path)
+    except InputError as error:
+        assert "max_leaves" in str(error)
+        return
+
+    seen = run(space, max_evals=4, seed=0, algorithm="tpe")
+
+    for params in seen:
+        check_trial(space, params)
 
 
 # --- beyond TPE's random start-up trials ----------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from sklearn.linear_model import Ridge
 
-from pipeline import booster, config, search, spaces, tracking
-from pipeline.data import load_dataset
+from pipeline import optimizer, search, spaces, tracking
 from pipeline.errors import PipelineError
-from pipeline.features import Preprocessor
+from pipeline.families import TrainingData
 from pipeline.history import History
-from pipeline.metrics import METRICS
+from pipeline.metrics import METRICS, REGRESSION, Task
 from pipeline.search import (
     RunContext,
     SearchResult,
@@ -31,36 +31,14 @@ from pipeline.search import (
 FAST = {"num_boost_round": 200, "early_stopping_rounds": 5}
 """With learning rates of 0.5 and more, early stopping ends each trial within a few dozen rounds."""
 PROVENANCE = {"space_sha256": "test-space", "data_fingerprint": "test-data"}
-
-
-@dataclass(frozen=True)
-class Prepared:
-    matrices: booster.Matrices
-    y_validation: np.ndarray
+AIR_TIME = Task(REGRESSION)
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory, flights_spec: dict) -> Prepared:
-    """The search's shared matrices, built the way ``run`` builds them."""
-    file = tmp_path_factory.mktemp("search-data") / "flights.yaml"
-    file.write_text(yaml.safe_dump(flights_spec))
-    dataset_config = config.load_dataset(file)
-    dataset = load_dataset(dataset_config, file)
-    x_train, y_train = dataset.xy("train")
-    x_validation, y_validation = dataset.xy("validation")
-    categorical = list(dataset_config.features.categorical)
-    numeric = [c for c in dataset.feature_columns if c not in categorical]
-    preprocessor = Preprocessor.fit(x_train, categorical, numeric, dataset_config.features.crossed)
-    matrices = booster.build_matrices(
-        preprocessor.transform(x_train),
-        y_train,
-        preprocessor.transform(x_validation),
-        y_validation,
-        preprocessor.feature_names,
-        preprocessor.feature_types,
-        quantized=True,
-    )
-    return Prepared(matrices=matrices, y_validation=y_validation)
+def prepared(flights_tasks) -> TrainingData:
+    """The search's shared splits, encoded the way ``run`` encodes them, for every test of the module: the
+    xgboost matrices are built on first use and then shared, as in a study."""
+    return flights_tasks.training_data(REGRESSION)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +76,7 @@ def journal(folder: Path) -> History:
 
 
 def settings(max_evals: int, seed: int = 3) -> SearchSettings:
-    return SearchSettings(max_evals=max_evals, seed=seed, algorithm="tpe", nthread=2)
+    return SearchSettings(max_evals=max_evals, seed=seed, algorithm=optimizer.algorithm_for("tpe"))
 
 
 def child_runs(context: RunContext) -> dict[int, mlflow.entities.Run]:
@@ -119,8 +97,8 @@ def test_each_trial_is_one_child_run_and_the_best_is_the_lowest_ok_rmse(tmp_path
 
     result = run_search(
         space,
-        prepared.matrices,
-        prepared.y_validation,
+        prepared,
+        AIR_TIME,
         METRICS["rmse"],
         settings(5),
         context,
@@ -142,6 +120,8 @@ def test_each_trial_is_one_child_run_and_the_best_is_the_lowest_ok_rmse(tmp_path
         assert isinstance(trial.params["max_depth"], int)
         assert run.data.params["max_depth"] == str(trial.params["max_depth"])
         assert run.data.params["num_boost_round"] == "200"
+        assert run.data.params["model"] == trial.params["model"] == "xgboost"
+        assert set(run.data.params) == {"model", *SEARCHED, *FAST}
         assert run.data.metrics["rmse"] == pytest.approx(trial.value, rel=1e-12)
         assert run.data.metrics["best_iteration"] == trial.best_iteration
         assert 0 <= trial.best_iteration < 200
@@ -165,8 +145,8 @@ def test_failing_trials_are_failed_runs_with_the_error_and_never_the_best(tmp_pa
 
     result = run_search(
         space,
-        prepared.matrices,
-        prepared.y_validation,
+        prepared,
+        AIR_TIME,
         METRICS["rmse"],
         settings(6),
         context,
@@ -204,8 +184,8 @@ def test_when_every_trial_fails_the_error_says_so_and_quotes_the_first(tmp_path,
     with pytest.raises(PipelineError, match=r"^all 3 trials failed; first error: XGBoostError: .*max_depth") as raised:
         run_search(
             space,
-            prepared.matrices,
-            prepared.y_validation,
+            prepared,
+            AIR_TIME,
             METRICS["rmse"],
             settings(3),
             context,
@@ -226,8 +206,8 @@ def test_r2_is_maximised_and_read_off_the_rmse_curve(tmp_path, prepared, context
 
     result = run_search(
         space,
-        prepared.matrices,
-        prepared.y_validation,
+        prepared,
+        AIR_TIME,
         r2,
         settings(5),
         context,
@@ -258,7 +238,7 @@ def outcome(number: int, value: float | None) -> TrialOutcome:
         number=number,
         params={"max_depth": 3},
         value=value if ok else math.nan,
-        best_iteration=10 if ok else -1,
+        best_iteration=10 if ok else None,
         run_id=f"run-{number}",
         train_seconds=0.1,
         ok=ok,
@@ -271,7 +251,7 @@ def outcomes(*values: float | None) -> list[TrialOutcome]:
 
 
 def rules(**stop: object) -> SearchSettings:
-    return SearchSettings(max_evals=100, seed=0, algorithm="tpe", nthread=1, stop=StopRules(**stop))
+    return SearchSettings(max_evals=100, seed=0, algorithm=optimizer.algorithm_for("tpe"), stop=StopRules(**stop))
 
 
 RMSE, R2 = METRICS["rmse"], METRICS["r2"]
@@ -351,8 +331,8 @@ def test_patience_stops_the_search_early(tmp_path, prepared, context):
 
     result = run_search(
         space,
-        prepared.matrices,
-        prepared.y_validation,
+        prepared,
+        AIR_TIME,
         METRICS["rmse"],
         replace(settings(max_evals), stop=StopRules(patience=2)),
         context,
@@ -377,9 +357,7 @@ def test_metric_threshold_stops_on_the_first_trial_that_reaches_it(tmp_path, pre
         parent = client.create_run(experiment)
         context = RunContext(client, experiment, parent.info.run_id, PROVENANCE)
         stop_settings = replace(settings(8), stop=stop)
-        return run_search(
-            space, prepared.matrices, prepared.y_validation, metric, stop_settings, context, journal(tmp_path / name)
-        )
+        return run_search(space, prepared, AIR_TIME, metric, stop_settings, context, journal(tmp_path / name))
 
     reference = [t.value for t in search(StopRules(), "reference").trials]
     running_best = [min(reference[: i + 1]) for i in range(len(reference))]
@@ -409,8 +387,8 @@ def test_too_many_failed_trials_stop_the_study_and_quote_the_first_error(tmp_pat
     with pytest.raises(search.TooManyFailures) as raised:
         run_search(
             space,
-            prepared.matrices,
-            prepared.y_validation,
+            prepared,
+            AIR_TIME,
             METRICS["rmse"],
             replace(settings(20), stop=stop),
             context,
@@ -429,7 +407,7 @@ def test_too_many_failed_trials_stop_the_study_and_quote_the_first_error(tmp_pat
     assert "max_depth" in message
 
 
-def search_with_infinite_trials(folder: Path, prepared: Prepared, context: RunContext) -> SearchResult:
+def search_with_infinite_trials(folder: Path, prepared: TrainingData, context: RunContext) -> SearchResult:
     """8 trials of which some (learning rate 1e30) send xgboost's predictions, and its rmse, to infinity."""
     space = write_space(
         folder,
@@ -440,8 +418,8 @@ def search_with_infinite_trials(folder: Path, prepared: Prepared, context: RunCo
     )
     return run_search(
         space,
-        prepared.matrices,
-        prepared.y_validation,
+        prepared,
+        AIR_TIME,
         METRICS["rmse"],
         replace(settings(8, seed=4), stop=StopRules(max_failed_share=1.0)),
         context,
@@ -481,8 +459,8 @@ def test_a_resumed_search_runs_only_the_missing_trials_and_proposes_what_one_run
     def search(max_evals: int, context: RunContext, history: History, past=()) -> SearchResult:
         return run_search(
             space,
-            prepared.matrices,
-            prepared.y_validation,
+            prepared,
+            AIR_TIME,
             metric,
             settings(max_evals),
             context,
@@ -522,8 +500,8 @@ def test_every_trial_is_in_the_history_with_its_logged_run(tmp_path, prepared, c
 
     result = run_search(
         space,
-        prepared.matrices,
-        prepared.y_validation,
+        prepared,
+        AIR_TIME,
         METRICS["rmse"],
         replace(settings(6), stop=StopRules(max_failed_share=1.0)),
         context,
@@ -557,3 +535,77 @@ def test_a_trial_failed_on_an_infinite_metric_reports_nan_like_every_failed_tria
     assert failed
     assert all(t.error.startswith("FloatingPointError") for t in failed)
     assert [t.value for t in failed if not math.isnan(t.value)] == []
+
+
+# --- several model families in one study ---------------------------------------------------------------
+
+FAMILIES = {
+    "xgboost": {
+        "max_depth": {"distribution": "quniform", "low": 2, "high": 7, "q": 1},
+        "learning_rate": {"distribution": "uniform", "low": 0.5, "high": 1.0},
+        **FAST,
+    },
+    "ridge": {"alpha": {"distribution": "choice", "options": [1.0, -1.0]}},  # sklearn refuses a negative alpha
+    "random_forest": {"n_estimators": 20, "max_depth": {"distribution": "quniform", "low": 4, "high": 10, "q": 1}},
+}
+
+
+def test_a_multi_family_search_logs_each_family_s_own_parameters_and_picks_the_best_ok_trial(
+    tmp_path, prepared, context
+):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump({"models": {name: {"parameters": p} for name, p in FAMILIES.items()}}))
+    space = spaces.load(path)
+
+    result = run_search(
+        space,
+        prepared,
+        AIR_TIME,
+        METRICS["rmse"],
+        replace(settings(10, seed=2), stop=StopRules(max_failed_share=1.0)),
+        context,
+        journal(tmp_path),
+        show_progress=False,
+    )
+
+    runs = child_runs(context)
+    assert sorted(runs) == list(range(10))
+    assert {t.params["model"] for t in result.trials} == set(FAMILIES), "the seed must try every family"
+    for trial in result.trials:
+        family = trial.params["model"]
+        run = runs[trial.number]
+        assert trial.run_id == run.info.run_id
+        assert run.data.params["model"] == family
+        assert set(trial.params) == set(run.data.params) == {"model", *FAMILIES[family]}, "its own parameters only"
+        if family == "xgboost":
+            assert 0 <= trial.best_iteration < FAST["num_boost_round"]
+            assert run.data.metrics["best_iteration"] == trial.best_iteration
+            curve = context.client.get_metric_history(trial.run_id, "validation_rmse_curve")
+            assert len(curve) > trial.best_iteration
+        else:
+            assert trial.best_iteration is None
+            assert "best_iteration" not in run.data.metrics, "a family without rounds logs no round count"
+            assert not [key for key in run.data.metrics if key.endswith("_curve")]
+
+    failed = [t for t in result.trials if not t.ok]
+    ok = [t for t in result.trials if t.ok]
+    assert failed and {t.params["model"] for t in failed} == {"ridge"}, "the seed must give failed ridge trials"
+    for trial in failed:
+        run = runs[trial.number]
+        assert trial.params["alpha"] == -1.0
+        assert math.isnan(trial.value)
+        assert run.info.status == "FAILED"
+        assert "alpha" in run.data.tags["error_message"]
+        assert "rmse" not in run.data.metrics
+    assert result.best.ok
+    assert result.best.value == min(t.value for t in ok)
+    assert result.finished == ok
+
+    ridge = [t for t in ok if t.params["model"] == "ridge"]
+    assert ridge, "the seed must give a ridge trial that ran"
+    x_train, x_validation = prepared.encoded("onehot")  # linear models read the one-hot, standardized matrix
+    reference = Ridge(alpha=1.0).fit(x_train, prepared.y_train).predict(x_validation)
+    expected = float(np.sqrt(np.mean((prepared.y_validation - reference) ** 2)))
+    for trial in ridge:
+        assert trial.value == pytest.approx(expected, rel=1e-6)
+        assert runs[trial.number].data.metrics["rmse"] == pytest.approx(expected, rel=1e-6)

@@ -332,6 +332,291 @@ def test_misspelled_bound_names_the_misspelled_key(tmp_path):
     assert "hgih" in str(caught.value)
 
 
+# --- several families, conditional options ---------------------------------------------------------------------
+
+SHIPPED_MULTI = ROOT / "search_spaces" / "multi_family.yaml"
+NESTED = """\
+models:
+  xgboost:
+    parameters:
+      max_depth: {distribution: quniform, low: 3, high: 12, q: 1}
+      booster:
+        distribution: choice
+        options:
+          - gbtree
+          - value: dart
+            parameters:
+              rate_drop: {distribution: uniform, low: 0.0, high: 0.3}
+              sample_type:
+                distribution: choice
+                options:
+                  - uniform
+                  - value: weighted
+                    parameters:
+                      skip_drop: {distribution: uniform, low: 0.0, high: 0.5}
+              one_drop: 1
+      num_boost_round: 100
+  ridge:
+    parameters:
+      alpha: {distribution: loguniform, low: 0.001, high: 100}
+      fit_intercept: true
+"""
+
+
+def test_several_families_load_with_their_own_parameters(tmp_path):
+    space = load_text(tmp_path, NESTED)
+
+    assert space.families == ["xgboost", "ridge"]
+    assert set(space.branches["xgboost"]) == {"max_depth", "booster", "num_boost_round"}
+    assert set(space.branches["ridge"]) == {"alpha", "fit_intercept"}
+    assert searched(space, "xgboost") == {"max_depth", "booster", "rate_drop", "sample_type", "skip_drop"}
+    assert searched(space, "ridge") == {"alpha"}
+    assert space.fixed("xgboost") == {"num_boost_round": 100}
+    assert space.fixed("ridge") == {"fit_intercept": True}
+    assert space.searches("skip_drop")
+    assert not space.searches("one_drop")
+    assert not space.searches("fit_intercept")
+
+
+def test_describe_shows_every_family_and_the_nested_paths(tmp_path):
+    lines = load_text(tmp_path, NESTED).describe().splitlines()
+
+    headers = [i for i, line in enumerate(lines) if not line.startswith(" ")]
+    assert [lines[i] for i in headers] == ["model: xgboost", "model: ridge"]
+    xgboost = {line.split()[0]: line for line in lines[headers[0] + 1 : headers[1]]}
+    ridge = {line.split()[0]: line for line in lines[headers[1] + 1 :]}
+    assert list(xgboost) == [
+        "max_depth",
+        "booster",
+        "booster=dart.rate_drop",
+        "booster=dart.sample_type",
+        "booster=dart.sample_type=weighted.skip_drop",
+        "booster=dart.one_drop",
+        "num_boost_round",
+    ]
+    assert list(ridge) == ["alpha", "fit_intercept"]
+    assert "choice(['gbtree', 'dart'])" in xgboost["booster"]
+    assert xgboost["booster=dart.rate_drop"].endswith("-> float")
+    assert "high=0.3" in xgboost["booster=dart.rate_drop"]
+    assert xgboost["booster=dart.one_drop"].endswith("fixed 1")
+    assert ridge["alpha"].endswith("-> float")
+    assert ridge["fit_intercept"].endswith("fixed True")
+
+
+def test_shipped_multi_family_space_loads_and_describes_each_family():
+    space = spaces.load(SHIPPED_MULTI)
+    text = space.describe()
+
+    assert space.config.models is not None
+    assert space.families == list(space.config.models)
+    assert len(space.families) > 1
+    for family in space.families:
+        assert f"model: {family}" in text.splitlines()
+    assert space.fixed("lasso") == {"max_iter": 5000}
+
+
+def test_typed_flattens_a_nested_sample_with_the_chosen_options_parameters_only(tmp_path):
+    space = load_text(tmp_path, NESTED)
+    # hyperopt's sample of a conditional choice is the chosen option's mapping: the value under the choice's
+    # own name, then the option's parameters.
+    dart = {
+        "model": "xgboost",
+        "max_depth": 7.0,
+        "num_boost_round": 100,
+        "booster": {
+            "booster": "dart",
+            "rate_drop": np.float64(0.1),
+            "one_drop": 1,
+            "sample_type": {"sample_type": "weighted", "skip_drop": 0.25},
+        },
+    }
+    gbtree = {"model": "xgboost", "max_depth": 4.0, "num_boost_round": 100, "booster": {"booster": "gbtree"}}
+    uniform = {**dart, "booster": {**dart["booster"], "sample_type": {"sample_type": "uniform"}}}
+
+    assert space.typed(dart) == {
+        "model": "xgboost",
+        "max_depth": 7,
+        "booster": "dart",
+        "rate_drop": 0.1,
+        "sample_type": "weighted",
+        "skip_drop": 0.25,
+        "one_drop": 1,
+        "num_boost_round": 100,
+    }
+    assert type(space.typed(dart)["rate_drop"]) is float
+    assert type(space.typed(dart)["max_depth"]) is int
+    assert space.typed(gbtree) == {"model": "xgboost", "max_depth": 4, "booster": "gbtree", "num_boost_round": 100}
+    assert "skip_drop" not in space.typed(uniform)
+    assert space.typed(uniform)["sample_type"] == "uniform"
+    assert space.typed({"model": "ridge", "alpha": 0.5, "fit_intercept": True}) == {
+        "model": "ridge",
+        "alpha": 0.5,
+        "fit_intercept": True,
+    }
+
+
+def test_sampled_configurations_hold_the_chosen_family_and_options_parameters(tmp_path):
+    from pipeline import optimizer
+
+    space = load_text(tmp_path, NESTED)
+
+    samples = optimizer.sample(space, 300, seed=0)
+
+    assert {p["model"] for p in samples} == {"xgboost", "ridge"}
+    boosters = {p["booster"] for p in samples if p["model"] == "xgboost"}
+    assert boosters == {"gbtree", "dart"}
+    assert any(p.get("sample_type") == "weighted" for p in samples)
+    for p in samples:
+        if p["model"] == "ridge":
+            assert set(p) == {"model", "alpha", "fit_intercept"}
+            continue
+        expected = {"model", "max_depth", "booster", "num_boost_round"}
+        if p["booster"] == "dart":
+            expected |= {"rate_drop", "sample_type", "one_drop"}
+            if p["sample_type"] == "weighted":
+                expected.add("skip_drop")
+        assert set(p) == expected, p
+
+
+def test_shipped_multi_family_samples_reach_every_family():
+    from pipeline import optimizer
+
+    space = spaces.load(SHIPPED_MULTI)
+
+    samples = optimizer.sample(space, 300, seed=1)
+
+    assert {p["model"] for p in samples} == set(space.families)
+    for p in samples:
+        assert set(p) == {"model", *space.branches[p["model"]]}, p
+
+
+def test_a_family_of_fixed_values_only_is_allowed_among_several(tmp_path):
+    space = load_text(
+        tmp_path,
+        "models:\n"
+        "  ridge: {parameters: {alpha: 1.0}}\n"
+        "  lasso: {parameters: {alpha: {distribution: loguniform, low: 0.001, high: 1}}}\n",
+    )
+
+    assert space.typed({"model": "ridge", "alpha": 1.0}) == {"model": "ridge", "alpha": 1.0}
+
+
+NAME_PROBLEMS = [
+    (
+        "parameters:\n  booster:\n    distribution: choice\n    options:\n      - gbtree\n"
+        "      - {value: dart, parameters: {rate_dorp: {distribution: uniform, low: 0, high: 0.3}}}\n",
+        "parameters.booster=dart.rate_dorp",
+        "not a xgboost hyperparameter; did you mean rate_drop?",
+    ),
+    (
+        "parameters:\n  booster:\n    distribution: choice\n    options:\n      - gbtree\n"
+        "      - value: dart\n        parameters:\n          sample_type:\n            distribution: choice\n"
+        "            options: [uniform, {value: weighted, parameters: {skip_dorp: 0.1}}]\n",
+        "parameters.booster=dart.sample_type=weighted.skip_dorp",
+        "not a xgboost hyperparameter; did you mean skip_drop?",
+    ),
+    (
+        "models:\n  ridge: {parameters: {max_depth: {distribution: quniform, low: 3, high: 12, q: 1}}}\n",
+        "models.ridge.parameters.max_depth",
+        "not a ridge hyperparameter; allowed: alpha,",
+    ),
+    (
+        "models:\n"
+        "  ridge: {parameters: {alpha: {distribution: loguniform, low: 0.001, high: 1}}}\n"
+        "  xgboost: {parameters: {n_estimators: {distribution: quniform, low: 50, high: 150, q: 10}}}\n",
+        "models.xgboost.parameters.n_estimators",
+        "not a xgboost hyperparameter",
+    ),
+    (
+        "parameters:\n  model: {distribution: choice, options: [a, b]}\n",
+        "parameters.model",
+        "not a xgboost hyperparameter",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "message"), NAME_PROBLEMS, ids=[n[1] for n in NAME_PROBLEMS])
+def test_names_are_checked_per_family_at_every_depth(tmp_path, text, key, message):
+    path = write(tmp_path, text)
+
+    with pytest.raises(InputError) as caught:
+        spaces.load(path)
+
+    assert caught.value.key == key
+    assert f"{path}: {key}: {message}" in str(caught.value)
+
+
+FIXED_PROBLEMS = [
+    (
+        "model: xgboost\nparameters:\n"
+        "  learning_rate: {distribution: loguniform, low: 0.02, high: 0.3}\n  max_depth: deep\n",
+        "parameters.max_depth",
+        "'deep' is refused by xgboost",
+    ),
+    (
+        "models:\n"
+        "  xgboost: {parameters: {learning_rate: {distribution: loguniform, low: 0.02, high: 0.3}}}\n"
+        "  random_forest: {parameters: {n_estimators: many}}\n",
+        "models.random_forest.parameters.n_estimators",
+        "'many' is refused by random_forest",
+    ),
+    (
+        "models:\n  ridge: {parameters: {alpha: {distribution: loguniform, low: 0.001, high: 1}, solver: fastest}}\n",
+        "models.ridge.parameters.solver",
+        "'fastest' is refused by ridge",
+    ),
+    # A fixed value inside an option is checked with that option chosen: xgboost ignores rate_drop (a
+    # warning, no error) unless the booster is dart, and refuses 'lots' when it is.
+    (
+        "parameters:\n  max_depth: {distribution: quniform, low: 3, high: 12, q: 1}\n"
+        "  booster: {distribution: choice, options: [gbtree, {value: dart, parameters: {rate_drop: lots}}]}\n",
+        "parameters.booster=dart.rate_drop",
+        "'lots' is refused by xgboost",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "message"), FIXED_PROBLEMS, ids=[f[1] for f in FIXED_PROBLEMS])
+def test_fixed_value_the_estimator_refuses_is_refused_naming_the_key(tmp_path, text, key, message):
+    path = write(tmp_path, text)
+
+    with pytest.raises(InputError) as caught:
+        spaces.load(path)
+
+    assert caught.value.key == key
+    assert f"{path}: {key}: {message}" in str(caught.value)
+    assert "fix the value or sample it with a distribution" in str(caught.value)
+
+
+def test_fixed_values_the_estimators_accept_load(tmp_path):
+    space = load_text(
+        tmp_path,
+        "models:\n"
+        "  xgboost: {parameters: {max_depth: 6, tree_method: hist, learning_rate: {distribution: uniform, low: 0.1,"
+        " high: 0.3}}}\n"
+        "  random_forest: {parameters: {n_estimators: 20, max_features: 0.5, criterion: absolute_error}}\n",
+    )
+
+    assert space.fixed("random_forest") == {"n_estimators": 20, "max_features": 0.5, "criterion": "absolute_error"}
+
+
+def test_a_name_both_outside_and_inside_a_conditional_option_is_refused(tmp_path):
+    """A trial's parameters are one flat mapping: ``rate_drop`` sampled at the top level and again inside the
+    dart option cannot both reach the estimator (``typed`` would keep one and drop the other)."""
+    path = write(
+        tmp_path,
+        "parameters:\n"
+        "  rate_drop: {distribution: uniform, low: 0.5, high: 0.6}\n"
+        "  booster: {distribution: choice, options: [gbtree, {value: dart, parameters: "
+        "{rate_drop: {distribution: uniform, low: 0.0, high: 0.1}}}]}\n",
+    )
+
+    with pytest.raises(InputError) as caught:
+        spaces.load(path)
+
+    assert "rate_drop" in caught.value.key
+
+
 # --- the folder of invalid files ------------------------------------------------------------------------------
 
 
@@ -360,6 +645,13 @@ def test_invalid_folder_covers_each_problem():
         "not_a_mapping",
         "invalid_yaml",
         "nothing_to_search",
+        "unknown_family",
+        "model_and_models",
+        "models_empty",
+        "fixed_value_wrong_type",
+        "fixed_value_wrong_type_in_models",
+        "conditional_option_unknown_hyperparameter",
+        "conditional_option_duplicate_value",
     } <= names
 
 

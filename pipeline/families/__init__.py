@@ -109,7 +109,7 @@ class Family(ABC):
         task = Task(self.tasks[0], (0, 1) if self.tasks[0] != REGRESSION else ())
         y = (x[:, 0] > 0).astype(np.float64) if task.classification else x[:, 0].astype(np.float64)
         try:
-            self.refit({name: value}, 1, x, y, task, seed=0)
+            self.refit({name: value}, None, x, y, task, seed=0)
         except Exception as error:  # whatever the estimator raises is the user's value being refused
             return f"{value!r} is refused by {self.name}: {str(error).splitlines()[0][:300]}"
         return None

@@ -23,6 +23,8 @@ from pipeline.spaces import MODEL_KEY
 MANAGED = {"random_state", "n_jobs", "verbose", "warm_start", "categorical_features", "early_stopping"}
 """Set by the pipeline (seed, threads, the validation split), not by a space file."""
 HGB_MAX_CATEGORIES = 255
+PARALLEL = {"random_forest", "extra_trees"}
+"""Families whose n_jobs parallelizes the fit (LogisticRegression's n_jobs does nothing since sklearn 1.8)."""
 
 
 class SklearnFamily(Family):
@@ -44,7 +46,7 @@ class SklearnFamily(Family):
         defaults = cls().get_params()
         if "random_state" in defaults:
             settings["random_state"] = seed
-        if "n_jobs" in defaults:
+        if "n_jobs" in defaults and self.name in PARALLEL:
             settings["n_jobs"] = threads()
         return cls(**settings)
 
@@ -61,7 +63,7 @@ class SklearnFamily(Family):
         estimator.fit(x_train, data.y_train, **extra)
         seconds = time.perf_counter() - started
         if self.name == "hist_gradient_boosting":
-            curve = [float(-v) for v in estimator.validation_score_]
+            curve = [float(-v) for v in estimator.validation_score_[1:]]  # [0] is before the first round
             best = estimator.n_iter_ - 1
             return Fitted(estimator, best, curve, "loss", seconds)
         return Fitted(estimator, None, [], None, seconds)

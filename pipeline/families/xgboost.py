@@ -115,6 +115,11 @@ class XGBoostFamily(Family):
     def accepted_parameters(self) -> frozenset[str]:
         return ACCEPTED_PARAMETERS
 
+    def check_fixed(self, name: str, value: Any) -> str | None:
+        if name in TRAINING_KNOBS and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            return f"{value!r} is not a positive integer"
+        return super().check_fixed(name, value)
+
     def matrices(self, data: TrainingData, max_bin: int) -> tuple[xgb.DMatrix, xgb.DMatrix]:
         """The study's training and validation matrices for ``max_bin``, built on first use."""
         key = ("xgboost", max_bin)
