@@ -118,8 +118,8 @@ class Choice(_Strict):
     @model_validator(mode="after")
     def _unique(self):
         values = [option_value(o) for o in self.options]
-        if len({repr(v) for v in values}) != len(values):
-            raise ValueError(f"options must be unique, got {values}")
+        if len({str(v) for v in values}) != len(values):
+            raise ValueError(f"options must be unique, got {values} (1 and '1' count as the same)")
         return self
 
     @property
@@ -401,7 +401,8 @@ def first_problem(error: ValidationError, raw: Any = None) -> tuple[str, str]:
     return path, message
 
 
-_SCALAR_MEMBERS = {"bool", "int", "float", "str", "ConditionalOption"}
+_SCALAR_MEMBERS = {"bool", "int", "float", "str"}
+_UNION_MEMBERS = _SCALAR_MEMBERS | {"ConditionalOption"}
 _TAGS = {"distribution": DISTRIBUTIONS, "by": ("partition", "column", "random")}
 
 
@@ -423,7 +424,7 @@ def _user_path(loc: tuple, raw: Any) -> list[str]:
     parts: list[str] = []
     node, entered = raw, True
     for part in loc:
-        if isinstance(part, str) and ("[" in part or part in _SCALAR_MEMBERS):
+        if isinstance(part, str) and ("[" in part or part in _UNION_MEMBERS):
             continue
         if entered and isinstance(node, dict) and part in (node.get("distribution"), node.get("by")):
             entered = False

@@ -125,24 +125,62 @@ def render(parameter: Parameter) -> str:
 
 
 def load(path: Path) -> SearchSpace:
-    """Validate a space file: its schema, then each name against what its model family accepts."""
+    """Validate a space file: its schema, then each name and fixed value against its model family."""
     parsed = config.load_space(path)
     from pipeline import families  # importing the estimators costs a second that --help should not pay
 
     for family, params in parsed.branches.items():
         key = f"models.{family}.parameters" if parsed.models is not None else "parameters"
-        accepted = families.get(family).accepted_parameters()
-        for path_parts, parameter in walk(params):
+        _check_no_shadowing(params, path, key)
+        adapter = families.get(family)
+        accepted = adapter.accepted_parameters()
+        for path_parts, parameter, context in _walk_with_context(params):
             name = path_parts[-1]
             where = f"{key}.{'.'.join(path_parts)}"
             if name == MODEL_KEY or name not in accepted:
                 close = difflib.get_close_matches(name, sorted(accepted), n=3)
                 fix = f"did you mean {', '.join(close)}?" if close else f"allowed: {', '.join(sorted(accepted))}"
                 raise InputError(path, where, f"not a {family} hyperparameter", fix)
-            if isinstance(parameter, Scalar):
-                problem = families.get(family).check_fixed(name, parameter)
-                if problem:
-                    raise InputError(path, where, problem, "fix the value or sample it with a distribution")
+            if isinstance(parameter, Scalar) and (problem := adapter.check_fixed(name, parameter, context)):
+                raise InputError(path, where, problem, "fix the value or sample it with a distribution")
         if not any(not isinstance(p, Scalar) for _, p in walk(params)) and len(parsed.branches) == 1:
             raise InputError(path, key, "declares nothing to search", "give at least one a distribution")
     return SearchSpace(file=path, config=parsed, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def _walk_with_context(
+    params: dict[str, Parameter], prefix: tuple[str, ...] = (), context: dict[str, Scalar] | None = None
+) -> Iterator[tuple[tuple[str, ...], Parameter, dict[str, Scalar]]]:
+    """Like ``walk``, with the option values that make each parameter active (``{"booster": "dart"}``)."""
+    context = context or {}
+    for name, parameter in params.items():
+        yield (*prefix, name), parameter, context
+        if isinstance(parameter, Choice):
+            for option in parameter.options:
+                if isinstance(option, ConditionalOption):
+                    inner = context | {name: option.value}
+                    yield from _walk_with_context(option.parameters, (*prefix, f"{name}={option.value}"), inner)
+
+
+def _check_no_shadowing(params: dict[str, Parameter], path: Path, key: str) -> None:
+    """A name active twice in one trial (at a level and inside an option, or in two choices' options)
+    would be flattened into one value: refuse it."""
+    seen = set(params)
+    for name, parameter in params.items():
+        if not (isinstance(parameter, Choice) and parameter.conditional):
+            continue
+        inside: set[str] = set()
+        for option in parameter.options:
+            if isinstance(option, ConditionalOption):
+                where = f"{key}.{name}={option.value}"
+                _check_no_shadowing(option.parameters, path, where)
+                names = {p[-1] for p, _ in walk(option.parameters)}
+                if clash := sorted(names & seen):
+                    raise InputError(
+                        path,
+                        f"{where}.{clash[0]}",
+                        "is also declared where it is active at the same time",
+                        "give it one place: at this level or inside the options",
+                    )
+                inside |= names
+        seen |= inside

@@ -3,6 +3,7 @@ at any depth), every trial's values respect it, seeds replay, and a resumed sear
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import itertools
 import math
@@ -39,6 +40,13 @@ from pipeline.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 FEW = settings(max_examples=20, deadline=None)
+
+
+@functools.cache
+def shipped_space() -> spaces.SearchSpace:
+    """search_spaces/xgboost.yaml, loaded once: loading checks each fixed value with a real fit (seconds)."""
+    return spaces.load(ROOT / "search_spaces" / "xgboost.yaml")
+
 
 # --- strategies: one per distribution kind --------------------------------------------------------------------
 
@@ -439,9 +447,9 @@ models:
 """
 
 
-@pytest.fixture
-def nested_space(tmp_path) -> spaces.SearchSpace:
-    path = tmp_path / "space.yaml"
+@pytest.fixture(scope="module")
+def nested_space(tmp_path_factory) -> spaces.SearchSpace:
+    path = tmp_path_factory.mktemp("nested") / "space.yaml"
     path.write_text(NESTED_SPACE)
     return spaces.load(path)
 
@@ -564,7 +572,7 @@ def test_options_equal_as_text_with_nested_parameters_of_one_name_can_be_searche
 
 def test_tpe_model_phase_stays_inside_the_shipped_space():
     """TPE samples at random for its first 20 trials; only later ones come from its model of the losses."""
-    space = spaces.load(ROOT / "search_spaces" / "xgboost.yaml")
+    space = shipped_space()
 
     seen = run(space, max_evals=30, seed=7, algorithm="tpe")
 
@@ -606,7 +614,7 @@ def test_tpe_model_phase_stays_inside_every_kind(tmp_path):
 def test_a_resumed_search_proposes_what_the_uninterrupted_one_did():
     """Past trials fed back (with the random stream advanced past them) continue the same sequence,
     beyond TPE's 20 random start-up trials too."""
-    space = spaces.load(ROOT / "search_spaces" / "xgboost.yaml")
+    space = shipped_space()
 
     def loss(params: dict[str, Any]) -> float:
         return params["learning_rate"] * params["max_depth"] + params["subsample"]
@@ -632,7 +640,7 @@ def test_a_resumed_search_proposes_what_the_uninterrupted_one_did():
 
 
 def test_should_stop_ends_the_search_after_the_current_trial():
-    space = spaces.load(ROOT / "search_spaces" / "xgboost.yaml")
+    space = shipped_space()
     seen: list[dict[str, Any]] = []
 
     def objective(values: dict[str, Any]) -> dict[str, Any]:

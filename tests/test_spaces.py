@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from pathlib import Path
@@ -30,6 +31,12 @@ def load_text(tmp_path: Path, text: str) -> spaces.SearchSpace:
     return spaces.load(write(tmp_path, text))
 
 
+@functools.cache
+def shipped(path: Path) -> spaces.SearchSpace:
+    """A shipped space, loaded once per module: loading checks each fixed value with a real fit (seconds)."""
+    return spaces.load(path)
+
+
 def searched(space: spaces.SearchSpace, family: str) -> set[str]:
     """Names the family samples, at any depth."""
     return {path[-1] for path, p in spaces.walk(space.branches[family]) if not isinstance(p, Scalar)}
@@ -39,7 +46,7 @@ def searched(space: spaces.SearchSpace, family: str) -> set[str]:
 
 
 def test_shipped_space_loads_with_its_searched_and_fixed_parameters():
-    space = spaces.load(SHIPPED)
+    space = shipped(SHIPPED)
 
     assert space.file == SHIPPED
     assert space.config.model == "xgboost"
@@ -61,7 +68,7 @@ def test_shipped_space_loads_with_its_searched_and_fixed_parameters():
 
 
 def test_shipped_space_types_sampled_values_like_xgboost_expects():
-    space = spaces.load(SHIPPED)
+    space = shipped(SHIPPED)
     # hyperopt hands back floats (numpy or not) even for quantized parameters, and the fixed values as written.
     fixed = {"max_bin": 256, "num_boost_round": 2000, "early_stopping_rounds": 50}
     raw = {
@@ -102,7 +109,7 @@ def test_sha256_follows_the_file_bytes(tmp_path):
 
 
 def test_describe_names_every_parameter_with_its_type():
-    space = spaces.load(SHIPPED)
+    space = shipped(SHIPPED)
     text = space.describe()
     lines = text.splitlines()
 
@@ -404,7 +411,7 @@ def test_describe_shows_every_family_and_the_nested_paths(tmp_path):
 
 
 def test_shipped_multi_family_space_loads_and_describes_each_family():
-    space = spaces.load(SHIPPED_MULTI)
+    space = shipped(SHIPPED_MULTI)
     text = space.describe()
 
     assert space.config.models is not None
@@ -481,7 +488,7 @@ def test_sampled_configurations_hold_the_chosen_family_and_options_parameters(tm
 def test_shipped_multi_family_samples_reach_every_family():
     from pipeline import optimizer
 
-    space = spaces.load(SHIPPED_MULTI)
+    space = shipped(SHIPPED_MULTI)
 
     samples = optimizer.sample(space, 300, seed=1)
 

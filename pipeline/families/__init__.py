@@ -102,14 +102,15 @@ class Family(ABC):
     @abstractmethod
     def load(self, path: Path) -> Any: ...
 
-    def check_fixed(self, name: str, value: Any) -> str | None:
-        """Why a fixed value is refused by the estimator (a tiny real fit with it), or None."""
+    def check_fixed(self, name: str, value: Any, context: dict[str, Any] | None = None) -> str | None:
+        """Why a fixed value is refused by the estimator, or None: a tiny real fit (one round) with it and
+        with the ``context`` it applies in (the conditional options that make it active)."""
         rng = np.random.default_rng(0)
         x = rng.normal(size=(40, 3)).astype(np.float32)
         task = Task(self.tasks[0], (0, 1) if self.tasks[0] != REGRESSION else ())
         y = (x[:, 0] > 0).astype(np.float64) if task.classification else x[:, 0].astype(np.float64)
         try:
-            self.refit({name: value}, None, x, y, task, seed=0)
+            self.refit((context or {}) | {name: value}, 1, x, y, task, seed=0)
         except Exception as error:  # whatever the estimator raises is the user's value being refused
             return f"{value!r} is refused by {self.name}: {str(error).splitlines()[0][:300]}"
         return None

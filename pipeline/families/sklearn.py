@@ -40,6 +40,20 @@ class SklearnFamily(Family):
                 names |= set(cls().get_params())
         return frozenset(names - MANAGED)
 
+    def check_fixed(self, name: str, value: Any, context: dict[str, Any] | None = None) -> str | None:
+        """scikit-learn's own parameter validation (types and ranges), without fitting anything; a value
+        one of the family's estimators accepts passes (``absolute_error`` is a regression criterion)."""
+        problems = []
+        for task in self.tasks:
+            try:
+                estimator = self.estimator((context or {}) | {name: value}, Task(task, (0, 1)), seed=0)
+                estimator._validate_params()  # what fit() runs first; checks every declared constraint
+            except Exception as error:  # whatever the estimator raises is the user's value being refused
+                problems.append(f"{value!r} is refused by {self.name}: {str(error).splitlines()[0][:300]}")
+            else:
+                return None
+        return problems[0]
+
     def estimator(self, params: dict[str, Any], task: Task, seed: int) -> Any:
         cls = self._classes[task.kind]
         settings = {k: v for k, v in params.items() if k != MODEL_KEY}

@@ -115,10 +115,13 @@ class XGBoostFamily(Family):
     def accepted_parameters(self) -> frozenset[str]:
         return ACCEPTED_PARAMETERS
 
-    def check_fixed(self, name: str, value: Any) -> str | None:
-        if name in TRAINING_KNOBS and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            return f"{value!r} is not a positive integer"
-        return super().check_fixed(name, value)
+    def check_fixed(self, name: str, value: Any, context: dict[str, Any] | None = None) -> str | None:
+        """The training-loop knobs by type (the probe fit runs one round whatever they say), the rest by a
+        probe fit."""
+        if name in TRAINING_KNOBS:
+            positive_int = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            return None if positive_int else f"{value!r} is not a positive integer"
+        return super().check_fixed(name, value, context)
 
     def matrices(self, data: TrainingData, max_bin: int) -> tuple[xgb.DMatrix, xgb.DMatrix]:
         """The study's training and validation matrices for ``max_bin``, built on first use."""
