@@ -3,6 +3,7 @@ small real flights data, as a regression (air time), binary (arrived late) and m
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -358,3 +359,18 @@ def test_the_registry_knows_no_other_family():
     assert set(TASKS_OF) == set(config.FAMILIES)
     with pytest.raises(KeyError):
         families.get("svm")
+
+
+def test_threads_follow_pipeline_threads_else_the_idle_cores(monkeypatch):
+    from pipeline.families import _busy_cores, threads
+
+    monkeypatch.setenv("PIPELINE_THREADS", "3")
+    threads.cache_clear()
+    try:
+        assert threads() == 3
+        monkeypatch.delenv("PIPELINE_THREADS")
+        threads.cache_clear()
+        assert 1 <= threads() <= os.cpu_count()
+    finally:
+        threads.cache_clear()
+    assert 0.0 <= _busy_cores(2, window_s=0.05) <= 2.0

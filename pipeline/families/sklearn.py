@@ -14,6 +14,7 @@ from typing import Any
 import joblib
 import numpy as np
 from sklearn import ensemble, linear_model, svm
+from threadpoolctl import threadpool_limits
 
 from pipeline.families import Family, Fitted, Task, TrainingData, threads
 from pipeline.features import Preprocessor
@@ -74,7 +75,8 @@ class SklearnFamily(Family):
             )
             extra = {"X_val": x_validation, "y_val": data.y_validation}
         started = time.perf_counter()
-        estimator.fit(x_train, data.y_train, **extra)
+        with threadpool_limits(threads()):  # OpenMP inside histogram boosting
+            estimator.fit(x_train, data.y_train, **extra)
         seconds = time.perf_counter() - started
         if self.name == "hist_gradient_boosting":
             curve = [float(-v) for v in estimator.validation_score_[1:]]  # [0] is before the first round
@@ -99,13 +101,16 @@ class SklearnFamily(Family):
                 estimator.set_params(max_iter=int(rounds))
             if preprocessor is not None:
                 estimator.set_params(categorical_features=_categorical_mask(preprocessor))
-        return estimator.fit(x, y)
+        with threadpool_limits(threads()):
+            return estimator.fit(x, y)
 
     def predict(self, model: Any, x: np.ndarray, task: Task) -> np.ndarray:
-        if task.kind == REGRESSION:
-            return np.asarray(model.predict(x), dtype=np.float64)
+        with threadpool_limits(threads()):
+            if task.kind == REGRESSION:
+                return np.asarray(model.predict(x), dtype=np.float64)
+            raw = model.predict_proba(x)
         proba = np.zeros((len(x), len(task.classes)))
-        proba[:, np.asarray(model.classes_, dtype=int)] = model.predict_proba(x)  # a class unseen in training: 0
+        proba[:, np.asarray(model.classes_, dtype=int)] = raw  # a class unseen in training keeps 0
         return proba[:, 1] if task.kind == BINARY else proba
 
     def save(self, model: Any, folder: Path) -> Path:
