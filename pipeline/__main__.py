@@ -76,6 +76,26 @@ def build_parser() -> argparse.ArgumentParser:
     space.add_argument("--samples", type=int, default=3, help="configurations to sample (default 3)")
     space.add_argument("--seed", type=int, default=0, help="seed of the samples")
 
+    predict = commands.add_parser(
+        "predict",
+        help="score a CSV/Parquet file with a registered model",
+        description="Batch scoring: read raw rows, check them against the model's signature, write one "
+        "prediction per row (Parquet or CSV by the output's extension) with the model version used.",
+    )
+    predict.add_argument("--model", required=True, help="models:/NAME@ALIAS or models:/NAME/VERSION")
+    predict.add_argument("--input", type=Path, required=True, help="raw rows (.csv or .parquet)")
+    predict.add_argument("--output", type=Path, required=True, help="where to write (.csv or .parquet)")
+    predict.add_argument("--tracking-uri", help="MLflow tracking URI (default as for run)")
+    predict.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+
+    promote = commands.add_parser("promote", help="make a model version the champion (recorded as tags)")
+    promote.add_argument("--model-name", required=True)
+    promote.add_argument("--version", required=True)
+    promote.add_argument("--tracking-uri")
+    rollback = commands.add_parser("rollback", help="give the champion alias back to the previous champion")
+    rollback.add_argument("--model-name", required=True)
+    rollback.add_argument("--tracking-uri")
+
     data = commands.add_parser("data", help="materialize the bundled flights data under data/")
     data.add_argument("action", choices=["materialize"], help="write data/flights/2013-MM.parquet")
     data.add_argument("--folder", type=Path, default=Path("data/flights"), help="target folder")
@@ -153,6 +173,41 @@ def _space(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from pipeline import scoring, tracking
+
+    scored = scoring.score_file(tracking.connect(args.tracking_uri), args.model, args.input, args.output)
+    print(f"{scored.rows} rows scored with {scored.model_name} version {scored.model_version} -> {scored.output}")
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "rows": scored.rows,
+                    "model_name": scored.model_name,
+                    "model_version": scored.model_version,
+                    "output": str(scored.output),
+                }
+            )
+        )
+    return EXIT_OK
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from pipeline import registry, tracking
+
+    previous = registry.promote(tracking.connect(args.tracking_uri), args.model_name, args.version, "promote command")
+    print(f"{args.model_name}: champion is version {args.version} (was {previous or 'none'})")
+    return EXIT_OK
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from pipeline import registry, tracking
+
+    current, previous = registry.rollback(tracking.connect(args.tracking_uri), args.model_name)
+    print(f"{args.model_name}: champion rolled back from version {current} to version {previous}")
+    return EXIT_OK
+
+
 def _data(args: argparse.Namespace) -> int:
     from pipeline.data import materialize_flights
 
@@ -177,7 +232,14 @@ def _human_summary(s: dict) -> str:
     )
 
 
-COMMANDS = {"run": _run, "space": _space, "data": _data}
+COMMANDS = {
+    "run": _run,
+    "space": _space,
+    "predict": _predict,
+    "promote": _promote,
+    "rollback": _rollback,
+    "data": _data,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

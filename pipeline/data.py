@@ -190,7 +190,7 @@ def _read(config: DatasetConfig, file: Path) -> tuple[pd.DataFrame, list[Path]]:
                             f"partitions are: {', '.join(found)}",
                         )
             found = {name: found[name] for name in dict.fromkeys(wanted)}
-        frames = [_read_file(p, file).assign(__partition__=name) for name, p in found.items()]
+        frames = [read_table(p, file, "path").assign(__partition__=name) for name, p in found.items()]
         return pd.concat(frames, ignore_index=True), list(found.values())
     if not path.is_file():
         raise InputError(file, "path", f"{path} does not exist", "point path at a .parquet/.csv file or folder")
@@ -201,18 +201,19 @@ def _read(config: DatasetConfig, file: Path) -> tuple[pd.DataFrame, list[Path]]:
             "partition split needs path to be a folder of partitions",
             "use 'by: column' or 'by: random' for a single file",
         )
-    return _read_file(path, file), [path]
+    return read_table(path, file, "path"), [path]
 
 
-def _read_file(path: Path, file: Path) -> pd.DataFrame:
+def read_table(path: Path, named_by: Path | None = None, key: str | None = None) -> pd.DataFrame:
+    """A CSV or Parquet file; an unreadable one is an InputError naming the file that pointed at it."""
     try:
         if path.suffix == ".parquet":
             return pd.read_parquet(path)
         if path.suffix == ".csv":
             return pd.read_csv(path)
     except Exception as error:  # any reader failure is the user's file being unreadable
-        raise InputError(file, "path", f"cannot read {path}: {type(error).__name__}: {error}") from None
-    raise InputError(file, "path", f"{path} is neither .parquet nor .csv", "convert it or rename it")
+        raise InputError(named_by or path, key, f"cannot read {path}: {type(error).__name__}: {error}") from None
+    raise InputError(named_by or path, key, f"{path} is neither .parquet nor .csv", "convert it or rename it")
 
 
 def _binarize(target: pd.Series, rule: PositiveWhen) -> pd.Series:

@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 import pipeline
-from pipeline import families, outputs, tracking
+from pipeline import families, outputs, registry, tracking
 from pipeline.data import Dataset
 from pipeline.errors import PipelineError
 from pipeline.features import Preprocessor
@@ -29,7 +29,6 @@ from pipeline.metrics import Task
 from pipeline.search import TrialOutcome
 from pipeline.spaces import MODEL_KEY
 
-CHAMPION, CHALLENGER = "champion", "challenger"
 SERVING_REQUIREMENTS = ("mlflow", "xgboost", "scikit-learn", "pandas", "numpy", "joblib")
 
 
@@ -127,8 +126,12 @@ def log_and_register(
         )
     version = str(info.registered_model_version)
     _verify(client, model_name, version, x_test, outputs.output(expected, model.task))
-    alias = _alias_for(client, model_name)
-    client.set_registered_model_alias(model_name, alias, version)
+    if registry.champion_version(client, model_name) is None:
+        registry.promote(client, model_name, version, reason="first version of the model")
+        alias = registry.CHAMPION
+    else:  # a later version waits as challenger until a gate or a person promotes it
+        alias = registry.CHALLENGER
+        client.set_registered_model_alias(model_name, alias, version)
     return Registration(name=model_name, version=version, alias=alias, model_id=info.model_id)
 
 
@@ -149,15 +152,6 @@ def _verify(client: MlflowClient, name: str, version: str, x_test: pd.DataFrame,
         raise PipelineError(f"registered {name} version {version} predicts differently once loaded; no alias was moved")
     client.set_model_version_tag(name, version, "validation_status", "passed")
     client.set_model_version_tag(name, version, "validation_seconds", f"{time.perf_counter() - started:.2f}")
-
-
-def _alias_for(client: MlflowClient, name: str) -> str:
-    """``champion`` for a model's first version; later ones are ``challenger`` until a gate promotes them."""
-    try:
-        client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        return CHAMPION
-    return CHALLENGER
 
 
 def _requirements() -> list[str]:
