@@ -76,6 +76,23 @@ def build_parser() -> argparse.ArgumentParser:
     space.add_argument("--samples", type=int, default=3, help="configurations to sample (default 3)")
     space.add_argument("--seed", type=int, default=0, help="seed of the samples")
 
+    retrain = commands.add_parser(
+        "retrain",
+        help="scheduled retraining on the newest month, with a champion/challenger gate",
+        description="Run a warm-started study on the monthly window ending at --as-of (test = that month, "
+        "validation = the month before, train = the months before that), then promote the new version only if "
+        "it beats the champion on the new test month by the study's margin. Does nothing when the inputs are "
+        "unchanged since the last successful retrain. Exit 0 done (promoted, kept or skipped), 2 invalid "
+        "input, 3 another retrain holds the lock, 1 failure.",
+    )
+    retrain.add_argument("--study", type=Path, help="study file (default: studies/flights.yaml)")
+    retrain.add_argument("--as-of", help="YYYY-MM: the month to test on (default: the newest partition)")
+    retrain.add_argument("--max-evals", type=int, help="trials (default: the study's retrain.max_evals)")
+    retrain.add_argument("--tracking-uri", help="MLflow tracking URI (default as for run)")
+    retrain.add_argument("--state-dir", type=Path, default=Path(".pipeline"), help="histories and locks")
+    retrain.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
+    retrain.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
     predict = commands.add_parser(
         "predict",
         help="score a CSV/Parquet file with a registered model",
@@ -173,6 +190,29 @@ def _space(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _retrain(args: argparse.Namespace) -> int:
+    from pipeline.retrain import RetrainOptions, retrain
+
+    summary = retrain(
+        RetrainOptions(
+            study=args.study,
+            as_of=args.as_of,
+            max_evals=args.max_evals,
+            tracking_uri=args.tracking_uri,
+            state_dir=args.state_dir,
+            show_progress=not args.no_progress,
+        )
+    )
+    if summary["action"] == "skipped":
+        print(f"retrain as of {summary['as_of']}: inputs unchanged since run {summary['previous_run_id']}, skipped")
+    else:
+        print(_human_summary(summary))
+        print(f"gate: {summary['action']} ({summary['reason']})")
+    if args.json:
+        print(json.dumps(summary, default=str))
+    return EXIT_OK
+
+
 def _predict(args: argparse.Namespace) -> int:
     from pipeline import scoring, tracking
 
@@ -235,6 +275,7 @@ def _human_summary(s: dict) -> str:
 COMMANDS = {
     "run": _run,
     "space": _space,
+    "retrain": _retrain,
     "predict": _predict,
     "promote": _promote,
     "rollback": _rollback,

@@ -328,6 +328,20 @@ class StopConfig(_Strict):
     """Fail the study (nothing registered) once more than this share of its trials failed (after 5)."""
 
 
+class RetrainConfig(_Strict):
+    """Scheduled retraining (``python -m pipeline retrain``) over monthly partitions named YYYY-MM."""
+
+    train_months: PositiveInt = 1
+    """Months of training data before the validation month."""
+    margin: Annotated[float, Field(ge=0)] = 0.0
+    """How much better (in the metric's units) the challenger must score than the champion on the new
+    test month to be promoted."""
+    max_evals: PositiveInt = 10
+    """Trials per retrain: fewer than a fresh study, since it starts from the champion's best trials."""
+    warm_start_trials: Annotated[int, Field(ge=0)] = 5
+    """How many of the champion study's best trials are evaluated first."""
+
+
 class StudyConfig(_Strict):
     name: str
     experiment: str
@@ -344,6 +358,7 @@ class StudyConfig(_Strict):
     refit_on: Literal["train", "train_validation"] = "train_validation"
     """Data the final model is retrained on; the number of boosting rounds comes from the best trial."""
     stop: StopConfig = StopConfig()
+    retrain: RetrainConfig = RetrainConfig()
 
 
 # --- loading -------------------------------------------------------------------------------------------

@@ -116,17 +116,21 @@ def minimize(
     seed: int,
     algorithm: Callable[..., Any] = tpe.suggest,
     past: Sequence[PastTrial] = (),
+    first: Sequence[dict[str, Any]] = (),
     should_stop: Callable[[], bool] = lambda: False,
 ) -> None:
     """Run trials until ``max_evals`` (past ones included) or until ``should_stop()`` says so.
 
     The objective receives the sampled values (choices resolved, not yet typed). Past trials are inserted
     as already evaluated, and the random stream is advanced past the draws they used, so a study resumed
-    after a crash proposes what the uninterrupted study would have proposed.
+    after a crash proposes what the uninterrupted study would have proposed. ``first`` are typed
+    parameters to evaluate before the algorithm proposes anything (a warm start from earlier studies).
     """
     if len(past) >= max_evals:
         return
     trials = _trials_from(space, past)
+    if first:
+        _queue(trials, space, first[: max_evals - len(past)], start=len(past))
     rstate = np.random.default_rng(seed)
     for _ in past:
         rstate.integers(2**31 - 1)  # hyperopt draws one seed per proposed trial
@@ -152,8 +156,13 @@ def _trials_from(space: SearchSpace, past: Sequence[PastTrial]) -> Trials:
     for trial in past:
         vals = encode(space, trial.params)
         idxs = {label: [trial.number] if value else [] for label, value in vals.items()}
-        misc = {"tid": trial.number, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None,
-                "idxs": idxs, "vals": vals}  # fmt: skip
+        misc = {
+            "tid": trial.number,
+            "cmd": ("domain_attachment", "FMinIter_Domain"),
+            "workdir": None,
+            "idxs": idxs,
+            "vals": vals,
+        }
         result = {"status": STATUS_FAIL} if trial.loss is None else {"status": STATUS_OK, "loss": trial.loss}
         docs.extend(trials.new_trial_docs([trial.number], [None], [result], [misc]))
     for doc in docs:
@@ -161,6 +170,20 @@ def _trials_from(space: SearchSpace, past: Sequence[PastTrial]) -> Trials:
     trials.insert_trial_docs(docs)
     trials.refresh()
     return trials
+
+
+def _queue(trials: Trials, space: SearchSpace, points: Sequence[dict[str, Any]], start: int) -> None:
+    """Queue typed parameters as trials hyperopt evaluates before proposing its own."""
+    tids = list(range(start, start + len(points)))
+    miscs = []
+    for tid, params in zip(tids, points, strict=True):
+        vals = encode(space, params)
+        idxs = {label: [tid] if value else [] for label, value in vals.items()}
+        miscs.append(
+            {"tid": tid, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None, "idxs": idxs, "vals": vals}
+        )
+    trials.insert_trial_docs(trials.new_trial_docs(tids, [None] * len(tids), [{"status": "new"}] * len(tids), miscs))
+    trials.refresh()
 
 
 def encode(space: SearchSpace, params: dict[str, Any]) -> dict[str, list[Any]]:

@@ -33,3 +33,9 @@ def scores(served: np.ndarray | pd.DataFrame) -> np.ndarray:
     if isinstance(served, pd.DataFrame):
         return served.filter(like="probability_").to_numpy(dtype=np.float64)
     return np.asarray(served, dtype=np.float64)
+
+
+def predictions(served: np.ndarray | pd.DataFrame, task: Task) -> np.ndarray:
+    """What a family's ``predict`` gave, from a served output (the metrics take this form)."""
+    numbers = scores(served)
+    return numbers[:, 1] if task.kind == BINARY else numbers

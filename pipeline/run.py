@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 import pipeline
 from pipeline import config, data, families, finalize, history, optimizer, spaces, tracking
-from pipeline.config import StudyConfig
+from pipeline.config import PartitionSplit, StudyConfig
 from pipeline.errors import InputError, PipelineError, TrackingError
 from pipeline.families import TrainingData
 from pipeline.features import Preprocessor
@@ -61,6 +61,12 @@ class RunOptions:
     """Start a new study even if an unfinished one with this name exists (it is set aside, not deleted)."""
     state_dir: Path = DEFAULT_STATE_DIR
     show_progress: bool = True
+    split: PartitionSplit | None = None
+    """Replaces the dataset file's split (the monthly windows of ``retrain``)."""
+    warm_start: tuple[dict[str, Any], ...] = ()
+    """Typed parameters evaluated before TPE proposes any (earlier studies' best trials)."""
+    tags: tuple[tuple[str, str], ...] = ()
+    """Extra tags on the parent run."""
 
 
 def default_study_file() -> Path:
@@ -99,6 +105,8 @@ def run_study(options: RunOptions) -> dict[str, Any]:
     started = time.perf_counter()
     study, study_file = resolve_study(options)
     dataset_config = config.load_dataset(study.dataset)
+    if options.split is not None:
+        dataset_config = dataset_config.model_copy(update={"split": options.split})
     space = spaces.load(study.space)
     dataset = data.load_dataset(dataset_config, study.dataset)
     check_compatible(study, study_file, dataset, space)
@@ -150,7 +158,7 @@ def _run(
         log.info("resuming study %r (parent run %s) after %d finished trials", study.name, resumed_id, len(past))
         run = tracking.parent_run(resumed_id)
     else:
-        tags = provenance | {"pipeline_version": pipeline.__version__}
+        tags = provenance | {"pipeline_version": pipeline.__version__} | dict(options.tags)
         run = tracking.parent_run(experiment_id=experiment_id, run_name=study.name, tags=tags)
     with run as parent:
         parent_id = parent.info.run_id
@@ -190,6 +198,7 @@ def _run(
                 trial_history,
                 past,
                 options.show_progress,
+                first=options.warm_start if state is None else (),
             )
         except PipelineError as error:
             if not isinstance(error, TrackingError):

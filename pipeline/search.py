@@ -106,6 +106,7 @@ def run_search(
     history: History,
     past: Sequence[TrialOutcome] = (),
     show_progress: bool = True,
+    first: Sequence[dict[str, Any]] = (),
 ) -> SearchResult:
     """Run trials until ``settings.max_evals`` (``past`` included) or a stop rule; each trial is appended to
     ``history`` before its MLflow run is written, so a crash never loses a finished trial.
@@ -153,6 +154,7 @@ def run_search(
             seed=settings.seed,
             algorithm=settings.algorithm,
             past=known,
+            first=first,
             should_stop=lambda: bool(stop),
         )
     finally:

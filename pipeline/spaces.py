@@ -184,3 +184,46 @@ def _check_no_shadowing(params: dict[str, Parameter], path: Path, key: str) -> N
                     )
                 inside |= names
         seen |= inside
+
+
+def point_from_logged(space: SearchSpace, logged: dict[str, str]) -> dict[str, Scalar] | None:
+    """Typed trial parameters from a trial's MLflow params (strings), or None when the space cannot
+    produce them (another family, a parameter now fixed differently or out of its bounds)."""
+    family = logged.get(MODEL_KEY, space.families[0] if len(space.families) == 1 else None)
+    if family not in space.branches:
+        return None
+    values = _from_logged(space.branches[family], logged)
+    return None if values is None else {MODEL_KEY: family, **values}
+
+
+def _from_logged(params: dict[str, Parameter], logged: dict[str, str]) -> dict[str, Scalar] | None:
+    out: dict[str, Scalar] = {}
+    for name, parameter in params.items():
+        text = logged.get(name)
+        if isinstance(parameter, Scalar):
+            if text is not None and text != str(parameter):
+                return None  # the space now fixes it to something else
+            out[name] = parameter
+            continue
+        if text is None:
+            return None
+        if isinstance(parameter, Choice | PChoice):
+            option = next((o for o in parameter.options if str(option_value(o)) == text), None)
+            if option is None:
+                return None
+            out[name] = option_value(option)
+            if isinstance(option, ConditionalOption):
+                nested = _from_logged(option.parameters, logged)
+                if nested is None:
+                    return None
+                out |= nested
+            continue
+        try:
+            value = cast(parameter, float(text))
+        except ValueError:
+            return None
+        low, high = getattr(parameter, "low", None), getattr(parameter, "high", None)
+        if low is not None and not low <= value <= high:
+            return None
+        out[name] = value
+    return out

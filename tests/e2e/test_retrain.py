@@ -1,0 +1,90 @@
+"""Scheduled retraining through the real CLI on the real monthly flights partitions (small budgets)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from cli import REPO, run_cli, write_study
+from mlflow.tracking import MlflowClient
+
+DEGENERATE_SPACE = {
+    "model": "xgboost",
+    "parameters": {
+        "max_depth": 1,
+        "learning_rate": {"distribution": "uniform", "low": 0.001, "high": 0.002},
+        "num_boost_round": 1,
+    },
+}
+
+
+def retrain(workdir, study, *extra):
+    done = run_cli(workdir, "retrain", "--study", str(study), "--json", "--no-progress", *extra)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def monthly(tmp_path_factory, flights_spec):
+    """Three consecutive monthly retrains (March, April, May) of one model."""
+    workdir = tmp_path_factory.mktemp("retrain")
+    dataset = workdir / "flights.yaml"
+    dataset.write_text(yaml.safe_dump(flights_spec))
+    study = write_study(
+        workdir,
+        dataset,
+        name="monthly",
+        model_name="monthly",
+        max_evals=2,
+        space=str(REPO / "search_spaces" / "xgboost.yaml"),
+    )
+    results = [retrain(workdir, study, "--as-of", month) for month in ("2013-03", "2013-04", "2013-05")]
+    return workdir, study, dataset, results, MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+
+
+def test_the_first_retrain_makes_a_champion_and_later_ones_follow_the_gate(monthly):
+    _, _, _, (march, april, may), client = monthly
+    assert march["action"] == "promoted" and march["model_version"] == "1"
+    assert march["windows"] == {"train": ["2013-01"], "validation": ["2013-02"], "test": ["2013-03"]}
+    assert may["windows"] == {"train": ["2013-03"], "validation": ["2013-04"], "test": ["2013-05"]}
+    champion = "1"
+    for result in (april, may):
+        gain = result["champion_metric"] - result["challenger_metric"]  # rmse: lower is better
+        assert result["action"] == ("promoted" if gain > result["margin"] else "kept")
+        assert result["champion_version"] == champion
+        assert result["warm_start_points"] > 0  # started from the champion study's best trials
+        version = client.get_model_version("monthly", result["model_version"])
+        assert version.tags["gate_action"] == result["action"]
+        champion = result["model_version"] if result["action"] == "promoted" else champion
+    assert str(client.get_model_version_by_alias("monthly", "champion").version) == champion
+
+
+def test_a_repeat_with_unchanged_inputs_is_skipped(monthly):
+    workdir, study, _, results, client = monthly
+    versions = len(client.search_model_versions("name = 'monthly'"))
+
+    again = retrain(workdir, study, "--as-of", "2013-05")
+
+    assert again["action"] == "skipped" and again["previous_run_id"] == results[-1]["parent_run_id"]
+    assert len(client.search_model_versions("name = 'monthly'")) == versions
+
+
+def test_a_worse_challenger_keeps_the_champion(monthly):
+    workdir, _, dataset, _, client = monthly
+    space = workdir / "degenerate.yaml"
+    space.write_text(yaml.safe_dump(DEGENERATE_SPACE))
+    study = write_study(workdir, dataset, name="monthly", model_name="monthly", max_evals=1, space=str(space))
+    champion = str(client.get_model_version_by_alias("monthly", "champion").version)
+
+    result = retrain(workdir, study, "--as-of", "2013-05")
+
+    assert result["action"] == "kept" and result["challenger_metric"] > result["champion_metric"]
+    assert str(client.get_model_version_by_alias("monthly", "champion").version) == champion
+    assert str(client.get_model_version_by_alias("monthly", "challenger").version) == result["model_version"]
+
+
+def test_an_as_of_month_without_enough_history_exits_2(monthly):
+    workdir, study, _, _, _ = monthly
+    done = run_cli(workdir, "retrain", "--study", str(study), "--as-of", "2013-02")
+    assert done.returncode == 2 and "2013-02" in done.stderr and "2013-03" in done.stderr
