@@ -40,14 +40,6 @@ class SearchSpace:
     def families(self) -> list[str]:
         return list(self.branches)
 
-    def searches(self, name: str) -> bool:
-        """Whether any family samples ``name`` (rather than fixing it), at any depth."""
-        return any(
-            path[-1] == name and not isinstance(p, Scalar)
-            for params in self.branches.values()
-            for path, p in walk(params)
-        )
-
     def fixed(self, family: str) -> dict[str, Scalar]:
         """The family's top-level fixed values."""
         return {k: v for k, v in self.branches[family].items() if isinstance(v, Scalar)}
