@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -394,13 +395,15 @@ def _log_study_inputs(
     source = str(dataset.config.path)
     for split, context in (("train", "training"), ("validation", "validation"), ("test", "testing")):
         frame = getattr(dataset, split)
-        logged = mlflow.data.from_pandas(
-            frame,
-            source=source,
-            targets=dataset.config.target,
-            name=f"{dataset.config.name}-{split}",
-            digest=f"{dataset.fingerprint}-{split}",
-        )
+        with warnings.catch_warnings():  # a local path matches two of MLflow's source kinds; either is right
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            logged = mlflow.data.from_pandas(
+                frame,
+                source=source,
+                targets=dataset.config.target,
+                name=f"{dataset.config.name}-{split}",
+                digest=f"{dataset.fingerprint}-{split}",
+            )
         # MLflow infers the schema value by value in Python (~1 s per 25k rows of strings); the dtypes of
         # a sample give the same schema.
         logged.schema = tracking.signature(frame.head(SCHEMA_SAMPLE_ROWS)).inputs
