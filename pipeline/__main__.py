@@ -93,6 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
     retrain.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    runs = commands.add_parser(
+        "runs",
+        help="list studies and their best trials",
+        description="Studies (newest first) with their best validation and test metric and model, and each "
+        "study's top trials, from MLflow: a quick look without opening the UI.",
+    )
+    runs.add_argument("--experiment", help="only this experiment (default: all)")
+    runs.add_argument("--top", type=int, default=5, help="trials shown per study (default 5)")
+    runs.add_argument("--tracking-uri", help="MLflow tracking URI (default as for run)")
+
     predict = commands.add_parser(
         "predict",
         help="score a CSV/Parquet file with a registered model",
@@ -213,6 +223,13 @@ def _retrain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _runs(args: argparse.Namespace) -> int:
+    from pipeline import runs, tracking
+
+    print(runs.render(tracking.connect(args.tracking_uri), args.experiment, args.top))
+    return EXIT_OK
+
+
 def _predict(args: argparse.Namespace) -> int:
     from pipeline import scoring, tracking
 
@@ -276,6 +293,7 @@ COMMANDS = {
     "run": _run,
     "space": _space,
     "retrain": _retrain,
+    "runs": _runs,
     "predict": _predict,
     "promote": _promote,
     "rollback": _rollback,

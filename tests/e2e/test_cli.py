@@ -165,3 +165,18 @@ def test_space_check_refuses_an_invalid_file_with_exit_2(tmp_path):
     done = run_cli(tmp_path, "space", "check", str(bad))
     assert done.returncode == 2
     assert done.stderr.startswith(f"error: {bad}") and "Traceback" not in done.stderr
+
+
+def test_runs_lists_the_studies_and_their_best_trials_first(two_studies):
+    workdir, (_, second), _ = two_studies
+    done = run_cli(workdir, "runs", "--experiment", "e2e-flights", "--top", "2")
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    studies = [line for line in lines if not line.startswith(" ")]
+    assert len(studies) == 2 and second["parent_run_id"] in studies[0]  # newest first
+    assert "models:/e2e-air-time version 2" in studies[0]
+    trials = lines[1:3]
+    values = [float(line.split("rmse ")[1].split()[0]) for line in trials]
+    assert values == sorted(values) and values[0] == pytest.approx(second["best_val_metric"], rel=1e-3)
+    assert "max_bin" not in trials[0]  # fixed values are not repeated per trial
