@@ -9,6 +9,9 @@ import yaml
 from cli import REPO, run_cli, write_study
 from mlflow.tracking import MlflowClient
 
+from pipeline.errors import InputError
+from pipeline.retrain import windows
+
 DEGENERATE_SPACE = {
     "model": "xgboost",
     "parameters": {
@@ -84,7 +87,10 @@ def test_a_worse_challenger_keeps_the_champion(monthly):
     assert str(client.get_model_version_by_alias("monthly", "challenger").version) == result["model_version"]
 
 
-def test_an_as_of_month_without_enough_history_exits_2(monthly):
-    workdir, study, _, _, _ = monthly
-    done = run_cli(workdir, "retrain", "--study", str(study), "--as-of", "2013-02")
-    assert done.returncode == 2 and "2013-02" in done.stderr and "2013-03" in done.stderr
+def test_an_as_of_month_without_enough_history_is_refused_naming_the_first_possible():
+    months = ["2013-01", "2013-02", "2013-03", "2013-04"]
+    assert windows(months, "2013-04", 2).train == ["2013-01", "2013-02"]
+    with pytest.raises(InputError, match=r"2013-02 leaves fewer than 1 training month.*first possible is 2013-03"):
+        windows(months, "2013-02", 1)
+    with pytest.raises(InputError, match="no partition '2014-01'"):
+        windows(months, "2014-01", 1)

@@ -10,6 +10,9 @@ import yaml
 from cli import run_cli, summary_of, write_study
 from mlflow.tracking import MlflowClient
 
+from pipeline import registry
+from pipeline.errors import InputError
+
 RAW_COLUMNS = ["origin", "dest", "carrier", "distance", "dep_time", "sched_dep_time", "hour", "minute"]
 
 
@@ -78,7 +81,7 @@ def test_promote_then_rollback_moves_the_champion_and_records_it(two_versions):
     assert str(client.get_model_version_by_alias("scored", "champion").version) == "1"
     assert "rolled_back_at" in client.get_model_version("scored", "2").tags
 
-    again = run_cli(workdir, "rollback", "--model-name", "scored")
-    assert again.returncode == 2 and "no previous champion" in again.stderr
-    missing = run_cli(workdir, "promote", "--model-name", "scored", "--version", "9")
-    assert missing.returncode == 2 and "no version 9" in missing.stderr
+    with pytest.raises(InputError, match="no previous champion"):  # the same check the CLI maps to exit 2
+        registry.rollback(client, "scored")
+    with pytest.raises(InputError, match="no version 9"):
+        registry.promote(client, "scored", "9", reason="test")
