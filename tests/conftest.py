@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 import yaml
+from mlflow.tracking import MlflowClient
 
 from pipeline import config
 from pipeline.data import Dataset, load_dataset, materialize_flights
@@ -129,3 +131,18 @@ class FlightsTasks:
 @pytest.fixture(scope="session")
 def flights_tasks(tmp_path_factory: pytest.TempPathFactory, flights_dir: Path) -> FlightsTasks:
     return FlightsTasks(tmp_path_factory.mktemp("flights-tasks"), flights_dir)
+
+
+@pytest.fixture(scope="module")
+def store_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real embedded MLflow store (SQLite) shared by one test module."""
+    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def client(store_uri: str, monkeypatch: pytest.MonkeyPatch):
+    """A client on the module's store, with MLflow's global URI pointed at it for the test only."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mlflow.set_tracking_uri(store_uri)
+    yield MlflowClient(store_uri)
+    mlflow.set_tracking_uri(None)  # set_tracking_uri also sets MLFLOW_TRACKING_URI; undo both

@@ -41,19 +41,6 @@ def prepared(flights_tasks) -> TrainingData:
     return flights_tasks.training_data(REGRESSION)
 
 
-@pytest.fixture(scope="module")
-def store_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('search-store') / 'mlflow.db'}"
-
-
-@pytest.fixture
-def client(store_uri: str, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    mlflow.set_tracking_uri(store_uri)
-    yield MlflowClient(store_uri)
-    mlflow.set_tracking_uri(None)  # set_tracking_uri also sets MLFLOW_TRACKING_URI; undo both
-
-
 @pytest.fixture
 def context(client: MlflowClient, request: pytest.FixtureRequest) -> RunContext:
     """A parent run of its own (in an experiment named after the test) for the trials to hang under."""

@@ -25,20 +25,6 @@ CURVE_POINTS = 2345
 """More than two of MLflow's 1000-metrics-per-call batches."""
 
 
-@pytest.fixture(scope="module")
-def store_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('tracking') / 'mlflow.db'}"
-
-
-@pytest.fixture
-def client(store_uri: str, monkeypatch: pytest.MonkeyPatch):
-    """A client on the module's store, with MLflow's global URI pointed at it for the test only."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    mlflow.set_tracking_uri(store_uri)
-    yield MlflowClient(store_uri)
-    mlflow.set_tracking_uri(None)  # set_tracking_uri also sets MLFLOW_TRACKING_URI; undo both
-
-
 @pytest.fixture
 def parent(client: MlflowClient, request: pytest.FixtureRequest) -> tuple[str, str]:
     """A fresh experiment (named after the test) and a parent run in it."""
