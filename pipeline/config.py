@@ -328,6 +328,17 @@ class StopConfig(_Strict):
     """Fail the study (nothing registered) once more than this share of its trials failed (after 5)."""
 
 
+class PruningConfig(_Strict):
+    """Stop an xgboost trial whose validation curve is worse than the median of the completed trials at the
+    same round (Optuna's MedianPruner); a pruned trial is recorded as such and never becomes the best."""
+
+    enabled: bool = True
+    startup_trials: PositiveInt = 5
+    """Trials that must complete before any is pruned."""
+    warmup_rounds: Annotated[int, Field(ge=0)] = 50
+    """Rounds every trial runs before it may be pruned: slow learners start badly and catch up."""
+
+
 class RetrainConfig(_Strict):
     """Scheduled retraining (``python -m pipeline retrain``) over monthly partitions named YYYY-MM."""
 
@@ -358,6 +369,7 @@ class StudyConfig(_Strict):
     refit_on: Literal["train", "train_validation"] = "train_validation"
     """Data the final model is retrained on; the number of boosting rounds comes from the best trial."""
     stop: StopConfig = StopConfig()
+    pruning: PruningConfig = PruningConfig()
     retrain: RetrainConfig = RetrainConfig()
 
 

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -23,6 +23,7 @@ from pipeline.errors import PipelineError
 from pipeline.families import TrainingData
 from pipeline.history import History
 from pipeline.metrics import Metric, Task
+from pipeline.pruning import MedianRule, RoundCheck
 from pipeline.spaces import MODEL_KEY, SearchSpace
 
 
@@ -39,6 +40,10 @@ class TrialOutcome:
     train_seconds: float
     ok: bool
     error: str | None = None
+    pruned: bool = False
+    """Stopped early by the pruning rule: ``value`` is its best so far, and it is never the study's best."""
+    curve: list[float] = field(default_factory=list)
+    """The early-stopping metric per round on the validation split, what later trials are pruned against."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,12 @@ class SearchResult:
 
     @property
     def finished(self) -> list[TrialOutcome]:
+        """Trials that did not fail, pruned ones included."""
         return [t for t in self.trials if t.ok]
+
+    @property
+    def pruned(self) -> list[TrialOutcome]:
+        return [t for t in self.trials if t.pruned]
 
     @property
     def train_seconds(self) -> float:
@@ -79,6 +89,7 @@ class SearchSettings:
     algorithm: Callable[..., Any]
     """hyperopt's suggest function (``optimizer.algorithm_for``)."""
     stop: StopRules = StopRules()
+    pruning: MedianRule | None = None
 
 
 @dataclass(frozen=True)
@@ -128,9 +139,17 @@ def run_search(
         dynamic_ncols=True,
     )
 
+    def should_prune(family: str) -> RoundCheck | None:
+        if settings.pruning is None:
+            return None
+        completed = [o.curve for o in outcomes if o.ok and not o.pruned and o.params[MODEL_KEY] == family]
+        return settings.pruning.checker(completed, metric.early_stopping.get(task.kind))
+
     def objective(values: dict[str, Any]) -> dict[str, Any]:
         writer.raise_if_failed()  # a store that went away ends the study now, not after the whole budget
-        outcome, record = _run_trial(len(outcomes), values, space, data, task, metric, settings, context.tags)
+        outcome, record = _run_trial(
+            len(outcomes), values, space, data, task, metric, settings.seed, should_prune, context
+        )
         outcomes.append(outcome)
         history.append_trial({"number": outcome.number, "outcome": asdict(outcome), "record": asdict(record)})
         writes[outcome.number] = writer.submit(record)
@@ -206,7 +225,7 @@ def _note_logged(history: History, number: int, write: Future[str]) -> None:
 
 
 def _best(outcomes: Sequence[TrialOutcome], metric: Metric) -> TrialOutcome | None:
-    ok = [o for o in outcomes if o.ok]
+    ok = [o for o in outcomes if o.ok and not o.pruned]
     return min(ok, key=lambda o: (metric.loss(o.value), o.number)) if ok else None
 
 
@@ -225,39 +244,50 @@ def _run_trial(
     data: TrainingData,
     task: Task,
     metric: Metric,
-    settings: SearchSettings,
-    tags: dict[str, str],
+    seed: int,
+    should_prune: Callable[[str], RoundCheck | None],
+    context: RunContext,
 ) -> tuple[TrialOutcome, tracking.TrialRecord]:
     start_ms = tracking.now_ms()
     params = space.typed(values)
-    record = tracking.TrialRecord(number=number, params=params, tags=dict(tags), start_ms=start_ms)
-    value, best_iteration, seconds, error = math.nan, None, 0.0, None
+    record = tracking.TrialRecord(number=number, params=params, tags=dict(context.tags), start_ms=start_ms)
+    value, seconds, error, fitted = math.nan, 0.0, None, None
     try:
         family = families.get(params[MODEL_KEY])
-        fitted = family.fit(params, data, task, metric.name, settings.seed)
-        seconds, best_iteration = fitted.seconds, fitted.best_iteration
+        fitted = family.fit(params, data, task, metric.name, seed, should_prune(family.name))
+        seconds = fitted.seconds
         value = family.validation_score(fitted, data, task, metric.name)
         if not math.isfinite(value):
             raise FloatingPointError(f"validation {metric.name} is {value}")
-        record.metrics = {metric.name: value, "train_seconds": seconds}
-        if best_iteration is not None:
-            record.metrics["best_iteration"] = best_iteration
+        record.metrics = {"train_seconds": seconds}
+        if fitted.pruned:  # its value is a best-so-far: kept off the metric so no ranking by it picks this run
+            record.metrics |= {f"{metric.name}_when_pruned": value, "pruned_at_round": len(fitted.curve) - 1}
+        else:
+            record.metrics[metric.name] = value
+        if fitted.best_iteration is not None:
+            record.metrics["best_iteration"] = fitted.best_iteration
         if fitted.curve:
             record.curves = {f"validation_{fitted.curve_metric}_curve": fitted.curve}
+        if fitted.train_curve:
+            record.curves[f"train_{fitted.curve_metric}_curve"] = fitted.train_curve
     except Exception as exc:  # a bad trial must not end the study: recorded as FAILED, hyperopt told so
-        error, value = f"{type(exc).__name__}: {exc}", math.nan
+        error, value, fitted = f"{type(exc).__name__}: {exc}", math.nan, None
         record.status = "FAILED"
         record.tags |= {"error_class": type(exc).__name__, "error_message": str(exc)[:5000]}
+    pruned = fitted is not None and fitted.pruned
+    record.tags["trial_state"] = "FAIL" if error is not None else "PRUNED" if pruned else "COMPLETE"
     record.end_ms = tracking.now_ms()
     record.metrics["trial_seconds"] = (record.end_ms - start_ms) / 1000
     outcome = TrialOutcome(
         number=number,
         params=params,
         value=value,
-        best_iteration=best_iteration,
+        best_iteration=fitted.best_iteration if fitted is not None else None,
         run_id="",
         train_seconds=seconds,
         ok=error is None,
         error=error,
+        pruned=pruned,
+        curve=list(fitted.curve) if fitted is not None else [],
     )
     return outcome, record

@@ -18,6 +18,7 @@ from pipeline.errors import PipelineError
 from pipeline.families import TrainingData
 from pipeline.history import History
 from pipeline.metrics import METRICS, REGRESSION, Task
+from pipeline.pruning import MedianRule
 from pipeline.search import (
     RunContext,
     SearchResult,
@@ -596,3 +597,52 @@ def test_a_multi_family_search_logs_each_family_s_own_parameters_and_picks_the_b
     for trial in ridge:
         assert trial.value == pytest.approx(expected, rel=1e-6)
         assert runs[trial.number].data.metrics["rmse"] == pytest.approx(expected, rel=1e-6)
+
+
+WIDE_RATES = {
+    "max_depth": {"distribution": "quniform", "low": 2, "high": 7, "q": 1},
+    "learning_rate": {"distribution": "loguniform", "low": 0.05, "high": 1.0},
+}
+"""Slow learners among fast ones: the slow ones trail the median after a few rounds."""
+
+
+def pruning_search(space, prepared, context, history, max_evals, past=()) -> SearchResult:
+    rules = replace(settings(max_evals), pruning=MedianRule(startup_trials=2, warmup_rounds=3))
+    return run_search(space, prepared, AIR_TIME, METRICS["rmse"], rules, context, history, past, show_progress=False)
+
+
+def test_pruned_trials_are_recorded_as_pruned_and_never_the_best(tmp_path, prepared, context):
+    result = pruning_search(write_space(tmp_path, WIDE_RATES), prepared, context, journal(tmp_path), 8)
+
+    pruned = [t for t in result.trials if t.pruned]
+    assert pruned, "the rates span 20x: some trials must trail the median"
+    assert not any(t.pruned for t in result.trials[:2]), "the first trials complete to set the median"
+    assert result.best in result.trials and not result.best.pruned
+    assert result.best == min((t for t in result.trials if not t.pruned), key=lambda t: (t.value, t.number))
+    runs = child_runs(context)
+    for trial in result.trials:
+        run = runs[trial.number]
+        assert run.info.status == "FINISHED"
+        if trial.pruned:
+            assert trial.ok and math.isfinite(trial.value)
+            assert run.data.tags["trial_state"] == "PRUNED"
+            assert "rmse" not in run.data.metrics, "a ranking by the metric must not see a best-so-far value"
+            assert run.data.metrics["rmse_when_pruned"] == pytest.approx(trial.value)
+            assert run.data.metrics["pruned_at_round"] == len(trial.curve) - 1 < FAST["num_boost_round"] - 1
+        else:
+            assert run.data.tags["trial_state"] == "COMPLETE"
+            assert run.data.metrics["rmse"] == pytest.approx(trial.value)
+
+
+def test_a_resumed_search_prunes_as_an_uninterrupted_one(tmp_path, prepared, client, context, request):
+    space = write_space(tmp_path, WIDE_RATES)
+    history = journal(tmp_path / "resumed")
+    first = pruning_search(space, prepared, context, history, 4)
+    resumed = pruning_search(space, prepared, context, history, 8, past=first.trials)
+
+    experiment = tracking.experiment_id(client, f"{request.node.name}-uninterrupted")
+    fresh = RunContext(client, experiment, client.create_run(experiment).info.run_id, PROVENANCE)
+    uninterrupted = pruning_search(space, prepared, fresh, journal(tmp_path / "uninterrupted"), 8)
+    assert [t.params for t in resumed.trials] == [t.params for t in uninterrupted.trials]
+    assert [len(t.curve) for t in resumed.trials] == [len(t.curve) for t in uninterrupted.trials]
+    assert any(t.pruned for t in resumed.trials[4:]), "pruning after the resume is what this checks"

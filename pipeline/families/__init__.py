@@ -21,6 +21,7 @@ import pandas as pd
 from pipeline.config import FAMILIES
 from pipeline.features import Preprocessor
 from pipeline.metrics import METRICS, REGRESSION, Task
+from pipeline.pruning import RoundCheck
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,10 @@ class Fitted:
     curve_metric: str | None
     seconds: float
     """Time spent inside the estimator's fit."""
+    train_curve: list[float] = field(default_factory=list)
+    """The same metric on the training split, for learning-curve plots (empty when not computed)."""
+    pruned: bool = False
+    """Stopped by the study's pruning rule before early stopping or the round budget ended it."""
 
 
 @dataclass
@@ -68,8 +73,17 @@ class Family(ABC):
         """Names a search-space file may set for this family; anything else is a typo."""
 
     @abstractmethod
-    def fit(self, params: dict[str, Any], data: TrainingData, task: Task, metric_name: str, seed: int) -> Fitted:
-        """Fit on the training split, using the validation split for early stopping where the family can."""
+    def fit(
+        self,
+        params: dict[str, Any],
+        data: TrainingData,
+        task: Task,
+        metric_name: str,
+        seed: int,
+        should_prune: RoundCheck | None = None,
+    ) -> Fitted:
+        """Fit on the training split, using the validation split for early stopping where the family can;
+        a family that trains in rounds also stops when ``should_prune`` says so."""
 
     @abstractmethod
     def refit(

@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 from pipeline.families import Family, Fitted, Task, TrainingData, threads
 from pipeline.features import Preprocessor
 from pipeline.metrics import BINARY, MULTICLASS, REGRESSION
+from pipeline.pruning import RoundCheck
 from pipeline.spaces import MODEL_KEY
 
 MANAGED = {"random_state", "n_jobs", "verbose", "warm_start", "categorical_features", "early_stopping"}
@@ -65,7 +66,16 @@ class SklearnFamily(Family):
             settings["n_jobs"] = threads()
         return cls(**settings)
 
-    def fit(self, params: dict[str, Any], data: TrainingData, task: Task, metric_name: str, seed: int) -> Fitted:
+    def fit(
+        self,
+        params: dict[str, Any],
+        data: TrainingData,
+        task: Task,
+        metric_name: str,
+        seed: int,
+        should_prune: RoundCheck | None = None,
+    ) -> Fitted:
+        """``should_prune`` is not used: these estimators train without per-round callbacks."""
         x_train, x_validation = data.encoded(self.encoding)
         estimator = self.estimator(params, task, seed)
         extra: dict[str, Any] = {}

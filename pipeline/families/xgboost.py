@@ -13,6 +13,7 @@ import xgboost as xgb
 from pipeline.families import Family, Fitted, Task, TrainingData, threads
 from pipeline.features import Preprocessor
 from pipeline.metrics import BINARY, METRICS, MULTICLASS, REGRESSION
+from pipeline.pruning import RoundCheck
 from pipeline.spaces import MODEL_KEY
 
 TRAINING_KNOBS = {"num_boost_round": 1000, "early_stopping_rounds": 50}
@@ -55,7 +56,6 @@ ACCEPTED_PARAMETERS = frozenset(
     (set(xgb.XGBRegressor().get_params()) - _SKLEARN_ONLY) | _NATIVE_ALIASES | set(TRAINING_KNOBS)
 )
 """Names a search-space file may set for the xgboost family; anything else is a typo."""
-"""Names a search-space file may set for the xgboost family; anything else is a typo."""
 
 OBJECTIVES = {REGRESSION: "reg:squarederror", BINARY: "binary:logistic", MULTICLASS: "multi:softprob"}
 REFIT_METRICS = {REGRESSION: "rmse", BINARY: "logloss", MULTICLASS: "mlogloss"}
@@ -86,25 +86,49 @@ def train(
     seed: int,
     nthread: int,
     num_boost_round: int | None = None,
+    should_prune: RoundCheck | None = None,
 ) -> Fitted:
-    """Boost with early stopping on ``dvalidation``; without it, exactly ``num_boost_round`` rounds."""
+    """Boost with early stopping on ``dvalidation``; without it, exactly ``num_boost_round`` rounds.
+
+    With a validation split the training split is evaluated too: xgboost keeps its predictions cached, so
+    the learning curve costs one metric pass per round, not a prediction.
+    """
     knobs = TRAINING_KNOBS | {k: params[k] for k in TRAINING_KNOBS if k in params}
     rounds = int(num_boost_round or knobs["num_boost_round"])
     history: dict[str, dict[str, list[float]]] = {}
+    pruning = [_Pruning(should_prune, eval_metric)] if should_prune is not None and dvalidation is not None else []
     started = time.perf_counter()
     booster = xgb.train(
         booster_params(params, task, eval_metric, seed, nthread),
         dtrain,
         num_boost_round=rounds,
-        evals=[(dvalidation, "validation")] if dvalidation is not None else (),
+        evals=[(dtrain, "train"), (dvalidation, "validation")] if dvalidation is not None else (),
         early_stopping_rounds=int(knobs["early_stopping_rounds"]) if dvalidation is not None else None,
         evals_result=history,
         verbose_eval=False,
+        callbacks=pruning,
     )
     seconds = time.perf_counter() - started
     best = booster.best_iteration if dvalidation is not None else rounds - 1
-    curve = [float(v) for v in history.get("validation", {}).get(eval_metric, [])]
-    return Fitted(model=booster, best_iteration=int(best), curve=curve, curve_metric=eval_metric, seconds=seconds)
+    return Fitted(
+        model=booster,
+        best_iteration=int(best),
+        curve=[float(v) for v in history.get("validation", {}).get(eval_metric, [])],
+        curve_metric=eval_metric,
+        seconds=seconds,
+        train_curve=[float(v) for v in history.get("train", {}).get(eval_metric, [])],
+        pruned=any(p.fired for p in pruning),
+    )
+
+
+class _Pruning(xgb.callback.TrainingCallback):
+    def __init__(self, should_prune: RoundCheck, eval_metric: str):
+        super().__init__()
+        self.should_prune, self.eval_metric, self.fired = should_prune, eval_metric, False
+
+    def after_iteration(self, model: xgb.Booster, epoch: int, evals_log: dict[str, Any]) -> bool:
+        self.fired = self.should_prune(epoch, evals_log["validation"][self.eval_metric][-1])
+        return self.fired
 
 
 class XGBoostFamily(Family):
@@ -140,10 +164,27 @@ class XGBoostFamily(Family):
             data.cache[key] = (train_matrix, validation)
         return data.cache[key]
 
-    def fit(self, params: dict[str, Any], data: TrainingData, task: Task, metric_name: str, seed: int) -> Fitted:
+    def fit(
+        self,
+        params: dict[str, Any],
+        data: TrainingData,
+        task: Task,
+        metric_name: str,
+        seed: int,
+        should_prune: RoundCheck | None = None,
+    ) -> Fitted:
         train_matrix, validation = self.matrices(data, int(params.get("max_bin", 256)))
         eval_metric = METRICS[metric_name].early_stopping[task.kind]
-        return train(params, train_matrix, validation, task=task, eval_metric=eval_metric, seed=seed, nthread=threads())
+        return train(
+            params,
+            train_matrix,
+            validation,
+            task=task,
+            eval_metric=eval_metric,
+            seed=seed,
+            nthread=threads(),
+            should_prune=should_prune,
+        )
 
     def validation_score(self, fitted: Fitted, data: TrainingData, task: Task, metric_name: str) -> float:
         """Read off the early-stopping curve when the metric is a function of it: no second prediction."""

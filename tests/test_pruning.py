@@ -1,0 +1,68 @@
+"""pipeline.pruning: the median rule on hand-made validation curves (what xgboost reports per round)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.pruning import MedianRule
+
+FALLING = [[10.0, 8.0, 6.0, 5.0, 4.0], [10.0, 9.0, 7.0, 6.0, 5.0], [10.0, 7.0, 5.0, 4.0, 3.0]]
+"""Three completed rmse curves: the median of their running best is 10, 8, 6, 5, 4."""
+
+
+def replay(check, curve):
+    """The first round at which the check stops the curve, or None when it runs to the end."""
+    return next((round_ for round_, value in enumerate(curve) if check(round_, value)), None)
+
+
+def test_no_check_until_enough_trials_completed():
+    rule = MedianRule(startup_trials=4, warmup_rounds=0)
+    assert rule.checker(FALLING, "rmse") is None
+    assert rule.checker([*FALLING, []], "rmse") is None, "a trial with no curve does not count"
+    assert rule.checker([*FALLING, FALLING[0]], "rmse") is not None
+
+
+def test_a_curve_worse_than_the_median_stops_at_the_first_round_after_warmup():
+    rule = MedianRule(startup_trials=3, warmup_rounds=2)
+    assert replay(rule.checker(FALLING, "rmse"), [10.0, 9.0, 8.0, 7.0, 6.0]) == 2
+
+
+def test_a_curve_at_or_better_than_the_median_is_never_stopped():
+    rule = MedianRule(startup_trials=3, warmup_rounds=0)
+    assert replay(rule.checker(FALLING, "rmse"), [10.0, 8.0, 6.0, 5.0, 4.0]) is None
+    assert replay(rule.checker(FALLING, "rmse"), [9.0, 7.0, 5.0, 4.0, 3.0, 2.0, 1.0]) is None
+
+
+def test_the_best_so_far_is_compared_not_the_latest_value():
+    """A curve that bounces up after a good round is judged by its best round, as early stopping would."""
+    rule = MedianRule(startup_trials=3, warmup_rounds=0)
+    assert replay(rule.checker(FALLING, "rmse"), [10.0, 6.0, 9.0, 9.0, 9.0]) == 3  # best 6 vs medians 8, 6, then 5
+
+
+def test_completed_curves_that_stopped_early_count_with_their_final_best():
+    short = [[10.0, 4.0], [10.0, 4.0], [10.0, 20.0, 30.0, 30.0, 30.0, 30.0]]
+    rule = MedianRule(startup_trials=3, warmup_rounds=0)
+    # median of running bests from round 1 on: 4 (the two short curves carried forward at 4)
+    assert replay(rule.checker(short, "rmse"), [10.0, 5.0, 5.0]) == 1
+    assert replay(rule.checker(short, "rmse"), [10.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0]) is None
+
+
+def test_rounds_past_the_longest_completed_curve_use_its_last_median():
+    rule = MedianRule(startup_trials=3, warmup_rounds=0)
+    check = rule.checker(FALLING, "rmse")
+    assert replay(check, [10.0, 8.0, 6.0, 5.0, 4.0, 4.0, 4.0, 4.5]) is None
+    check = rule.checker(FALLING, "rmse")
+    assert replay(check, [10.0, 8.0, 6.0, 5.0, 4.0]) is None
+    assert check(7, 4.5) is False, "its best so far (4.0) still equals the last median"
+
+
+@pytest.mark.parametrize("metric", ["auc", "aucpr", "map"])
+def test_a_maximised_curve_is_pruned_when_it_is_below_the_median(metric):
+    completed = [[0.5, 0.6, 0.7], [0.5, 0.7, 0.8], [0.5, 0.65, 0.75]]
+    rule = MedianRule(startup_trials=3, warmup_rounds=1)
+    assert replay(rule.checker(completed, metric), [0.5, 0.55, 0.6]) == 1
+    assert replay(rule.checker(completed, metric), [0.5, 0.7, 0.8]) is None
+
+
+def test_without_an_early_stopping_metric_there_is_nothing_to_compare():
+    assert MedianRule(startup_trials=1, warmup_rounds=0).checker(FALLING, None) is None
