@@ -7,13 +7,27 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import numpy as np
-from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK, Trials, anneal, fmin, hp, rand, tpe
+from hyperopt import (
+    JOB_STATE_DONE,
+    JOB_STATE_ERROR,
+    STATUS_FAIL,
+    STATUS_OK,
+    Trials,
+    anneal,
+    fmin,
+    hp,
+    rand,
+    space_eval,
+    tpe,
+)
+from hyperopt.base import spec_from_misc
 from hyperopt.exceptions import AllTrialsFailed
 from hyperopt.pyll import stochastic
 
@@ -128,12 +142,7 @@ def minimize(
     """
     if len(past) >= max_evals:
         return
-    trials = _trials_from(space, past)
-    if first:
-        _queue(trials, space, first[: max_evals - len(past)], start=len(past))
-    rstate = np.random.default_rng(seed)
-    for _ in past:
-        rstate.integers(2**31 - 1)  # hyperopt draws one seed per proposed trial
+    trials = _trials_from(Trials(), space, past)
     # fmin's last step looks up the best trial and raises if all failed; the caller reports those.
     with contextlib.suppress(AllTrialsFailed):
         fmin(
@@ -141,30 +150,103 @@ def minimize(
             compile_space(space),
             algo=algorithm,
             max_evals=max_evals,
-            trials=trials,
-            rstate=rstate,
+            trials=_queued(trials, space, first[: max_evals - len(past)], start=len(past)),
+            rstate=_advanced_rng(seed, len(past)),
             show_progressbar=False,
             early_stop_fn=lambda _trials, *args: (should_stop(), args),
         )
 
 
-def _trials_from(space: SearchSpace, past: Sequence[PastTrial]) -> Trials:
-    trials = Trials()
+def minimize_on_spark(
+    objective: Callable[[dict[str, Any]], dict[str, Any]],
+    spark: Any,
+    parallelism: int,
+    on_finished: Callable[[dict[str, Any], dict[str, Any] | None, str | None], None],
+    space: SearchSpace,
+    *,
+    max_evals: int,
+    seed: int,
+    algorithm: Callable[..., Any] = tpe.suggest,
+    past: Sequence[PastTrial] = (),
+    first: Sequence[dict[str, Any]] = (),
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """``minimize`` with ``parallelism`` trials at once on Spark workers (hyperopt's SparkTrials).
+
+    ``objective`` runs on a worker; ``on_finished(values, result, error)`` runs here, on the driver, once per
+    trial in the order they finish (``result`` None and ``error`` set when the worker died). Once
+    ``should_stop()`` is true no trial is proposed, and those already running are waited for, not lost.
+    Proposals depend on which trials have finished, so a parallel study is not replayed exactly.
+    """
+    if len(past) >= max_evals:
+        return
+    compiled = compile_space(space)
+    observed = _observed_spark_trials(compiled, on_finished, parallelism, spark, settled={t.number for t in past})
+    trials = _trials_from(observed, space, past)
+    with contextlib.suppress(AllTrialsFailed):
+        fmin(
+            objective,
+            compiled,
+            algo=partial(_unless_stopped, algorithm, should_stop),
+            max_evals=max_evals,
+            trials=_queued(trials, space, first[: max_evals - len(past)], start=len(past)),
+            rstate=_advanced_rng(seed, len(past)),
+            show_progressbar=False,
+        )
+    trials.refresh()  # the trials that finished after fmin's last look
+
+
+def _unless_stopped(algorithm: Callable[..., Any], should_stop: Callable[[], bool], *args: Any) -> list[Any]:
+    """No proposal once the study should stop: fmin then waits for the running trials and returns."""
+    return [] if should_stop() else algorithm(*args)
+
+
+def _advanced_rng(seed: int, past: int) -> np.random.Generator:
+    """The random stream moved past the draws of ``past`` trials: hyperopt draws one seed per proposal."""
+    rstate = np.random.default_rng(seed)
+    for _ in range(past):
+        rstate.integers(2**31 - 1)
+    return rstate
+
+
+def _observed_spark_trials(
+    compiled: Any, on_finished: Callable[..., None], parallelism: int, spark: Any, settled: set[int]
+) -> Trials:
+    """SparkTrials that hands each finished trial to the driver's callback when fmin refreshes it
+    (``settled``: the trials already handed over). Imported here: hyperopt.spark imports pyspark."""
+    from hyperopt.spark import SparkTrials
+
+    class ObservedSparkTrials(SparkTrials):
+        def __init__(self) -> None:
+            self._settling = threading.Lock()
+            super().__init__(parallelism=parallelism, spark_session=spark)
+
+        def refresh(self) -> None:
+            super().refresh()
+            with self._settling:
+                for doc in list(self._dynamic_trials):
+                    if doc["tid"] in settled:
+                        continue
+                    status = doc["result"].get("status")
+                    done = doc["state"] == JOB_STATE_DONE and status in (STATUS_OK, STATUS_FAIL)
+                    died = doc["state"] == JOB_STATE_ERROR and "error" in doc["misc"]
+                    if done or died:
+                        settled.add(doc["tid"])
+                        values = space_eval(compiled, spec_from_misc(doc["misc"]))
+                        error = f"{doc['misc']['error'][0]}: the Spark task failed" if died else None
+                        on_finished(values, None if died else doc["result"], error)
+
+    return ObservedSparkTrials()
+
+
+def _trials_from(trials: Trials, space: SearchSpace, past: Sequence[PastTrial]) -> Trials:
+    """``trials`` with the past trials inserted as evaluated, under their own numbers."""
     if not past:
         return trials
     docs = []
     for trial in past:
-        vals = encode(space, trial.params)
-        idxs = {label: [trial.number] if value else [] for label, value in vals.items()}
-        misc = {
-            "tid": trial.number,
-            "cmd": ("domain_attachment", "FMinIter_Domain"),
-            "workdir": None,
-            "idxs": idxs,
-            "vals": vals,
-        }
         result = {"status": STATUS_FAIL} if trial.loss is None else {"status": STATUS_OK, "loss": trial.loss}
-        docs.extend(trials.new_trial_docs([trial.number], [None], [result], [misc]))
+        docs.extend(trials.new_trial_docs([trial.number], [None], [result], [_misc(space, trial.number, trial.params)]))
     for doc in docs:
         doc["state"] = JOB_STATE_DONE
     trials.insert_trial_docs(docs)
@@ -172,18 +254,21 @@ def _trials_from(space: SearchSpace, past: Sequence[PastTrial]) -> Trials:
     return trials
 
 
-def _queue(trials: Trials, space: SearchSpace, points: Sequence[dict[str, Any]], start: int) -> None:
-    """Queue typed parameters as trials hyperopt evaluates before proposing its own."""
+def _queued(trials: Trials, space: SearchSpace, points: Sequence[dict[str, Any]], start: int) -> Trials:
+    """``trials`` with typed parameters queued for hyperopt to evaluate before it proposes its own."""
+    if not points:
+        return trials
     tids = list(range(start, start + len(points)))
-    miscs = []
-    for tid, params in zip(tids, points, strict=True):
-        vals = encode(space, params)
-        idxs = {label: [tid] if value else [] for label, value in vals.items()}
-        miscs.append(
-            {"tid": tid, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None, "idxs": idxs, "vals": vals}
-        )
+    miscs = [_misc(space, tid, params) for tid, params in zip(tids, points, strict=True)]
     trials.insert_trial_docs(trials.new_trial_docs(tids, [None] * len(tids), [{"status": "new"}] * len(tids), miscs))
     trials.refresh()
+    return trials
+
+
+def _misc(space: SearchSpace, tid: int, params: dict[str, Any]) -> dict[str, Any]:
+    vals = encode(space, params)
+    idxs = {label: [tid] if value else [] for label, value in vals.items()}
+    return {"tid": tid, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None, "idxs": idxs, "vals": vals}
 
 
 def encode(space: SearchSpace, params: dict[str, Any]) -> dict[str, list[Any]]:

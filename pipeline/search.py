@@ -6,44 +6,25 @@ reported to hyperopt as failed, so the study goes on and the final stage can nev
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Any
 
 from mlflow.tracking import MlflowClient
 from tqdm import tqdm
 
-from pipeline import families, optimizer, tracking
+from pipeline import optimizer, spark, tracking
 from pipeline.errors import PipelineError
 from pipeline.families import TrainingData
 from pipeline.history import History
 from pipeline.metrics import Metric, Task
-from pipeline.pruning import MedianRule, RoundCheck
-from pipeline.spaces import MODEL_KEY, SearchSpace
-
-
-@dataclass(frozen=True)
-class TrialOutcome:
-    number: int
-    params: dict[str, Any]
-    value: float
-    """The validation metric at the best iteration (NaN for a failed trial)."""
-    best_iteration: int | None
-    """The last boosting round kept by early stopping; None for a family without rounds or a failed trial."""
-    run_id: str
-    """The trial's child run; empty until its background write completed."""
-    train_seconds: float
-    ok: bool
-    error: str | None = None
-    pruned: bool = False
-    """Stopped early by the pruning rule: ``value`` is its best so far, and it is never the study's best."""
-    curve: list[float] = field(default_factory=list)
-    """The early-stopping metric per round on the validation split, what later trials are pruned against."""
+from pipeline.pruning import MedianRule
+from pipeline.spaces import SearchSpace
+from pipeline.trial import Trainer, TrialOutcome, TrialRecord, failed_trial, now_ms
 
 
 @dataclass(frozen=True)
@@ -90,6 +71,8 @@ class SearchSettings:
     """hyperopt's suggest function (``optimizer.algorithm_for``)."""
     stop: StopRules = StopRules()
     pruning: MedianRule | None = None
+    parallel: spark.Parallel | None = None
+    """Run trials on Spark workers (hyperopt's SparkTrials) instead of one after the other here."""
 
 
 @dataclass(frozen=True)
@@ -139,18 +122,14 @@ def run_search(
         dynamic_ncols=True,
     )
 
-    def should_prune(family: str) -> RoundCheck | None:
-        if settings.pruning is None:
-            return None
-        completed = [o.curve for o in outcomes if o.ok and not o.pruned and o.params[MODEL_KEY] == family]
-        return settings.pruning.checker(completed, metric.early_stopping.get(task.kind))
+    trainer = Trainer(space, data, task, metric, settings.seed, context.tags, settings.pruning)
+    for outcome in past:
+        trainer.note_completed(outcome)
 
-    def objective(values: dict[str, Any]) -> dict[str, Any]:
-        writer.raise_if_failed()  # a store that went away ends the study now, not after the whole budget
-        outcome, record = _run_trial(
-            len(outcomes), values, space, data, task, metric, settings.seed, should_prune, context
-        )
+    def settle(outcome: TrialOutcome, record: TrialRecord) -> dict[str, Any]:
+        """The driver's side of a finished trial: history, MLflow, stop rules, progress; hyperopt's result."""
         outcomes.append(outcome)
+        trainer.note_completed(outcome)
         history.append_trial({"number": outcome.number, "outcome": asdict(outcome), "record": asdict(record)})
         writes[outcome.number] = writer.submit(record)
         writes[outcome.number].add_done_callback(partial(_note_logged, history, outcome.number))
@@ -164,18 +143,42 @@ def run_search(
             return {"status": optimizer.FAIL, "error": outcome.error}
         return {"status": optimizer.OK, "loss": metric.loss(outcome.value)}
 
+    def objective(values: dict[str, Any]) -> dict[str, Any]:
+        writer.raise_if_failed()  # a store that went away ends the study now, not after the whole budget
+        return settle(*trainer(len(outcomes), values))
+
+    def settle_remote(values: dict[str, Any], result: dict[str, Any] | None, error: str | None) -> None:
+        """A trial a Spark worker ran (or died running), numbered in the order trials finish."""
+        writer.raise_if_failed()
+        number = len(outcomes)
+        if result is not None:
+            outcome, record = result[spark.TRIAL_KEY]
+            record.number, outcome = number, replace(outcome, number=number)
+        else:
+            start = TrialRecord(number, space.typed(values), tags=dict(context.tags), start_ms=now_ms())
+            outcome, record = failed_trial(number, start.params, error or "the Spark task failed", start)
+        settle(outcome, record)
+
     known = [optimizer.PastTrial(o.number, o.params, metric.loss(o.value) if o.ok else None) for o in past]
+    search = {
+        "space": space,
+        "max_evals": settings.max_evals,
+        "seed": settings.seed,
+        "algorithm": settings.algorithm,
+        "past": known,
+        "first": first,
+        "should_stop": lambda: bool(stop),
+    }
     try:
-        optimizer.minimize(
-            objective,
-            space,
-            max_evals=settings.max_evals,
-            seed=settings.seed,
-            algorithm=settings.algorithm,
-            past=known,
-            first=first,
-            should_stop=lambda: bool(stop),
-        )
+        if settings.parallel is None:
+            optimizer.minimize(objective, **search)
+        else:
+            session = spark.session(settings.parallel)
+            remote = spark.remote_objective(session, trainer, settings.parallel)
+            try:
+                optimizer.minimize_on_spark(remote, session, settings.parallel.workers, settle_remote, **search)
+            finally:
+                remote.data.destroy()
     finally:
         bar.close()
         writer.close()
@@ -233,61 +236,5 @@ def outcome_from_history(entry: dict[str, Any], run_id: str) -> TrialOutcome:
     return TrialOutcome(**(entry["outcome"] | {"run_id": run_id}))
 
 
-def record_from_history(entry: dict[str, Any]) -> tracking.TrialRecord:
-    return tracking.TrialRecord(**entry["record"])
-
-
-def _run_trial(
-    number: int,
-    values: dict[str, Any],
-    space: SearchSpace,
-    data: TrainingData,
-    task: Task,
-    metric: Metric,
-    seed: int,
-    should_prune: Callable[[str], RoundCheck | None],
-    context: RunContext,
-) -> tuple[TrialOutcome, tracking.TrialRecord]:
-    start_ms = tracking.now_ms()
-    params = space.typed(values)
-    record = tracking.TrialRecord(number=number, params=params, tags=dict(context.tags), start_ms=start_ms)
-    value, seconds, error, fitted = math.nan, 0.0, None, None
-    try:
-        family = families.get(params[MODEL_KEY])
-        fitted = family.fit(params, data, task, metric.name, seed, should_prune(family.name))
-        seconds = fitted.seconds
-        value = family.validation_score(fitted, data, task, metric.name)
-        if not math.isfinite(value):
-            raise FloatingPointError(f"validation {metric.name} is {value}")
-        record.metrics = {"train_seconds": seconds}
-        if fitted.pruned:  # its value is a best-so-far: kept off the metric so no ranking by it picks this run
-            record.metrics |= {f"{metric.name}_when_pruned": value, "pruned_at_round": len(fitted.curve) - 1}
-        else:
-            record.metrics[metric.name] = value
-        if fitted.best_iteration is not None:
-            record.metrics["best_iteration"] = fitted.best_iteration
-        if fitted.curve:
-            record.curves = {f"validation_{fitted.curve_metric}_curve": fitted.curve}
-        if fitted.train_curve:
-            record.curves[f"train_{fitted.curve_metric}_curve"] = fitted.train_curve
-    except Exception as exc:  # a bad trial must not end the study: recorded as FAILED, hyperopt told so
-        error, value, fitted = f"{type(exc).__name__}: {exc}", math.nan, None
-        record.status = "FAILED"
-        record.tags |= {"error_class": type(exc).__name__, "error_message": str(exc)[:5000]}
-    pruned = fitted is not None and fitted.pruned
-    record.tags["trial_state"] = "FAIL" if error is not None else "PRUNED" if pruned else "COMPLETE"
-    record.end_ms = tracking.now_ms()
-    record.metrics["trial_seconds"] = (record.end_ms - start_ms) / 1000
-    outcome = TrialOutcome(
-        number=number,
-        params=params,
-        value=value,
-        best_iteration=fitted.best_iteration if fitted is not None else None,
-        run_id="",
-        train_seconds=seconds,
-        ok=error is None,
-        error=error,
-        pruned=pruned,
-        curve=list(fitted.curve) if fitted is not None else [],
-    )
-    return outcome, record
+def record_from_history(entry: dict[str, Any]) -> TrialRecord:
+    return TrialRecord(**entry["record"])

@@ -7,10 +7,9 @@ import os
 import subprocess
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from pipeline.errors import TrackingError
+from pipeline.trial import TrialRecord, now_ms
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 T = TypeVar("T")
@@ -56,20 +56,6 @@ def experiment_id(client: MlflowClient, name: str) -> str:
             client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
     return client.create_experiment(name)
-
-
-@dataclass
-class TrialRecord:
-    """Everything one trial logs, written in one create + batch + terminate sequence."""
-
-    number: int
-    params: dict[str, Any]
-    metrics: dict[str, float] = field(default_factory=dict)
-    curves: dict[str, Sequence[float]] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-    status: str = "FINISHED"
-    start_ms: int = 0
-    end_ms: int = 0
 
 
 def log_trial(client: MlflowClient, experiment: str, parent_run_id: str, record: TrialRecord) -> str:
@@ -219,10 +205,6 @@ def signature(inputs: pd.DataFrame, outputs: np.ndarray | None = None) -> ModelS
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
         return infer_signature(inputs, outputs)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def git_commit(path: Path) -> str | None:

@@ -1,0 +1,75 @@
+"""pipeline.spark: trials on real Spark workers in local mode (pyspark, 2 workers) through hyperopt's
+SparkTrials, on the small real flights data, into a real MLflow store."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from pipeline import optimizer, spaces, tracking
+from pipeline.history import History
+from pipeline.metrics import METRICS, REGRESSION, Task
+from pipeline.pruning import MedianRule
+from pipeline.search import RunContext, SearchSettings, run_search
+from pipeline.spark import Parallel
+
+pytest.importorskip("pyspark", reason="parallel trials need pyspark: pip install -e '.[test]' installs it")
+
+SPACE = {
+    "model": "xgboost",
+    "parameters": {
+        "max_depth": {"distribution": "quniform", "low": 2, "high": 6, "q": 1},
+        "learning_rate": {"distribution": "loguniform", "low": 0.05, "high": 1.0},
+        "num_boost_round": 200,
+        "early_stopping_rounds": 5,
+    },
+}
+PARALLEL = SearchSettings(
+    max_evals=0,
+    seed=5,
+    algorithm=optimizer.algorithm_for("tpe"),
+    pruning=MedianRule(startup_trials=2, warmup_rounds=3),
+    parallel=Parallel(workers=2),
+)
+
+
+def test_parallel_trials_are_child_runs_numbered_as_they_finish_and_a_resume_adds_only_the_missing(
+    tmp_path, flights_tasks, client: MlflowClient
+):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    space, data = spaces.load(path), flights_tasks.training_data(REGRESSION, ("codes",))
+    experiment = tracking.experiment_id(client, "parallel")
+    parent = client.create_run(experiment).info.run_id
+    context = RunContext(client, experiment, parent, {"space_sha256": space.sha256})
+    history = History(tmp_path / "history.jsonl")
+    history.start({"parent_run_id": parent})
+
+    def search(max_evals: int, past=()):
+        settings = replace(PARALLEL, max_evals=max_evals)
+        return run_search(space, data, Task(REGRESSION), METRICS["rmse"], settings, context, history, past, False)
+
+    first = search(3)
+    resumed = search(6, past=first.trials)
+
+    assert [t.number for t in resumed.trials] == list(range(6))
+    assert resumed.trials[:3] == first.trials
+    runs = client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    by_number = {int(r.data.tags["trial_number"]): r for r in runs}
+    assert sorted(by_number) == list(range(6)), "one child run per trial, none lost or repeated"
+    for trial in resumed.trials:
+        run = by_number[trial.number]
+        assert trial.run_id == run.info.run_id and run.info.status == "FINISHED"
+        assert run.data.params["max_depth"] == str(trial.params["max_depth"])
+        assert run.data.tags["trial_state"] == ("PRUNED" if trial.pruned else "COMPLETE")
+        assert run.data.tags["space_sha256"] == space.sha256
+    assert not resumed.best.pruned and resumed.best == min(
+        (t for t in resumed.trials if not t.pruned), key=lambda t: (t.value, t.number)
+    )
+    state = history.read()
+    assert [entry["outcome"]["number"] for entry in state.trials] == list(range(6))
+    assert state.logged == {t.number: t.run_id for t in resumed.trials}
+    assert len({str(t.params) for t in resumed.trials}) == 6, "each proposal is a new point"
