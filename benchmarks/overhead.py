@@ -8,7 +8,11 @@ later runs reuse it (as a scheduled retrain does). For each run it prints:
 - the search phase's overhead: search wall time minus training time inside it, as a share;
 - the whole command's overhead: process wall time minus all training, as a share.
 
-    python benchmarks/overhead.py [--repeat N] [--max-evals N] [--study FILE]
+Then it times what logging one trial costs (create the child run, one batch of params, metrics and a
+200-round curve, terminate: what the background writer does per trial), against a SQLite store and
+against a local `mlflow server` over HTTP (started here on 127.0.0.1, one worker).
+
+    python benchmarks/overhead.py [--repeat N] [--max-evals N] [--study FILE] [--log-trials N]
 
 One run on a shared machine is noisy: use --repeat and read the median.
 """
@@ -18,11 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,11 +48,68 @@ def one_run(workdir: str, extra: list[str]) -> dict:
     return summary
 
 
+def trial_logging_ms(uri: str, trials: int) -> list[float]:
+    """Milliseconds to log each of ``trials`` trial runs under one parent, as the study's writer does."""
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # as the CLI sets it
+    from pipeline import tracking
+    from pipeline.trial import TrialRecord, now_ms
+
+    client = tracking.connect(uri)
+    experiment = tracking.experiment_id(client, "overhead")
+    parent = client.create_run(experiment).info.run_id
+    params = {"max_depth": 7, "learning_rate": 0.05, "subsample": 0.8, "colsample_bytree": 0.7,
+              "min_child_weight": 3.0, "reg_alpha": 0.1, "reg_lambda": 1.0, "gamma": 0.01}  # fmt: skip
+    timings = []
+    for number in range(trials):
+        record = TrialRecord(number, params, {"rmse": 10.8, "train_seconds": 1.0, "best_iteration": 150},
+                             {"validation_rmse_curve": [12 - i / 100 for i in range(200)]},
+                             {"space_sha256": "x" * 64}, start_ms=now_ms(), end_ms=now_ms())  # fmt: skip
+        started = time.perf_counter()
+        tracking.log_trial(client, experiment, parent, record)
+        timings.append(1000 * (time.perf_counter() - started))
+    return timings
+
+
+def local_server(folder: str) -> tuple[str, subprocess.Popen]:
+    """A `mlflow server` on a free 127.0.0.1 port over a SQLite file in ``folder``, once /health answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--workers", "1", "--backend-store-uri", f"sqlite:///{folder}/server.db"],
+                              cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)  # fmt: skip
+    for _ in range(240):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return f"http://127.0.0.1:{port}", server
+        except OSError:
+            time.sleep(0.5)
+    os.killpg(server.pid, signal.SIGKILL)
+    sys.exit("mlflow server did not answer /health in 2 minutes")
+
+
+def print_logging_costs(trials: int) -> None:
+    folder = tempfile.mkdtemp(prefix="overhead-logging-")
+    sqlite = trial_logging_ms(f"sqlite:///{folder}/mlflow.db", trials)
+    uri, server = local_server(folder)
+    try:
+        http = trial_logging_ms(uri, trials)
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+    for name, timings in (("SQLite store", sqlite), ("mlflow server over HTTP", http)):
+        warm = sorted(timings[1:])  # the first run also creates the experiment's first rows
+        print(f"logging one trial, {name}: median {statistics.median(warm):.1f} ms, "
+              f"p90 {warm[int(0.9 * (len(warm) - 1))]:.1f} ms over {len(warm)} trials")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--max-evals", type=int)
     parser.add_argument("--study", type=Path, default=REPO / "studies" / "flights.yaml")
+    parser.add_argument("--log-trials", type=int, default=50, help="trials logged per store (0 skips that part)")
     args = parser.parse_args()
     extra = ["--study", str(args.study.resolve())]
     if args.max_evals:
@@ -73,6 +137,8 @@ def main() -> None:
             + ", ".join(f"{k}={statistics.median(r[k] for r in warm):.4g}" for k in warm[0])
         )
     print(f"metric: {s['metric']}; machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
+    if args.log_trials:
+        print_logging_costs(args.log_trials)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from pipeline.errors import PipelineError
 
 # Progress bars of artifact downloads would interleave with the study's own on stderr.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# Against a tracking server MLflow prints two "View run" links per terminated run: 60 lines for 30 trials.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 # MLflow's HTTP client retries 7 times with exponential backoff (about 4 minutes against a server that is
 # down); 4 retries with a 1 s factor give up after about 15 s with a clear error. The user's settings win.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "4")
@@ -58,6 +60,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, metavar="SECONDS", help="stop starting trials after this long")
     run.add_argument("--patience", type=int, metavar="K", help="stop when the best has not improved for K trials")
     run.add_argument("--metric-threshold", type=float, help="stop once the best validation metric is this good")
+    run.add_argument(
+        "--pruning",
+        action=argparse.BooleanOptionalAction,
+        help="stop xgboost trials that trail the median of earlier ones (default: the study's pruning.enabled)",
+    )
+    run.add_argument(
+        "--parallelism",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N trials at once on Spark (needs pip install 'pipeline[spark]'; local[N] unless --spark-master)",
+    )
+    run.add_argument(
+        "--device", choices=["cpu", "cuda"], help="where xgboost trains: cuda for an NVIDIA GPU (default: the study's)"
+    )
+    run.add_argument("--spark-master", metavar="URL", help="Spark master of a cluster, e.g. spark://host:7077")
     run.add_argument("--fresh", action="store_true", help="start a new study even if an unfinished one exists")
     run.add_argument(
         "--state-dir", type=Path, default=Path(".pipeline"), help="where trial histories and locks live (.pipeline)"
@@ -102,6 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--experiment", help="only this experiment (default: all)")
     runs.add_argument("--top", type=int, default=5, help="trials shown per study (default 5)")
     runs.add_argument("--tracking-uri", help="MLflow tracking URI (default as for run)")
+
+    report = commands.add_parser(
+        "report",
+        help="rebuild a study's plots and HTML report from MLflow",
+        description="Draw a past study's plots (PNG) and one self-contained report.html from MLflow alone, into "
+        "--output. Default: the latest finished study of the default study file's experiment. Exit 2 for an "
+        "unknown run or experiment.",
+    )
+    which = report.add_mutually_exclusive_group()
+    which.add_argument("--experiment", help="the latest finished study of this experiment")
+    which.add_argument("--run-id", help="the study's parent run id (see `runs`)")
+    report.add_argument("--output", type=Path, help="folder to write to (default: reports/<parent run id>)")
+    report.add_argument("--tracking-uri", help="MLflow tracking URI (default as for run)")
 
     predict = commands.add_parser(
         "predict",
@@ -162,6 +193,7 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pipeline import runs, tracking
     from pipeline.run import RunOptions, run_study
 
     summary = run_study(
@@ -178,12 +210,18 @@ def _run(args: argparse.Namespace) -> int:
             timeout_s=args.timeout,
             metric_threshold=args.metric_threshold,
             patience=args.patience,
+            pruning=args.pruning,
+            parallelism=args.parallelism,
+            spark_master=args.spark_master,
+            device=args.device,
             fresh=args.fresh,
             state_dir=args.state_dir,
             show_progress=not args.no_progress,
         )
     )
     print(_human_summary(summary))
+    client = tracking.connect(summary["tracking_uri"])
+    print("top trials:\n" + "\n".join(runs.trial_lines(client, client.get_run(summary["parent_run_id"]), 5)))
     if args.json:
         print(json.dumps(summary, default=str))
     return EXIT_OK
@@ -227,6 +265,16 @@ def _runs(args: argparse.Namespace) -> int:
     from pipeline import runs, tracking
 
     print(runs.render(tracking.connect(args.tracking_uri), args.experiment, args.top))
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pipeline import report, tracking
+
+    client = tracking.connect(args.tracking_uri)
+    run_id = report.find_study(client, args.experiment, args.run_id)
+    written = report.build(client, run_id, args.output or Path("reports") / run_id)
+    print(f"report of study run {run_id}: {len(written) - 1} plots and {written[-1]}")
     return EXIT_OK
 
 
@@ -294,6 +342,7 @@ COMMANDS = {
     "space": _space,
     "retrain": _retrain,
     "runs": _runs,
+    "report": _report,
     "predict": _predict,
     "promote": _promote,
     "rollback": _rollback,

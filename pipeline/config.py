@@ -370,7 +370,12 @@ class StudyConfig(_Strict):
     """Data the final model is retrained on; the number of boosting rounds comes from the best trial."""
     stop: StopConfig = StopConfig()
     pruning: PruningConfig = PruningConfig()
+    device: Literal["cpu", "cuda"] = "cpu"
+    """Where xgboost trials and the final refit train; other families always use the CPU."""
     retrain: RetrainConfig = RetrainConfig()
+    report: bool = True
+    """Draw the study's plots and report.html on its parent run at the end (a few seconds; `python -m pipeline
+    report` draws them later from MLflow either way)."""
 
 
 # --- loading -------------------------------------------------------------------------------------------

@@ -25,11 +25,14 @@ from pipeline import families, outputs, registry, tracking
 from pipeline.data import Dataset
 from pipeline.errors import PipelineError
 from pipeline.features import Preprocessor
-from pipeline.metrics import Task
+from pipeline.metrics import Metric, Task
 from pipeline.search import TrialOutcome
 from pipeline.spaces import MODEL_KEY
 
 SERVING_REQUIREMENTS = ("mlflow", "xgboost", "scikit-learn", "pandas", "numpy", "joblib")
+IMPORTANCE_ROWS = 5000
+"""Test rows the permutation importance scores (a seeded sample): one prediction per raw column, so this
+bounds its cost for slow families such as deep random forests."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,55 @@ def refit(dataset: Dataset, best: TrialOutcome, refit_on: str, seed: int) -> Fin
 def predict(model: FinalModel, frame: pd.DataFrame) -> np.ndarray:
     """Values, or class probabilities, of raw rows (what the test metric is computed from)."""
     return families.get(model.family).predict(model.model, model.preprocessor.transform(frame), model.task)
+
+
+def log_evaluation(
+    model: FinalModel, x_test: pd.DataFrame, y_test: np.ndarray, predictions: np.ndarray, metric: Metric, seed: int
+) -> None:
+    """Log the test predictions and the raw columns' importance on the active run, under ``evaluation/``:
+    what the report's final-model plots are drawn from, so that they can be drawn again from MLflow alone.
+
+    ``test_predictions.parquet`` holds ``y_true`` (the value, or the class index) and ``y_pred``
+    (regression) or one ``probability_<class>`` column per class, in class order.
+    """
+    served = outputs.output(predictions, model.task)
+    frame = pd.DataFrame({"y_true": y_test})
+    if model.task.classification:
+        frame = frame.join(served.drop(columns="label"))
+    else:
+        frame["y_pred"] = served
+    importance = {
+        "metric": metric.name,
+        "greater_is_better": metric.greater_is_better,
+        "importance": permutation_importance(model, x_test, y_test, metric, seed),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        frame.to_parquet(Path(tmp) / "test_predictions.parquet", index=False)
+        (Path(tmp) / "feature_importance.json").write_text(json.dumps(importance, indent=1))
+        mlflow.log_artifacts(tmp, artifact_path="evaluation")
+
+
+def permutation_importance(
+    model: FinalModel, x: pd.DataFrame, y: np.ndarray, metric: Metric, seed: int
+) -> dict[str, float]:
+    """Per raw input column, how much worse ``metric`` gets when that column's values are shuffled across
+    rows (positive: the model relies on it), in the metric's units.
+
+    Shuffling raw columns rather than the model's encoded ones works for every family alike and answers
+    for the columns a user provides: one-hot columns of a category, or a crossed pair such as
+    ``origin_dest``, are disturbed together with the raw column they come from.
+    """
+    rng = np.random.default_rng(seed)
+    if len(x) > IMPORTANCE_ROWS:
+        rows = np.sort(rng.choice(len(x), IMPORTANCE_ROWS, replace=False))
+        x, y = x.iloc[rows], np.asarray(y)[rows]
+    x = x.reset_index(drop=True)
+    baseline = metric.loss(metric.score(y, predict(model, x)))
+    importance = {}
+    for column in model.preprocessor.raw_columns:
+        shuffled = x.assign(**{column: x[column].iloc[rng.permutation(len(x))].set_axis(x.index)})
+        importance[column] = metric.loss(metric.score(y, predict(model, shuffled))) - baseline
+    return importance
 
 
 def log_and_register(

@@ -18,13 +18,14 @@ import mlflow.data
 from pydantic import ValidationError
 
 import pipeline
-from pipeline import config, data, families, finalize, history, optimizer, spaces, tracking
-from pipeline.config import PartitionSplit, StudyConfig
+from pipeline import config, data, families, finalize, history, optimizer, spaces, spark, tracking
+from pipeline.config import PartitionSplit, PruningConfig, StudyConfig
 from pipeline.errors import InputError, PipelineError, TrackingError
 from pipeline.families import TrainingData
 from pipeline.features import Preprocessor
 from pipeline.history import DEFAULT_STATE_DIR
 from pipeline.metrics import METRICS
+from pipeline.pruning import MedianRule
 from pipeline.search import (
     RunContext,
     SearchSettings,
@@ -58,6 +59,12 @@ class RunOptions:
     timeout_s: float | None = None
     metric_threshold: float | None = None
     patience: int | None = None
+    pruning: bool | None = None
+    """Turns the study's pruning rule on or off."""
+    device: str | None = None
+    parallelism: int = 1
+    """Trials at once; more than one runs them on Spark (local mode unless ``spark_master`` is set)."""
+    spark_master: str | None = None
     fresh: bool = False
     """Start a new study even if an unfinished one with this name exists (it is set aside, not deleted)."""
     state_dir: Path = DEFAULT_STATE_DIR
@@ -77,6 +84,8 @@ def default_study_file() -> Path:
 
 def resolve_study(options: RunOptions) -> tuple[StudyConfig, Path]:
     """The study file with the command-line overrides applied and validated again."""
+    if options.parallelism < 1:
+        raise InputError("command line", "--parallelism", f"{options.parallelism} trials at once", "give 1 or more")
     study_file = (options.study or default_study_file()).resolve()
     study = config.load_study(study_file)
     overrides = {
@@ -87,10 +96,13 @@ def resolve_study(options: RunOptions) -> tuple[StudyConfig, Path]:
         "name": options.study_name,
         "experiment": options.experiment,
         "model_name": options.model_name,
+        "device": options.device,
     }
     stop = {"timeout_s": options.timeout_s, "metric_threshold": options.metric_threshold, "patience": options.patience}
     merged = study.model_dump() | {k: v for k, v in overrides.items() if v is not None}
     merged["stop"] = merged["stop"] | {k: v for k, v in stop.items() if v is not None}
+    if options.pruning is not None:
+        merged["pruning"] = merged["pruning"] | {"enabled": options.pruning}
     try:
         return StudyConfig.model_validate(merged), study_file
     except ValidationError as error:
@@ -165,17 +177,8 @@ def _run(
         parent_id = parent.info.run_id
         if resumed_id is None:
             trial_history.start(
-                {
-                    "parent_run_id": parent_id,
-                    "experiment_id": experiment_id,
-                    "study": study.name,
-                    "space_sha256": space.sha256,
-                    "data_fingerprint": dataset.fingerprint,
-                    "seed": study.seed,
-                    "metric": study.metric,
-                    "algorithm": study.algorithm,
-                    "tpe": study.tpe.model_dump(),
-                }
+                {"parent_run_id": parent_id, "experiment_id": experiment_id, "study": study.name}
+                | _resume_identity(study, space, dataset)
             )
             _log_study_inputs(client, parent_id, study, study_file, dataset, space)
         else:
@@ -186,6 +189,11 @@ def _run(
             seed=study.seed,
             algorithm=optimizer.algorithm_for(study.algorithm, study.tpe.model_dump()),
             stop=StopRules(**study.stop.model_dump()),
+            pruning=pruning_rule(study.pruning),
+            device=study.device,
+            parallel=spark.Parallel(options.parallelism, options.spark_master)
+            if options.parallelism > 1 or options.spark_master
+            else None,
         )
         context = RunContext(client=client, experiment_id=experiment_id, parent_run_id=parent_id, tags=provenance)
         try:
@@ -215,6 +223,7 @@ def _run(
                 f"best_val_{metric.name}": best.value,
                 "trials_finished": len(result.finished),
                 "trials_failed": len(result.trials) - len(result.finished),
+                "trials_pruned": len(result.pruned),
                 "search_seconds": result.wall_seconds,
                 "search_train_seconds": result.train_seconds,
             }
@@ -233,12 +242,21 @@ def _run(
         )
         if final.rounds is not None:
             mlflow.log_metric("final_rounds", final.rounds)
+        finalize.log_evaluation(final, x_test, y_test, test_predictions, metric, study.seed)
         registration = finalize.log_and_register(
             final, x_test, test_predictions, client, study.model_name, tags=provenance | {"parent_run_id": parent_id}
         )
         mlflow.set_tags({"model_uri": registration.uri, "model_version": registration.version})
         finalize_seconds = time.perf_counter() - final_started
     trial_history.archive(parent_id)
+    try:
+        if study.report:
+            from pipeline import report  # matplotlib's import (about 1 s) is paid only by a study that gets here
+
+            report.publish(client, parent_id)
+    except Exception as error:  # the study is complete and registered; a plot that fails must not undo that
+        log.warning("study report not logged (%s: %s); rebuild it: python -m pipeline report --run-id %s",
+                    type(error).__name__, error, parent_id)  # fmt: skip
 
     return {
         "experiment_id": experiment_id,
@@ -246,6 +264,7 @@ def _run(
         "study_name": study.name,
         "trials": len(result.finished),
         "trials_failed": len(result.trials) - len(result.finished),
+        "trials_pruned": len(result.pruned),
         "resumed_trials": result.resumed_trials,
         "stop_reason": result.stop_reason,
         "best_params": best.params,
@@ -273,6 +292,7 @@ RESUME_KEYS = {
     "seed": "the seed",
     "metric": "the metric",
     "algorithm": "the algorithm",
+    "pruning": "the pruning rule",
 }
 
 
@@ -299,6 +319,10 @@ def check_compatible(study: StudyConfig, study_file: Path, dataset: data.Dataset
         raise InputError(
             study_file, "metric", f"{metric.name} does not apply to a {dataset.task.kind} task", f"allowed: {allowed}"
         )
+    if study.device != "cpu" and not any(families.get(n).placed({}, study.device) for n in space.families):
+        raise InputError(
+            study_file, "device", f"no model family of {space.file.name} trains on {study.device}", "use device: cpu"
+        )
     for name in space.families:
         if dataset.task.kind not in families.get(name).tasks:
             key = f"models.{name}" if len(space.families) > 1 else "model"
@@ -310,16 +334,26 @@ def check_compatible(study: StudyConfig, study_file: Path, dataset: data.Dataset
             )
 
 
-def _check_resumable(saved: dict[str, Any], study: StudyConfig, space, dataset: data.Dataset) -> None:
-    """An unfinished study resumes only with what it started with; anything else is a new study."""
-    now = {
+def pruning_rule(config: PruningConfig) -> MedianRule | None:
+    return MedianRule(config.startup_trials, config.warmup_rounds) if config.enabled else None
+
+
+def _resume_identity(study: StudyConfig, space: spaces.SearchSpace, dataset: data.Dataset) -> dict[str, Any]:
+    """What decides which trials a study proposes and how they score: all of it must match to resume."""
+    return {
         "space_sha256": space.sha256,
         "data_fingerprint": dataset.fingerprint,
         "seed": study.seed,
         "metric": study.metric,
         "algorithm": study.algorithm,
         "tpe": study.tpe.model_dump(),
+        "pruning": study.pruning.model_dump(),
     }
+
+
+def _check_resumable(saved: dict[str, Any], study: StudyConfig, space, dataset: data.Dataset) -> None:
+    """An unfinished study resumes only with what it started with; anything else is a new study."""
+    now = _resume_identity(study, space, dataset)
     for key, what in RESUME_KEYS.items():
         if saved.get(key) != now[key]:
             raise InputError(

@@ -7,6 +7,8 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipeline.errors import InputError
+from pipeline.metrics import METRICS
+from pipeline.spaces import MODEL_KEY
 
 
 def studies(client: MlflowClient, experiment: str | None) -> list[Run]:
@@ -26,7 +28,7 @@ def studies(client: MlflowClient, experiment: str | None) -> list[Run]:
 def top_trials(client: MlflowClient, parent: Run, count: int) -> list[Run]:
     """The study's finished trials, best first by its metric."""
     metric = parent.data.params.get("metric", "rmse")
-    maximise = metric in ("r2", "auc", "accuracy")
+    maximise = METRICS[metric].greater_is_better
     trials = client.search_runs(
         [parent.info.experiment_id],
         filter_string=f"tags.{MLFLOW_PARENT_RUN_ID} = '{parent.info.run_id}' and attributes.status = 'FINISHED'",
@@ -48,16 +50,34 @@ def render(client: MlflowClient, experiment: str | None, count: int) -> str:
             f"best val {metric} {_number(best)}  test {_number(test)}  "
             f"model {_model(parent)}"
         )
-        fixed = {key.split(".", 2)[2] for key in parent.data.params if key.startswith("fixed.")}
-        for trial in top_trials(client, parent, count):
-            searched = {k: v for k, v in trial.data.params.items() if k not in fixed}
-            params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(searched.items()))
-            seconds = trial.data.metrics.get("trial_seconds")
-            lines.append(
-                f"    trial {trial.data.tags.get('trial_number', '?'):>4}  {metric} "
-                f"{_number(trial.data.metrics.get(metric))}  {_number(seconds)} s  {params}"
-            )
+        lines += trial_lines(client, parent, count)
     return "\n".join(lines) if lines else "no studies yet"
+
+
+def trial_lines(client: MlflowClient, parent: Run, count: int) -> list[str]:
+    """The study's top trials, one line each: number, metric, duration, status and searched parameters."""
+    metric = parent.data.params.get("metric", "rmse")
+    lines = []
+    for trial in top_trials(client, parent, count):
+        params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(searched(parent, trial.data.params).items()))
+        seconds = trial.data.metrics.get("trial_seconds")
+        lines.append(
+            f"    trial {trial.data.tags.get('trial_number', '?'):>4}  {metric} "
+            f"{_number(trial.data.metrics.get(metric))}  {_number(seconds)} s  {trial.info.status}  {params}"
+        )
+    return lines
+
+
+def searched(parent: Run, params: dict[str, str]) -> dict[str, str]:
+    """A trial's parameters less the values its family's space fixes (logged on the parent as
+    ``fixed.<family>.<name>``), and less the family itself unless the space has several."""
+    family = params.get(MODEL_KEY)
+    several = "," in parent.data.params.get("model_families", "")
+    return {
+        k: v
+        for k, v in params.items()
+        if f"fixed.{family}.{k}" not in parent.data.params and (k != MODEL_KEY or several)
+    }
 
 
 def _model(parent: Run) -> str:

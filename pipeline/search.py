@@ -72,6 +72,8 @@ class SearchSettings:
     stop: StopRules = StopRules()
     pruning: MedianRule | None = None
     parallel: spark.Parallel | None = None
+    device: str = "cpu"
+    """Where trials of families with a GPU mode (xgboost) train: ``cpu`` or ``cuda``."""
     """Run trials on Spark workers (hyperopt's SparkTrials) instead of one after the other here."""
 
 
@@ -122,7 +124,7 @@ def run_search(
         dynamic_ncols=True,
     )
 
-    trainer = Trainer(space, data, task, metric, settings.seed, context.tags, settings.pruning)
+    trainer = Trainer(space, data, task, metric, settings.seed, context.tags, settings.pruning, settings.device)
     for outcome in past:
         trainer.note_completed(outcome)
 

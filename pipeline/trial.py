@@ -67,6 +67,7 @@ class Trainer:
     seed: int
     tags: dict[str, str]
     pruning: MedianRule | None = None
+    device: str = "cpu"
     completed: dict[str, list[list[float]]] = field(default_factory=dict)
 
     def note_completed(self, outcome: TrialOutcome) -> None:
@@ -85,6 +86,7 @@ class Trainer:
         metric, data, task = self.metric, self.data, self.task
         try:
             family = families.get(params[MODEL_KEY])
+            params = record.params = family.placed(params, self.device)
             fitted = family.fit(params, data, task, metric.name, self.seed, self.should_prune(family.name))
             value = family.validation_score(fitted, data, task, metric.name)
             if not math.isfinite(value):

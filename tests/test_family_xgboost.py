@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import xgboost as xgb
@@ -303,3 +305,39 @@ def test_classes_are_learnt_as_indices(flights_tasks, classification_data):
     proba = XGB.predict(model, validation_matrix(data), task)
     assert proba.shape == (len(data.y_validation), 3)
     assert np.mean(np.argmax(proba, axis=1) == data.y_validation) > 0.9, "column i is the probability of class i"
+
+
+def test_train_curve_is_logged_beside_the_validation_curve_and_falls_faster(data):
+    fitted = fit(data)
+    assert len(fitted.train_curve) == len(fitted.curve) > fitted.best_iteration
+    assert fitted.train_curve[-1] < fitted.curve[-1], "a model fits its own training rows better"
+    assert not fitted.pruned
+
+
+def test_a_pruning_check_stops_training_at_the_round_it_says_and_marks_the_fit_pruned(data):
+    seen = []
+
+    def prune_at_round_3(round_: int, value: float) -> bool:
+        seen.append(value)
+        return round_ == 3
+
+    fitted = XGB.fit(FAST | {"learning_rate": 0.1}, data, AIR_TIME, "rmse", 0, prune_at_round_3)
+    assert fitted.pruned and len(fitted.curve) == 4
+    assert seen == fitted.curve, "the check sees each round's validation value"
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # without a GPU, xgboost warns and trains on the CPU
+def test_a_trial_pruned_at_its_first_round_keeps_that_round_as_its_best(data):
+    fitted = XGB.fit(FAST, data, AIR_TIME, "rmse", 0, lambda round_, value: True)
+    assert fitted.pruned and fitted.best_iteration == 0 and len(fitted.curve) == 1
+    assert XGB.validation_score(fitted, data, AIR_TIME, "rmse") == pytest.approx(fitted.curve[0], rel=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # without a GPU, xgboost warns and trains on the CPU
+def test_cuda_is_set_on_xgboost_trials_only_and_the_saved_model_serves_on_the_cpu(data, tmp_path):
+    params = XGB.placed(FAST, "cuda")
+    assert params["device"] == "cuda" and XGB.placed(FAST, "cpu") == FAST
+    assert families.get("ridge").placed({"alpha": 1.0}, "cuda") == {"alpha": 1.0}
+    booster = XGB.refit(params, 3, data.encoded("codes")[0], data.y_train, AIR_TIME, 0)
+    saved = json.loads(XGB.load(XGB.save(booster, tmp_path)).save_config())
+    assert saved["learner"]["generic_param"]["device"] == "cpu"

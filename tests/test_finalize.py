@@ -295,3 +295,34 @@ def test_refit_of_hist_gradient_boosting_trains_the_trial_s_rounds(flights_tasks
     x_test, _ = found.dataset.xy("test")
     expected = found.trial.model.predict(model.preprocessor.transform(x_test))  # same rows: the trial's model
     np.testing.assert_allclose(finalize.predict(model, x_test), expected, rtol=1e-9)
+
+
+@pytest.mark.parametrize("kind", [REGRESSION, BINARY])
+def test_evaluation_logs_what_the_report_draws_the_final_model_from(store, searched, refitted, late, kind, tmp_path):
+    if kind == REGRESSION:
+        model, dataset, metric = refitted["train_validation"], searched.dataset, METRICS["rmse"]
+    else:
+        model, dataset = finalize.refit(late.dataset, late.best, "train_validation", SEED), late.dataset
+        metric = METRICS["log_loss"]
+    x_test, y_test = dataset.xy("test")
+    predictions = finalize.predict(model, x_test)
+    client, experiment = store
+
+    with mlflow.start_run(experiment_id=experiment) as run:
+        finalize.log_evaluation(model, x_test, y_test, predictions, metric, SEED)
+
+    local = Path(client.download_artifacts(run.info.run_id, "evaluation", str(tmp_path)))
+    frame = pd.read_parquet(local / "test_predictions.parquet")
+    np.testing.assert_array_equal(frame["y_true"], y_test)
+    if kind == REGRESSION:
+        assert list(frame.columns) == ["y_true", "y_pred"]
+        np.testing.assert_allclose(frame["y_pred"], predictions)
+    else:
+        assert list(frame.columns) == ["y_true", "probability_0", "probability_1"]
+        np.testing.assert_allclose(frame["probability_1"], predictions)
+    importance = json.loads((local / "feature_importance.json").read_text())["importance"]
+    assert set(importance) == set(model.preprocessor.raw_columns)  # raw columns, not encoded ones
+    assert max(importance.values()) > 0
+    if kind == REGRESSION:  # air time is the route's length: the destination and distance carry it
+        assert max(importance, key=importance.get) in {"dest", "distance"}
+        assert importance["minute"] < 0.05 * max(importance.values())

@@ -68,6 +68,10 @@ class Family(ABC):
     encoding: str
     """The preprocessor's encoding it needs: ``codes`` (categories as codes, NaN kept) or ``onehot``."""
 
+    def placed(self, params: dict[str, Any], device: str) -> dict[str, Any]:
+        """The trial's parameters set to train on ``device``; families without a GPU mode train on the CPU."""
+        return params
+
     @abstractmethod
     def accepted_parameters(self) -> frozenset[str]:
         """Names a search-space file may set for this family; anything else is a typo."""

@@ -13,7 +13,7 @@ import xgboost as xgb
 from pipeline.families import Family, Fitted, Task, TrainingData, threads
 from pipeline.features import Preprocessor
 from pipeline.metrics import BINARY, METRICS, MULTICLASS, REGRESSION
-from pipeline.pruning import RoundCheck
+from pipeline.pruning import MAXIMIZED_CURVES, RoundCheck
 from pipeline.spaces import MODEL_KEY
 
 TRAINING_KNOBS = {"num_boost_round": 1000, "early_stopping_rounds": 50}
@@ -109,16 +109,24 @@ def train(
         callbacks=pruning,
     )
     seconds = time.perf_counter() - started
-    best = booster.best_iteration if dvalidation is not None else rounds - 1
+    curve = [float(v) for v in history.get("validation", {}).get(eval_metric, [])]
+    best = rounds - 1 if dvalidation is None else _best_round(booster, curve, eval_metric)
     return Fitted(
         model=booster,
         best_iteration=int(best),
-        curve=[float(v) for v in history.get("validation", {}).get(eval_metric, [])],
+        curve=curve,
         curve_metric=eval_metric,
         seconds=seconds,
         train_curve=[float(v) for v in history.get("train", {}).get(eval_metric, [])],
         pruned=any(p.fired for p in pruning),
     )
+
+
+def _best_round(booster: xgb.Booster, curve: list[float], eval_metric: str) -> int:
+    """Early stopping's best round; a trial pruned before early stopping recorded one takes its curve's."""
+    if booster.attr("best_iteration") is not None:
+        return int(booster.attr("best_iteration"))
+    return int(np.argmax(curve) if eval_metric in MAXIMIZED_CURVES else np.argmin(curve))
 
 
 class _Pruning(xgb.callback.TrainingCallback):
@@ -138,6 +146,9 @@ class XGBoostFamily(Family):
 
     def accepted_parameters(self) -> frozenset[str]:
         return ACCEPTED_PARAMETERS
+
+    def placed(self, params: dict[str, Any], device: str) -> dict[str, Any]:
+        return params if device == "cpu" else params | {"device": device}
 
     def check_fixed(self, name: str, value: Any, context: dict[str, Any] | None = None) -> str | None:
         """The training-loop knobs by type (the probe fit runs one round whatever they say), the rest by a
@@ -225,6 +236,7 @@ class XGBoostFamily(Family):
 
     def save(self, model: xgb.Booster, folder: Path) -> Path:
         path = folder / "model.ubj"
+        model.set_param({"device": "cpu"})  # trained on a GPU or not, the registered model serves anywhere
         model.save_model(path)
         return path
 

@@ -1,12 +1,16 @@
-"""Running the real CLI from end-to-end tests: a subprocess in a working directory, no inherited MLflow env."""
+"""Running the real CLI from end-to-end tests: a subprocess in a working directory, no inherited MLflow env;
+and a real ``mlflow server`` on 127.0.0.1 for the tests that need one."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -56,6 +60,7 @@ def write_study(folder: Path, dataset_file: Path, **overrides) -> Path:
         "metric": "rmse",
         "max_evals": 4,
         "seed": 7,
+        "report": False,  # a few seconds of plotting per study; the studies of conftest's two_studies draw it
     } | overrides
     path = folder / "study.yaml"
     path.write_text(yaml.safe_dump(study))
@@ -72,3 +77,38 @@ def wait_for_trials(history: Path, count: int, process: subprocess.Popen | None 
             raise AssertionError(f"the study ended early ({process.returncode}): {process.stderr.read()[-2000:]}")
         time.sleep(0.05)
     raise AssertionError(f"{history} did not reach {count} trials in {timeout} s")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(folder: Path, port: int, database: str = "server.db") -> subprocess.Popen:
+    """``mlflow server`` on 127.0.0.1:``port`` over the SQLite file ``folder / database``, once it answers /health.
+
+    One worker and no job runner (a few seconds faster to start and ~3 GB lighter than the defaults). It runs in
+    its own process group: end it with :func:`stop_server`, in a ``finally`` or a fixture's teardown.
+    """
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / database}",
+               "--artifacts-destination", str(folder / "artifacts")]  # fmt: skip
+    env = cli_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true")
+    server = subprocess.Popen(command, cwd=folder, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                if response.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.5)
+    os.killpg(server.pid, signal.SIGKILL)
+    raise AssertionError("mlflow server did not become healthy in 120 s")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGKILL)
+    server.wait(timeout=30)

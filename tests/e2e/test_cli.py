@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -15,22 +16,6 @@ from mlflow.tracking import MlflowClient
 from pipeline.metrics import rmse
 
 MAX_EVALS = 4
-
-
-@pytest.fixture(scope="module")
-def two_studies(tmp_path_factory, flights_spec):
-    """Two runs of the same study and seed in one store: the second registers version 2 as challenger."""
-    workdir = tmp_path_factory.mktemp("e2e")
-    dataset = workdir / "flights.yaml"
-    dataset.write_text(yaml.safe_dump(flights_spec))
-    study = write_study(workdir, dataset)
-    results = []
-    for _ in range(2):
-        done = run_cli(workdir, "run", "--study", str(study), "--json", "--no-progress")
-        assert done.returncode == 0, done.stderr[-3000:]
-        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-    return workdir, results, client
 
 
 def children(client: MlflowClient, summary: dict):
@@ -147,6 +132,8 @@ def test_flags_override_the_study_file(tmp_path, dataset_file):
     parent = client.get_run(summary["parent_run_id"])
     assert parent.info.run_name == "flagged"
     assert client.get_experiment(summary["experiment_id"]).name == "flag-exp"
+    top = done.stdout.split("top trials:\n")[1].splitlines()[:2]  # best first, with status and searched params
+    assert len(top) == 2 and all("FINISHED" in line and "max_depth=" in line for line in top)
 
 
 def test_space_check_prints_the_space_and_typed_samples(tmp_path):
@@ -180,3 +167,16 @@ def test_runs_lists_the_studies_and_their_best_trials_first(two_studies):
     values = [float(line.split("rmse ")[1].split()[0]) for line in trials]
     assert values == sorted(values) and values[0] == pytest.approx(second["best_val_metric"], rel=1e-3)
     assert "max_bin" not in trials[0]  # fixed values are not repeated per trial
+
+
+def test_report_redraws_a_past_study_from_mlflow_as_the_study_logged_it(two_studies, tmp_path):
+    workdir, (first, _), client = two_studies
+    output = tmp_path / "redrawn"
+
+    done = run_cli(workdir, "report", "--run-id", first["parent_run_id"], "--output", str(output))
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    logged = Path(client.download_artifacts(first["parent_run_id"], "report", str(tmp_path / "logged")))
+    redrawn = {path.name: path.read_bytes() for path in output.iterdir()}
+    assert redrawn == {path.name: path.read_bytes() for path in logged.iterdir()}
+    assert {"report.html", "optimization_history.png", "learning_curves.png", "residuals.png"} <= set(redrawn)

@@ -3,18 +3,12 @@ server that dies mid-study. After each, nothing finished is lost, nothing is dup
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
-from cli import cli_env, run_cli, start_cli, summary_of, wait_for_trials, write_study
+from cli import free_port, run_cli, start_cli, start_server, stop_server, summary_of, wait_for_trials, write_study
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
@@ -101,35 +95,6 @@ def test_a_second_process_on_the_same_study_exits_3_and_sigterm_ends_the_first_k
     assert parent.info.status == "KILLED"
     runs = trial_runs(client, parent.info.experiment_id, parent.info.run_id)
     assert runs and all(r.info.status != "RUNNING" for r in runs)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(folder: Path, port: int) -> subprocess.Popen:
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-               "--artifacts-destination", str(folder / "artifacts")]  # fmt: skip
-    server = subprocess.Popen(command, cwd=folder, env=cli_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                if response.status == 200:
-                    return server
-        except OSError:
-            time.sleep(0.5)
-    os.killpg(server.pid, signal.SIGKILL)
-    raise AssertionError("mlflow server did not become healthy in 120 s")
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    os.killpg(server.pid, signal.SIGKILL)
-    server.wait(timeout=30)
 
 
 def test_a_tracking_server_that_dies_mid_study_fails_it_cleanly_and_the_rerun_completes(tmp_path, flights_spec):

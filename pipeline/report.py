@@ -1,0 +1,318 @@
+"""The study report: the plots of a study and of its final model, and one self-contained HTML page.
+
+Everything is read back from MLflow given the study's parent run (its trials, the best trial's curves, the
+final model's logged test predictions), never from the process that ran the study, so a study's report is
+drawn the same at the end of ``run`` as by ``python -m pipeline report`` on it months later.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from pipeline import config, plots, runs, tracking
+from pipeline.errors import InputError
+from pipeline.metrics import METRICS
+from pipeline.spaces import MODEL_KEY
+
+ARTIFACT_PATH = "report"
+"""Where the report is logged on the study's parent run."""
+PAGE = "report.html"
+TOP_TRIALS = 10
+DPI = 100
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The final model on the test split, as ``finalize.log_evaluation`` logged it."""
+
+    y_true: np.ndarray
+    """Values, or class indices."""
+    y_pred: np.ndarray | None
+    """Predicted values (regression)."""
+    proba: np.ndarray | None
+    """One probability column per class, in ``classes`` order (classification)."""
+    classes: list[str]
+    importance: pd.Series
+    """Per raw column, how much the test metric worsens when the column is shuffled."""
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    target: str
+    trials: plots.Trials
+    summary: dict[str, str]
+    """What the report's summary table shows, in order."""
+    curves: dict[str, pd.Series]
+    """The best trial's per-round curves by metric name, indexed by round."""
+    best_iteration: int | None
+    evaluation: Evaluation | None
+    """None for a study logged before its final model's test predictions were."""
+
+
+def find_study(client: MlflowClient, experiment: str | None, run_id: str | None) -> str:
+    """The parent run id of the study asked for: ``run_id`` itself once checked, else the latest finished
+    study of ``experiment`` (default: the default study file's experiment).
+
+    Raises InputError for an unknown run, a run that is not a study's parent, or an experiment without
+    a finished study.
+    """
+    if run_id is not None:
+        try:
+            run = client.get_run(run_id)
+        except MlflowException:
+            raise InputError(None, "--run-id", f"no run {run_id!r} in the tracking store", _LIST_STUDIES) from None
+        if MLFLOW_PARENT_RUN_ID in run.data.tags or "space_sha256" not in run.data.tags:
+            raise InputError(None, "--run-id", f"run {run_id} is not a study's parent run", _LIST_STUDIES)
+        return run_id
+    if experiment is None:
+        from pipeline.run import default_study_file  # the run command's module pulls in the whole pipeline
+
+        experiment = config.load_study(default_study_file()).experiment
+    finished = [r for r in runs.studies(client, experiment) if r.info.status == "FINISHED"]
+    if not finished:
+        raise InputError(None, "--experiment", f"no finished study in experiment {experiment!r}", _LIST_STUDIES)
+    return finished[0].info.run_id
+
+
+_LIST_STUDIES = "`python -m pipeline runs` lists the studies and their run ids"
+
+
+def gather(client: MlflowClient, run_id: str) -> Study:
+    """Everything the report shows, read from MLflow."""
+    parent = client.get_run(run_id)
+    params = parent.data.params
+    metric = METRICS[params["metric"]]
+    children = tracking.child_runs(client, parent.info.experiment_id, run_id)
+    frame, searched = _trial_frame(parent, children), _searched(parent, children)
+    trials = plots.Trials(frame, searched, metric.name, metric.greater_is_better)
+    best = next((r for r in children if r.info.run_id == parent.data.tags.get("best_trial_run_id")), None)
+    curves = _curves(client, best) if best is not None else {}
+    best_iteration = best.data.metrics.get("best_iteration") if best is not None else None
+    experiment = client.get_experiment(parent.info.experiment_id).name
+    return Study(
+        name=parent.info.run_name,
+        target=params.get("target", "target"),
+        trials=trials,
+        summary=_summary(parent, experiment, trials),
+        curves=curves,
+        best_iteration=None if best_iteration is None else int(best_iteration),
+        evaluation=_evaluation(client, run_id),
+    )
+
+
+def write(study: Study, folder: Path) -> list[Path]:
+    """Write each plot that applies to the study as PNG, then ``report.html`` embedding them all; returns
+    the files written, the page last."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, _, draw in _plots(study):
+        path = folder / f"{name}.png"
+        draw().savefig(path, dpi=DPI)
+        written.append(path)
+    page = folder / PAGE
+    page.write_text(_page(study, written), encoding="utf-8")
+    return [*written, page]
+
+
+def build(client: MlflowClient, run_id: str, folder: Path) -> list[Path]:
+    return write(gather(client, run_id), folder)
+
+
+def publish(client: MlflowClient, run_id: str) -> None:
+    """Build the study's report and log it on its parent run under ``report/``, all files or none: they
+    are drawn in a temporary folder and uploaded once every one of them was written."""
+    with tempfile.TemporaryDirectory() as tmp:
+        build(client, run_id, Path(tmp))
+        client.log_artifacts(run_id, tmp, artifact_path=ARTIFACT_PATH)
+
+
+def _plots(study: Study) -> list[tuple[str, str, Callable[[], Figure]]]:
+    """File name, heading and drawing of each plot that applies: learning curves only when the best trial
+    logged any, the final model's plots only when its test predictions were logged."""
+    trials = study.trials
+    out = [
+        ("optimization_history", "Optimization history", partial(plots.optimization_history, trials)),
+        ("parameter_importance", "Parameter importance", partial(plots.parameter_importance, trials)),
+        ("parallel_coordinates", "Parallel coordinates", partial(plots.parallel_coordinates, trials)),
+        ("slices", "Slices", partial(plots.slices, trials)),
+    ]
+    if study.curves:
+        title = f"Learning curves of the best trial ({study.summary['best trial']})"
+        curves = partial(plots.learning_curves, study.curves, study.best_iteration, title)
+        out.append(("learning_curves", "Learning curves", curves))
+    evaluation = study.evaluation
+    if evaluation is None:
+        return out
+    if evaluation.y_pred is not None:
+        truth = (evaluation.y_true, evaluation.y_pred, study.target)
+        out.append(("predicted_vs_actual", "Predicted vs actual", partial(plots.predicted_vs_actual, *truth)))
+        out.append(("residuals", "Residuals", partial(plots.residuals, *truth)))
+    else:
+        truth = (evaluation.y_true, evaluation.proba, evaluation.classes)
+        out.append(("roc", "ROC", partial(plots.roc, *truth)))
+        out.append(("calibration", "Calibration", partial(plots.calibration, *truth)))
+    importance = partial(plots.feature_importance, evaluation.importance, trials.metric, trials.maximize)
+    out.append(("feature_importance", "Feature importance", importance))
+    return out
+
+
+def _trial_frame(parent: Run, children: list[Run]) -> pd.DataFrame:
+    """One row per trial run: number, status, metric (a pruned trial's best before it was stopped), duration,
+    run id, then its parameters, typed."""
+    metric = parent.data.params["metric"]
+    fields = pd.DataFrame(
+        [
+            {
+                "number": int(run.data.tags.get("trial_number", -1)),
+                "status": plots.PRUNED if run.data.tags.get("trial_state") == plots.PRUNED else run.info.status,
+                "value": run.data.metrics.get(metric, run.data.metrics.get(f"{metric}_when_pruned", np.nan)),
+                "seconds": run.data.metrics.get("trial_seconds", np.nan),
+                "run_id": run.info.run_id,
+            }
+            for run in children
+        ],
+        columns=["number", "status", "value", "seconds", "run_id"],
+    )
+    params = pd.DataFrame([run.data.params for run in children], index=fields.index).apply(_typed)
+    return pd.concat([fields, params], axis=1).sort_values("number", ignore_index=True)
+
+
+def _typed(logged: pd.Series) -> pd.Series:
+    """A parameter's logged strings as floats when every present one is a number, else as strings."""
+    try:
+        return logged.astype(float)
+    except ValueError:
+        return logged.astype(object)
+
+
+def _searched(parent: Run, children: list[Run]) -> list[str]:
+    """Every parameter some trial searched: the family first when the space has several, then each family's
+    parameters together (in the order the families were first tried), so that plots read family by family."""
+    order: dict[str, tuple[int, str]] = {}
+    families: list[str | None] = []
+    for run in sorted(children, key=lambda r: int(r.data.tags.get("trial_number", -1))):
+        family = run.data.params.get(MODEL_KEY)
+        if family not in families:
+            families.append(family)
+        for name in runs.searched(parent, run.data.params):
+            order.setdefault(name, (-1 if name == MODEL_KEY else families.index(family), name))
+    return sorted(order, key=order.__getitem__)
+
+
+def _curves(client: MlflowClient, trial: Run) -> dict[str, pd.Series]:
+    curves = {}
+    for key in sorted(k for k in trial.data.metrics if k.endswith("_curve")):
+        history = sorted(client.get_metric_history(trial.info.run_id, key), key=lambda m: m.step)
+        curves[key] = pd.Series([m.value for m in history], index=[m.step for m in history], name=key)
+    return curves
+
+
+def _evaluation(client: MlflowClient, run_id: str) -> Evaluation | None:
+    if not client.list_artifacts(run_id, "evaluation"):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(client.download_artifacts(run_id, "evaluation", tmp))
+        frame = pd.read_parquet(folder / "test_predictions.parquet")
+        logged = json.loads((folder / "feature_importance.json").read_text())
+    probabilities = [c for c in frame.columns if c.startswith("probability_")]
+    return Evaluation(
+        y_true=frame["y_true"].to_numpy(),
+        y_pred=frame["y_pred"].to_numpy() if "y_pred" in frame else None,
+        proba=frame[probabilities].to_numpy() if probabilities else None,
+        classes=[c.removeprefix("probability_") for c in probabilities],
+        importance=pd.Series(logged["importance"], dtype=float),
+    )
+
+
+def _summary(parent: Run, experiment: str, trials: plots.Trials) -> dict[str, str]:
+    metric = trials.metric
+    finished, best = trials.finished, trials.best
+    tags, metrics = parent.data.tags, parent.data.metrics
+    started = datetime.fromtimestamp(parent.info.start_time / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    summary = {
+        "study": f"{parent.info.run_name} (experiment {experiment})",
+        "parent run": f"{parent.info.run_id} ({parent.info.status}, started {started})",
+        "metric": f"{metric}, {trials.direction}",
+        "trials": f"{len(finished)} finished, {len(trials.frame) - len(finished)} not finished",
+        "stopped": tags.get("stop_reason", "-"),
+        "best trial": "-",
+        "best parameters": "-",
+        f"test {metric}": _number(metrics.get(f"test_{metric}")),
+        "registered model": _registered(parent),
+    }
+    if best is not None:
+        summary["best trial"] = f"trial {int(best['number'])}: validation {metric} {best['value']:.6g}"
+        shown = {p: best[p] for p in trials.params if pd.notna(best[p])}
+        summary["best parameters"] = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()
+        )
+    return summary
+
+
+def _registered(parent: Run) -> str:
+    uri, version = parent.data.tags.get("model_uri"), parent.data.tags.get("model_version")
+    return f"{uri} (version {version})" if uri else "-"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+def _top_trials(trials: plots.Trials) -> pd.DataFrame:
+    finished = trials.finished.sort_values("value", ascending=not trials.maximize).head(TOP_TRIALS)
+    table = finished[["number", "value", "status", "seconds", *trials.params]]
+    return table.rename(columns={"number": "trial", "value": trials.metric, "seconds": "duration (s)"})
+
+
+def _page(study: Study, images: list[Path]) -> str:
+    summary = "\n".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in study.summary.items()
+    )
+    top = _top_trials(study.trials).to_html(index=False, na_rep="", float_format=lambda v: f"{v:.5g}", border=0)
+    headings = {name: heading for name, heading, _ in _plots(study)}
+    figures = "\n".join(
+        f'<h2>{html.escape(headings[path.stem])}</h2>\n<img alt="{html.escape(path.name)}" '
+        f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode("ascii")}">'
+        for path in images
+    )
+    title = html.escape(f"Study {study.name}")
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
+th, td {{ padding: 0.25em 0.8em; text-align: left; border-bottom: 1px solid #ddd; }}
+img {{ max-width: 100%; }}
+</style>
+</head>
+<body>
+<h1>{title}</h1>
+<table class="summary">
+{summary}
+</table>
+<h2>Top trials</h2>
+{top}
+{figures}
+</body>
+</html>
+"""

@@ -1,0 +1,23 @@
+"""The end-to-end store that more than one module reads."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from cli import run_cli, summary_of, write_study
+from mlflow.tracking import MlflowClient
+
+
+@pytest.fixture(scope="session")
+def two_studies(tmp_path_factory, flights_spec):
+    """Two runs of the same study and seed in one store: the second registers version 2 as challenger.
+
+    Built once per session: test_cli.py checks what the studies wrote, test_mlflow_ui.py how MLflow's UI shows
+    it. Only read it."""
+    workdir = tmp_path_factory.mktemp("e2e")
+    dataset = workdir / "flights.yaml"
+    dataset.write_text(yaml.safe_dump(flights_spec))
+    study = write_study(workdir, dataset, report=True)
+    results = [summary_of(run_cli(workdir, "run", "--study", str(study), "--json", "--no-progress")) for _ in range(2)]
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    return workdir, results, client

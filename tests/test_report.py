@@ -1,0 +1,167 @@
+"""pipeline.report: a real small study run in-process on the small flights data (real hyperopt, xgboost and
+MLflow store), the report it logs on its parent run, and the same report rebuilt from MLflow alone.
+
+The study is a classification on AUC, maximised, with pruned trials and a conditional parameter; the
+regression report (predicted vs actual, residuals) is drawn by the end-to-end studies of tests/e2e."""
+
+from __future__ import annotations
+
+import base64
+from html.parser import HTMLParser
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from pipeline import report
+from pipeline.errors import InputError
+from pipeline.metrics import BINARY
+from pipeline.run import RunOptions, run_study
+
+LEAVES = {"distribution": "quniform", "low": 4, "high": 32, "q": 1}
+SPACE = {
+    "model": "xgboost",
+    "parameters": {
+        "max_depth": {"distribution": "quniform", "low": 2, "high": 6, "q": 1},
+        "learning_rate": {"distribution": "loguniform", "low": 0.3, "high": 1.0},
+        "grow_policy": {
+            "distribution": "choice",
+            "options": ["depthwise", {"value": "lossguide", "parameters": {"max_leaves": LEAVES}}],
+        },
+        "num_boost_round": 200,
+        "early_stopping_rounds": 5,
+    },
+}
+"""Fast xgboost trials (high learning rates stop early) with a choice whose option brings its own parameter."""
+TRIALS = 7
+PRUNE_EARLY = {"startup_trials": 3, "warmup_rounds": 3}
+"""Pruning from the fourth trial on, after three rounds: some of the trials are pruned."""
+TRIAL_PLOTS = {"optimization_history", "parameter_importance", "parallel_coordinates", "slices", "learning_curves"}
+PLOTS = TRIAL_PLOTS | {"roc", "calibration", "feature_importance"}
+
+
+def run_small_study(folder: Path, spec: dict, store_uri: str, **settings) -> dict:
+    dataset, space, study = folder / "dataset.yaml", folder / "space.yaml", folder / "study.yaml"
+    dataset.write_text(yaml.safe_dump(spec))
+    space.write_text(yaml.safe_dump(SPACE))
+    names = {"name": folder.name, "experiment": "report", "model_name": folder.name}
+    study.write_text(yaml.safe_dump(names | {"dataset": str(dataset), "space": str(space), "seed": 4} | settings))
+    options = RunOptions(study=study, tracking_uri=store_uri, state_dir=folder / "state", show_progress=False)
+    return run_study(options)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, flights_tasks, store_uri):
+    """The late-arrival study: its summary and a client on its store."""
+    settings = {"metric": "auc", "max_evals": TRIALS, "pruning": PRUNE_EARLY}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        summary = run_small_study(tmp_path_factory.mktemp("late"), flights_tasks.spec(BINARY), store_uri, **settings)
+        yield summary, MlflowClient(store_uri)
+        mlflow.set_tracking_uri(None)
+
+
+class Page(HTMLParser):
+    """What a browser shows of the report: its images, and its tables as rows of cell texts."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.images: dict[str, bytes] = {}
+        self.tables: list[list[list[str]]] = []
+        self._cell: list[str] | None = None
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "img":
+            prefix = "data:image/png;base64,"
+            assert attributes["src"].startswith(prefix), "images must be embedded, not linked"
+            self.images[attributes["alt"]] = base64.b64decode(attributes["src"].removeprefix(prefix))
+        elif tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append("".join(self._cell).strip())
+            self._cell = None
+
+    @property
+    def summary(self) -> dict[str, str]:
+        return dict(self.tables[0])
+
+
+def logged_report(client: MlflowClient, run_id: str, folder: Path) -> dict[str, bytes]:
+    local = Path(client.download_artifacts(run_id, report.ARTIFACT_PATH, str(folder)))
+    return {path.name: path.read_bytes() for path in local.iterdir()}
+
+
+def test_the_study_logs_every_plot_and_a_page_embedding_them(study, tmp_path):
+    summary, client = study
+
+    files = logged_report(client, summary["parent_run_id"], tmp_path)
+
+    assert set(files) == {f"{name}.png" for name in PLOTS} | {report.PAGE}
+    page = Page(files[report.PAGE].decode("utf-8"))
+    assert page.images == {name: data for name, data in files.items() if name.endswith(".png")}
+    assert page.summary["registered model"] == f"{summary['model_uri']} (version {summary['model_version']})"
+    assert page.summary["test auc"] == f"{summary['test_metric']:.6g}"
+
+
+def test_the_page_summarises_the_study_and_ranks_its_top_trials(study, tmp_path):
+    summary, client = study
+    page = Page(logged_report(client, summary["parent_run_id"], tmp_path)[report.PAGE].decode("utf-8"))
+
+    gathered = report.gather(client, summary["parent_run_id"])
+
+    trials = gathered.trials
+    assert trials.params == ["grow_policy", "learning_rate", "max_depth", "max_leaves"]  # fixed ones left out
+    assert trials.frame["max_leaves"].isna().any()  # depthwise trials have no max_leaves
+    pruned = summary["trials_pruned"]
+    assert pruned > 0
+    assert trials.frame["status"].value_counts().to_dict() == {"FINISHED": TRIALS - pruned, "PRUNED": pruned}
+    assert gathered.best_iteration == summary["best_iteration"]
+    assert set(gathered.curves) == {"validation_auc_curve", "train_auc_curve"}
+    best = trials.best
+    assert page.summary["best trial"] == f"trial {best['number']}: validation auc {summary['best_val_metric']:.6g}"
+    header, *rows = page.tables[1]
+    assert header == ["trial", "auc", "status", "duration (s)", *trials.params]
+    assert len(rows) == TRIALS - pruned  # pruned trials are not ranked
+    values = [float(row[1]) for row in rows]
+    assert values == sorted(values, reverse=True) and rows[0][0] == str(best["number"])  # AUC: highest first
+
+
+def test_rebuilding_from_mlflow_alone_reproduces_the_logged_files(study, tmp_path):
+    summary, client = study
+
+    written = report.build(client, summary["parent_run_id"], tmp_path / "rebuilt")
+
+    logged = logged_report(client, summary["parent_run_id"], tmp_path / "logged")
+    assert {path.name: path.read_bytes() for path in written} == logged
+
+
+def test_the_study_asked_for_is_found_or_refused_with_a_clear_error(study):
+    summary, client = study
+    run_id = summary["parent_run_id"]
+    trial = client.get_run(run_id).data.tags["best_trial_run_id"]
+
+    assert report.find_study(client, "report", None) == run_id == report.find_study(client, None, run_id)
+    for experiment, asked, message in [
+        (None, "0123456789abcdef", "no run '0123456789abcdef'"),
+        (None, trial, f"run {trial} is not a study's parent run"),
+        ("no-such-experiment", None, "no experiment 'no-such-experiment'"),
+        (None, None, "no experiment 'flights-air-time'"),  # the default study's experiment, not in this store
+    ]:
+        with pytest.raises(InputError, match=message) as raised:
+            report.find_study(client, experiment, asked)
+        assert raised.value.exit_code == 2
