@@ -51,3 +51,11 @@ def test_cuda_is_refused_for_a_space_without_a_family_that_trains_on_a_gpu(tmp_p
         check_compatible(study, path, dataset, spaces.load(study.space))
     multi = study.model_copy(update={"space": REPO / "search_spaces" / "multi_family.yaml"})
     check_compatible(multi, path, dataset, spaces.load(multi.space))  # its xgboost trials can use the GPU
+
+
+def test_a_metric_that_does_not_fit_the_task_is_refused_with_the_allowed_ones(tmp_path, dataset_file):
+    path = study_file(tmp_path, dataset_file, metric="auc")
+    study, _ = resolve_study(RunOptions(study=path))
+    dataset = data.load_dataset(load_dataset(dataset_file), dataset_file)
+    with pytest.raises(InputError, match=r"metric: auc does not apply to a regression task.*rmse, mae, r2"):
+        check_compatible(study, path, dataset, spaces.load(study.space))

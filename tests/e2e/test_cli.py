@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mlflow
@@ -119,21 +118,6 @@ def test_missing_column_exits_2_naming_file_and_column(tmp_path, flights_spec):
     assert done.returncode == 2
     assert "broken.yaml" in done.stderr and "distanse" in done.stderr and "distance" in done.stderr
     assert not (tmp_path / "mlflow.db").exists()
-
-
-def test_flags_override_the_study_file(tmp_path, dataset_file):
-    study = write_study(tmp_path, dataset_file)
-    done = run_cli(tmp_path, "run", "--study", str(study), "--max-evals", "2", "--study-name", "flagged",
-                   "--experiment", "flag-exp", "--model-name", "flag-model", "--json", "--no-progress")  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert summary["trials"] == 2 and summary["model_uri"] == "models:/flag-model@champion"
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    parent = client.get_run(summary["parent_run_id"])
-    assert parent.info.run_name == "flagged"
-    assert client.get_experiment(summary["experiment_id"]).name == "flag-exp"
-    top = done.stdout.split("top trials:\n")[1].splitlines()[:2]  # best first, with status and searched params
-    assert len(top) == 2 and all("FINISHED" in line and "max_depth=" in line for line in top)
 
 
 def test_space_check_prints_the_space_and_typed_samples(tmp_path):

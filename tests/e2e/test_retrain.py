@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 
+import mlflow
 import pytest
 import yaml
 from cli import REPO, run_cli, write_study
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import InputError
-from pipeline.retrain import windows
+from pipeline.retrain import RetrainOptions, windows
+from pipeline.retrain import retrain as run_retrain
 
 DEGENERATE_SPACE = {
     "model": "xgboost",
@@ -20,6 +22,17 @@ DEGENERATE_SPACE = {
         "num_boost_round": 1,
     },
 }
+
+
+def retrain_here(workdir, study, as_of: str) -> dict:
+    """The retrain command's work in this process, on the CLI's store and state folder: for checks whose
+    command-line side the monthly fixture already covers."""
+    options = RetrainOptions(study, as_of=as_of, tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
+                             state_dir=workdir / ".pipeline", show_progress=False)  # fmt: skip
+    try:
+        return run_retrain(options)
+    finally:
+        mlflow.set_tracking_uri(None)
 
 
 def retrain(workdir, study, *extra):
@@ -65,7 +78,7 @@ def test_a_repeat_with_unchanged_inputs_is_skipped(monthly):
     workdir, study, _, results, client = monthly
     versions = len(client.search_model_versions("name = 'monthly'"))
 
-    again = retrain(workdir, study, "--as-of", "2013-04")
+    again = retrain_here(workdir, study, "2013-04")
 
     assert again["action"] == "skipped" and again["previous_run_id"] == results[-1]["parent_run_id"]
     assert len(client.search_model_versions("name = 'monthly'")) == versions
@@ -78,7 +91,7 @@ def test_a_worse_challenger_keeps_the_champion(monthly):
     study = write_study(workdir, dataset, name="monthly", model_name="monthly", max_evals=1, space=str(space))
     champion = str(client.get_model_version_by_alias("monthly", "champion").version)
 
-    result = retrain(workdir, study, "--as-of", "2013-04")
+    result = retrain_here(workdir, study, "2013-04")
 
     assert result["action"] == "kept" and result["challenger_metric"] > result["champion_metric"]
     assert str(client.get_model_version_by_alias("monthly", "champion").version) == champion
