@@ -122,54 +122,60 @@ class PastTrial:
     """None for a failed trial (hyperopt's STATUS_FAIL)."""
 
 
-def minimize(
-    objective: Callable[[dict[str, Any]], dict[str, Any]],
-    space: SearchSpace,
-    *,
-    max_evals: int,
-    seed: int,
-    algorithm: Callable[..., Any] = tpe.suggest,
-    past: Sequence[PastTrial] = (),
-    first: Sequence[dict[str, Any]] = (),
-    should_stop: Callable[[], bool] = lambda: False,
-) -> None:
-    """Run trials until ``max_evals`` (past ones included) or until ``should_stop()`` says so.
+@dataclass(frozen=True)
+class Plan:
+    """What to search and for how long, whether trials run here or on Spark.
 
-    The objective receives the sampled values (choices resolved, not yet typed). Past trials are inserted
-    as already evaluated, and the random stream is advanced past the draws they used, so a study resumed
-    after a crash proposes what the uninterrupted study would have proposed. ``first`` are typed
-    parameters to evaluate before the algorithm proposes anything (a warm start from earlier studies).
+    Past trials are inserted as already evaluated, and the random stream is advanced past the draws they
+    used, so a study resumed after a crash proposes what the uninterrupted study would have proposed.
+    ``first`` are typed parameters to evaluate before the algorithm proposes anything (a warm start from
+    earlier studies). The search ends at ``max_evals`` trials (past ones included) or once ``should_stop()``.
     """
-    if len(past) >= max_evals:
-        return
-    trials = _trials_from(Trials(), space, past)
-    # fmin's last step looks up the best trial and raises if all failed; the caller reports those.
-    with contextlib.suppress(AllTrialsFailed):
-        fmin(
-            objective,
-            compile_space(space),
-            algo=algorithm,
-            max_evals=max_evals,
-            trials=_queued(trials, space, first[: max_evals - len(past)], start=len(past)),
-            rstate=_advanced_rng(seed, len(past)),
-            show_progressbar=False,
-            early_stop_fn=lambda _trials, *args: (should_stop(), args),
-        )
+
+    space: SearchSpace
+    max_evals: int
+    seed: int
+    algorithm: Callable[..., Any] = tpe.suggest
+    past: Sequence[PastTrial] = ()
+    first: Sequence[dict[str, Any]] = ()
+    should_stop: Callable[[], bool] = lambda: False
+
+    def run(
+        self, objective: Callable[[dict[str, Any]], dict[str, Any]], trials: Trials, compiled: Any, **fmin_args: Any
+    ) -> None:
+        """fmin over ``trials``, which proposes nothing once ``should_stop()``. fmin's last step looks up the
+        best trial and raises if all failed: the caller reports those."""
+        with contextlib.suppress(AllTrialsFailed):
+            fmin(
+                objective,
+                compiled,
+                algo=partial(_unless_stopped, self.algorithm, self.should_stop),
+                max_evals=self.max_evals,
+                trials=_queued(
+                    _trials_from(trials, self.space, self.past),
+                    self.space,
+                    self.first[: self.max_evals - len(self.past)],
+                    start=len(self.past),
+                ),
+                rstate=_advanced_rng(self.seed, len(self.past)),
+                show_progressbar=False,
+                **fmin_args,
+            )
+
+
+def minimize(objective: Callable[[dict[str, Any]], dict[str, Any]], plan: Plan) -> None:
+    """Run ``plan``'s trials one after the other; the objective receives the sampled values (choices
+    resolved, not yet typed)."""
+    if len(plan.past) < plan.max_evals:  # a stop is checked after each trial, not only before a proposal
+        plan.run(objective, Trials(), compile_space(plan.space), early_stop_fn=lambda _, *a: (plan.should_stop(), a))
 
 
 def minimize_on_spark(
     objective: Callable[[dict[str, Any]], dict[str, Any]],
+    plan: Plan,
     spark: Any,
     parallelism: int,
     on_finished: Callable[[dict[str, Any], dict[str, Any] | None, str | None], None],
-    space: SearchSpace,
-    *,
-    max_evals: int,
-    seed: int,
-    algorithm: Callable[..., Any] = tpe.suggest,
-    past: Sequence[PastTrial] = (),
-    first: Sequence[dict[str, Any]] = (),
-    should_stop: Callable[[], bool] = lambda: False,
 ) -> None:
     """``minimize`` with ``parallelism`` trials at once on Spark workers (hyperopt's SparkTrials).
 
@@ -178,21 +184,12 @@ def minimize_on_spark(
     ``should_stop()`` is true no trial is proposed, and those already running are waited for, not lost.
     Proposals depend on which trials have finished, so a parallel study is not replayed exactly.
     """
-    if len(past) >= max_evals:
+    if len(plan.past) >= plan.max_evals:
         return
-    compiled = compile_space(space)
-    observed = _observed_spark_trials(compiled, on_finished, parallelism, spark, settled={t.number for t in past})
-    trials = _trials_from(observed, space, past)
-    with contextlib.suppress(AllTrialsFailed):
-        fmin(
-            objective,
-            compiled,
-            algo=partial(_unless_stopped, algorithm, should_stop),
-            max_evals=max_evals,
-            trials=_queued(trials, space, first[: max_evals - len(past)], start=len(past)),
-            rstate=_advanced_rng(seed, len(past)),
-            show_progressbar=False,
-        )
+    compiled = compile_space(plan.space)
+    settled = {t.number for t in plan.past}
+    trials = _observed_spark_trials(compiled, on_finished, parallelism, spark, settled)
+    plan.run(objective, trials, compiled)  # no early_stop_fn: SparkTrials would cancel the running trials
     trials.refresh()  # the trials that finished after fmin's last look
 
 

@@ -162,23 +162,17 @@ def run_search(
         settle(outcome, record)
 
     known = [optimizer.PastTrial(o.number, o.params, metric.loss(o.value) if o.ok else None) for o in past]
-    search = {
-        "space": space,
-        "max_evals": settings.max_evals,
-        "seed": settings.seed,
-        "algorithm": settings.algorithm,
-        "past": known,
-        "first": first,
-        "should_stop": lambda: bool(stop),
-    }
+    plan = optimizer.Plan(
+        space, settings.max_evals, settings.seed, settings.algorithm, known, first, should_stop=lambda: bool(stop)
+    )
     try:
         if settings.parallel is None:
-            optimizer.minimize(objective, **search)
+            optimizer.minimize(objective, plan)
         else:
             session = spark.session(settings.parallel)
             remote = spark.remote_objective(session, trainer, settings.parallel)
             try:
-                optimizer.minimize_on_spark(remote, session, settings.parallel.workers, settle_remote, **search)
+                optimizer.minimize_on_spark(remote, plan, session, settings.parallel.workers, settle_remote)
             finally:
                 remote.data.destroy()
     finally:

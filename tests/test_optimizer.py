@@ -212,7 +212,7 @@ def run(
         return {"loss": loss_of(params), "status": optimizer.OK}
 
     suggest = optimizer.algorithm_for(algorithm, options or None)
-    optimizer.minimize(objective, space, max_evals=max_evals, seed=seed, algorithm=suggest)
+    optimizer.minimize(objective, optimizer.Plan(space, max_evals, seed, suggest))
     assert len(seen) == max_evals
     return seen
 
@@ -404,7 +404,7 @@ def test_resumed_nested_search_continues_the_uninterrupted_one(space, seed, stop
             seen.append(space.typed(values))
             return {"status": optimizer.OK, "loss": loss_of(seen[-1])}
 
-        optimizer.minimize(objective, space, max_evals=max_evals, seed=seed, algorithm=suggest, past=past)
+        optimizer.minimize(objective, optimizer.Plan(space, max_evals, seed, suggest, past=past))
         return seen
 
     uninterrupted = search(8)
@@ -472,7 +472,7 @@ def search_nested(space: spaces.SearchSpace, max_evals: int, past=(), **options:
         return {"status": optimizer.FAIL} if loss is None else {"status": optimizer.OK, "loss": loss}
 
     suggest = optimizer.algorithm_for("tpe", options or None)
-    optimizer.minimize(objective, space, max_evals=max_evals, seed=11, algorithm=suggest, past=past)
+    optimizer.minimize(objective, optimizer.Plan(space, max_evals, 11, suggest, past=past))
     return seen
 
 
@@ -626,7 +626,7 @@ def test_a_resumed_search_proposes_what_the_uninterrupted_one_did():
             seen.append(space.typed(values))
             return {"status": "ok", "loss": loss(seen[-1])}
 
-        optimizer.minimize(objective, space, max_evals=max_evals, seed=5, past=past)
+        optimizer.minimize(objective, optimizer.Plan(space, max_evals, 5, past=past))
         return seen
 
     uninterrupted = search(26)
@@ -647,6 +647,6 @@ def test_should_stop_ends_the_search_after_the_current_trial():
         seen.append(values)
         return {"status": "ok", "loss": 1.0}
 
-    optimizer.minimize(objective, space, max_evals=10, seed=1, should_stop=lambda: len(seen) >= 3)
+    optimizer.minimize(objective, optimizer.Plan(space, 10, 1, should_stop=lambda: len(seen) >= 3))
 
     assert len(seen) == 3
