@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-IMPORTS = "import mlflow, xgboost, hyperopt, sklearn, pandas, pipeline.run, pipeline.finalize"
+IMPORTS = "import mlflow, xgboost, hyperopt, sklearn, pandas, pipeline.run, pipeline.model.finalize"
 
 
 def peak_rss_mib(command: list[str], cwd: str) -> tuple[float, str]:

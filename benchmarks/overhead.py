@@ -52,7 +52,7 @@ def trial_logging_ms(uri: str, trials: int) -> list[float]:
     """Milliseconds to log each of ``trials`` trial runs under one parent, as the study's writer does."""
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # as the CLI sets it
     from pipeline import tracking
-    from pipeline.trial import TrialRecord, now_ms
+    from pipeline.search.trial import TrialRecord, now_ms
 
     client = tracking.connect(uri)
     experiment = tracking.experiment_id(client, "overhead")

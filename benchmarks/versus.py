@@ -68,10 +68,9 @@ from sklearn.feature_extraction import DictVectorizer
 from sklearn.metrics import root_mean_squared_error
 
 from pipeline import config, data
-from pipeline.config import PartitionSplit
+from pipeline.config import MODEL_KEY, PartitionSplit
 from pipeline.features import Preprocessor, cross_name
 from pipeline.run import RunOptions, run_study
-from pipeline.spaces import MODEL_KEY
 
 try:
     import optuna

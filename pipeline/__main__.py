@@ -193,7 +193,8 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline import runs, tracking
+    from pipeline import tracking
+    from pipeline.reporting import runs
     from pipeline.run import RunOptions, run_study
 
     summary = run_study(
@@ -228,7 +229,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _space(args: argparse.Namespace) -> int:
-    from pipeline import optimizer, spaces
+    from pipeline import spaces
+    from pipeline.search import optimizer
 
     space = spaces.load(args.file)
     print(f"{args.file}: valid (sha256 {space.sha256[:12]})")
@@ -262,14 +264,16 @@ def _retrain(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from pipeline import runs, tracking
+    from pipeline import tracking
+    from pipeline.reporting import runs
 
     print(runs.render(tracking.connect(args.tracking_uri), args.experiment, args.top))
     return EXIT_OK
 
 
 def _report(args: argparse.Namespace) -> int:
-    from pipeline import report, tracking
+    from pipeline import tracking
+    from pipeline.reporting import report
 
     client = tracking.connect(args.tracking_uri)
     run_id = report.find_study(client, args.experiment, args.run_id)
@@ -279,7 +283,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from pipeline import scoring, tracking
+    from pipeline import tracking
+    from pipeline.model import scoring
 
     scored = scoring.score_file(tracking.connect(args.tracking_uri), args.model, args.input, args.output)
     print(f"{scored.rows} rows scored with {scored.model_name} version {scored.model_version} -> {scored.output}")
@@ -298,7 +303,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from pipeline import registry, tracking
+    from pipeline import tracking
+    from pipeline.model import registry
 
     previous = registry.promote(tracking.connect(args.tracking_uri), args.model_name, args.version, "promote command")
     print(f"{args.model_name}: champion is version {args.version} (was {previous or 'none'})")
@@ -306,7 +312,8 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from pipeline import registry, tracking
+    from pipeline import tracking
+    from pipeline.model import registry
 
     current, previous = registry.rollback(tracking.connect(args.tracking_uri), args.model_name)
     print(f"{args.model_name}: champion rolled back from version {current} to version {previous}")

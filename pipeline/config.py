@@ -177,6 +177,8 @@ DISTRIBUTIONS = (
 
 
 Parameter = Distribution | Scalar
+MODEL_KEY = "model"
+"""The trial parameter that names the model family (and the space file's key for a single family)."""
 FAMILIES = (
     "xgboost",
     "random_forest",

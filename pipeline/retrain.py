@@ -16,11 +16,13 @@ from typing import Any
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from pipeline import config, data, history, outputs, registry, spaces, tracking
+from pipeline import config, data, outputs, spaces, tracking
 from pipeline.config import PartitionSplit
 from pipeline.errors import InputError
 from pipeline.metrics import METRICS
+from pipeline.model import registry
 from pipeline.run import RunOptions, resolve_study, run_study
+from pipeline.search import history
 
 log = logging.getLogger(__name__)
 

@@ -18,15 +18,16 @@ import mlflow.data
 from pydantic import ValidationError
 
 import pipeline
-from pipeline import config, data, families, finalize, history, optimizer, spaces, spark, tracking
+from pipeline import config, data, families, spaces, tracking
 from pipeline.config import PartitionSplit, PruningConfig, StudyConfig
 from pipeline.errors import InputError, PipelineError, TrackingError
 from pipeline.families import TrainingData
 from pipeline.features import Preprocessor
-from pipeline.history import DEFAULT_STATE_DIR
 from pipeline.metrics import METRICS
-from pipeline.pruning import MedianRule
-from pipeline.search import (
+from pipeline.model import finalize
+from pipeline.search import history, optimizer, spark
+from pipeline.search.history import DEFAULT_STATE_DIR
+from pipeline.search.loop import (
     RunContext,
     SearchSettings,
     StopRules,
@@ -35,6 +36,7 @@ from pipeline.search import (
     record_from_history,
     run_search,
 )
+from pipeline.search.pruning import MedianRule
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +253,9 @@ def _run(
     trial_history.archive(parent_id)
     try:
         if study.report:
-            from pipeline import report  # matplotlib's import (about 1 s) is paid only by a study that gets here
+            from pipeline.reporting import (
+                report,  # matplotlib's import (about 1 s) is paid only by a study that gets here
+            )
 
             report.publish(client, parent_id)
     except Exception as error:  # the study is complete and registered; a plot that fails must not undo that

@@ -18,11 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import config
-from pipeline.config import Choice, ConditionalOption, Parameter, PChoice, RandInt, Scalar, SpaceConfig, option_value
+from pipeline.config import (
+    MODEL_KEY,
+    Choice,
+    ConditionalOption,
+    Parameter,
+    PChoice,
+    RandInt,
+    Scalar,
+    SpaceConfig,
+    option_value,
+)
 from pipeline.errors import InputError
-
-MODEL_KEY = "model"
-"""The trial parameter that names the model family."""
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,13 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from pipeline import config, data, families, finalize, optimizer, outputs, spaces, tracking
-from pipeline.history import History
+from pipeline import config, data, families, outputs, spaces, tracking
 from pipeline.metrics import METRICS
+from pipeline.model import finalize
 from pipeline.run import training_data
-from pipeline.search import RunContext, SearchSettings, run_search
+from pipeline.search import optimizer
+from pipeline.search.history import History
+from pipeline.search.loop import RunContext, SearchSettings, run_search
 
 REPO = Path(__file__).resolve().parents[1]
 SPACES = sorted((REPO / "search_spaces").glob("*.yaml"))

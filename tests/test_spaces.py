@@ -462,7 +462,7 @@ def test_typed_flattens_a_nested_sample_with_the_chosen_options_parameters_only(
 
 
 def test_sampled_configurations_hold_the_chosen_family_and_options_parameters(tmp_path):
-    from pipeline import optimizer
+    from pipeline.search import optimizer
 
     space = load_text(tmp_path, NESTED)
 
@@ -485,7 +485,7 @@ def test_sampled_configurations_hold_the_chosen_family_and_options_parameters(tm
 
 
 def test_shipped_multi_family_samples_reach_every_family():
-    from pipeline import optimizer
+    from pipeline.search import optimizer
 
     space = shipped(SHIPPED_MULTI)
 

@@ -21,7 +21,7 @@ import pandas as pd
 from pipeline.config import FAMILIES
 from pipeline.features import Preprocessor
 from pipeline.metrics import METRICS, REGRESSION, Task
-from pipeline.pruning import RoundCheck
+from pipeline.search.pruning import RoundCheck
 
 
 @dataclass(frozen=True)

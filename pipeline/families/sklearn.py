@@ -16,11 +16,11 @@ import numpy as np
 from sklearn import ensemble, linear_model, svm
 from threadpoolctl import threadpool_limits
 
+from pipeline.config import MODEL_KEY
 from pipeline.families import Family, Fitted, Task, TrainingData, threads
 from pipeline.features import Preprocessor
 from pipeline.metrics import BINARY, MULTICLASS, REGRESSION
-from pipeline.pruning import RoundCheck
-from pipeline.spaces import MODEL_KEY
+from pipeline.search.pruning import RoundCheck
 
 MANAGED = {"random_state", "n_jobs", "verbose", "warm_start", "categorical_features", "early_stopping"}
 """Set by the pipeline (seed, threads, the validation split), not by a space file."""

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
+from pipeline.config import MODEL_KEY
 from pipeline.families import Family, Fitted, Task, TrainingData, threads
 from pipeline.features import Preprocessor
 from pipeline.metrics import BINARY, METRICS, MULTICLASS, REGRESSION
-from pipeline.pruning import MAXIMIZED_CURVES, RoundCheck
-from pipeline.spaces import MODEL_KEY
+from pipeline.search.pruning import MAXIMIZED_CURVES, RoundCheck
 
 TRAINING_KNOBS = {"num_boost_round": 1000, "early_stopping_rounds": 50}
 """Parameters of the training loop rather than of the booster, with their defaults."""

@@ -11,8 +11,8 @@ import pytest
 from cli import run_cli
 from mlflow.tracking import MlflowClient
 
-from pipeline import registry, scoring
 from pipeline.errors import InputError
+from pipeline.model import registry, scoring
 
 RAW_COLUMNS = ["origin", "dest", "carrier", "distance", "dep_time", "sched_dep_time", "hour", "minute"]
 

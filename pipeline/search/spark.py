@@ -15,8 +15,8 @@ import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline import optimizer
 from pipeline.errors import InputError
+from pipeline.search import optimizer
 
 TRIAL_KEY = "trial"
 """The key of a worker's result that carries the trial's outcome and record back to the driver."""

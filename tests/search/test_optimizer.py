@@ -16,7 +16,7 @@ from hyperopt import Trials, fmin
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import optimizer, spaces
+from pipeline import spaces
 from pipeline.config import (
     FAMILIES,
     Choice,
@@ -37,8 +37,9 @@ from pipeline.config import (
     option_value,
 )
 from pipeline.errors import InputError
+from pipeline.search import optimizer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FEW = settings(max_examples=20, deadline=None)
 
 

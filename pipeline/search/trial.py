@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline import families
+from pipeline.config import MODEL_KEY
 from pipeline.families import TrainingData
 from pipeline.metrics import Metric, Task
-from pipeline.pruning import MedianRule, RoundCheck
-from pipeline.spaces import MODEL_KEY, SearchSpace
+from pipeline.search.pruning import MedianRule, RoundCheck
+from pipeline.spaces import SearchSpace
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
-"""pipeline.pruning: the median rule on hand-made validation curves (what xgboost reports per round)."""
+"""pipeline.search.pruning: the median rule on hand-made validation curves (what xgboost reports per round)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline.pruning import MedianRule
+from pipeline.search.pruning import MedianRule
 
 FALLING = [[10.0, 8.0, 6.0, 5.0, 4.0], [10.0, 9.0, 7.0, 6.0, 5.0], [10.0, 7.0, 5.0, 4.0, 3.0]]
 """Three completed rmse curves: the median of their running best is 10, 8, 6, 5, 4."""

@@ -17,14 +17,15 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 from tqdm import tqdm
 
-from pipeline import optimizer, spark, tracking
+from pipeline import tracking
 from pipeline.errors import PipelineError
 from pipeline.families import TrainingData
-from pipeline.history import History
 from pipeline.metrics import Metric, Task
-from pipeline.pruning import MedianRule
+from pipeline.search import optimizer, spark
+from pipeline.search.history import History
+from pipeline.search.pruning import MedianRule
+from pipeline.search.trial import Trainer, TrialOutcome, TrialRecord, failed_trial, now_ms
 from pipeline.spaces import SearchSpace
-from pipeline.trial import Trainer, TrialOutcome, TrialRecord, failed_trial, now_ms
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""pipeline.report: a real small study run in-process on the small flights data (real hyperopt, xgboost and
+"""pipeline.reporting.report: a real small study run in-process on the small flights data (real hyperopt, xgboost and
 MLflow store), the report it logs on its parent run, and the same report rebuilt from MLflow alone.
 
 The study is a classification on AUC, maximised, with pruned trials and a conditional parameter; the
@@ -15,9 +15,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from pipeline import report
 from pipeline.errors import InputError
 from pipeline.metrics import BINARY
+from pipeline.reporting import report
 from pipeline.run import RunOptions, run_study
 
 LEAVES = {"distribution": "quniform", "low": 4, "high": 32, "q": 1}

@@ -31,9 +31,9 @@ from hyperopt.base import spec_from_misc
 from hyperopt.exceptions import AllTrialsFailed
 from hyperopt.pyll import stochastic
 
-from pipeline.config import Choice, ConditionalOption, Parameter, PChoice, Scalar, option_value
+from pipeline.config import MODEL_KEY, Choice, ConditionalOption, Parameter, PChoice, Scalar, option_value
 from pipeline.errors import InputError
-from pipeline.spaces import MODEL_KEY, SearchSpace
+from pipeline.spaces import SearchSpace
 
 
 def algorithm_for(name: str, tpe_options: dict[str, Any] | None = None, file: Any = None) -> Callable[..., Any]:

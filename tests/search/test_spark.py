@@ -1,4 +1,4 @@
-"""pipeline.spark: trials on real Spark workers in local mode (pyspark, 2 workers) through hyperopt's
+"""pipeline.search.spark: trials on real Spark workers in local mode (pyspark, 2 workers) through hyperopt's
 SparkTrials, on the small real flights data, into a real MLflow store."""
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from pipeline import optimizer, spaces, tracking
-from pipeline.history import History
+from pipeline import spaces, tracking
 from pipeline.metrics import METRICS, REGRESSION, Task
-from pipeline.pruning import MedianRule
-from pipeline.search import RunContext, SearchSettings, run_search
-from pipeline.spark import Parallel
+from pipeline.search import optimizer
+from pipeline.search.history import History
+from pipeline.search.loop import RunContext, SearchSettings, run_search
+from pipeline.search.pruning import MedianRule
+from pipeline.search.spark import Parallel
 
 pytest.importorskip("pyspark", reason="parallel trials need pyspark: pip install -e '.[test]' installs it")
 

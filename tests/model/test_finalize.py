@@ -1,4 +1,4 @@
-"""pipeline.finalize: refit on the small real flights data, then log and register in a real MLflow store."""
+"""pipeline.model.finalize: refit on the small real flights data, then log and register in a real MLflow store."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ import pytest
 import xgboost as xgb
 from mlflow.tracking import MlflowClient
 
-from pipeline import families, finalize, outputs, tracking
+from pipeline import families, outputs, tracking
 from pipeline.data import Dataset
 from pipeline.families import Fitted
 from pipeline.features import Preprocessor
 from pipeline.metrics import BINARY, METRICS, REGRESSION
-from pipeline.search import TrialOutcome
+from pipeline.model import finalize
+from pipeline.search.loop import TrialOutcome
 
 PARAMS = {"model": "xgboost", "max_depth": 4, "learning_rate": 0.5, "num_boost_round": 200, "early_stopping_rounds": 5}
 SEED = 11

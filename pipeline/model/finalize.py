@@ -21,13 +21,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 import pipeline
-from pipeline import families, outputs, registry, tracking
+from pipeline import families, outputs, tracking
+from pipeline.config import MODEL_KEY
 from pipeline.data import Dataset
 from pipeline.errors import PipelineError
 from pipeline.features import Preprocessor
 from pipeline.metrics import Metric, Task
-from pipeline.search import TrialOutcome
-from pipeline.spaces import MODEL_KEY
+from pipeline.model import registry
+from pipeline.search.loop import TrialOutcome
 
 SERVING_REQUIREMENTS = ("mlflow", "xgboost", "scikit-learn", "pandas", "numpy", "joblib")
 IMPORTANCE_ROWS = 5000

@@ -1,4 +1,4 @@
-"""pipeline.plots: every figure rendered to a real PNG, from trials sampled from the shipped search spaces
+"""pipeline.reporting.plots: every figure rendered to a real PNG, from trials sampled from the shipped search spaces
 (conditional options, several families, choices) and from real models' predictions on the small flights."""
 
 from __future__ import annotations
@@ -10,10 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import families, finalize, optimizer, plots, spaces
+from pipeline import families, spaces
 from pipeline.metrics import BINARY, METRICS, MULTICLASS, REGRESSION
+from pipeline.model import finalize
+from pipeline.reporting import plots
 from pipeline.run import REPO_ROOT
-from pipeline.search import TrialOutcome
+from pipeline.search import optimizer
+from pipeline.search.loop import TrialOutcome
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TRIAL_PLOTS = (plots.optimization_history, plots.parameter_importance, plots.parallel_coordinates, plots.slices)

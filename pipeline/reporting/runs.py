@@ -6,9 +6,9 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from pipeline.config import MODEL_KEY
 from pipeline.errors import InputError
 from pipeline.metrics import METRICS
-from pipeline.spaces import MODEL_KEY
 
 
 def studies(client: MlflowClient, experiment: str | None) -> list[Run]:

@@ -1,4 +1,4 @@
-"""pipeline.history: the append-only trial history on real files, and the study lock between real processes."""
+"""pipeline.search.history: the append-only trial history on real files, and the study lock between real processes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.history import History, StudyLocked, study_folder, study_lock
+from pipeline.search.history import History, StudyLocked, study_folder, study_lock
 
 STUDY = {"parent_run_id": "parent-1", "study": "flights", "seed": 3, "metric": "rmse"}
 
@@ -215,7 +215,7 @@ def test_the_lock_is_released_when_the_block_raises(tmp_path):
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from pipeline.history import study_lock
+from pipeline.search.history import study_lock
 with study_lock(Path(sys.argv[1]), "flights"):
     time.sleep(120)
 """

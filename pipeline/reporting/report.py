@@ -25,10 +25,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from pipeline import config, plots, runs, tracking
+from pipeline import config, tracking
+from pipeline.config import MODEL_KEY
 from pipeline.errors import InputError
 from pipeline.metrics import METRICS
-from pipeline.spaces import MODEL_KEY
+from pipeline.reporting import plots, runs
 
 ARTIFACT_PATH = "report"
 """Where the report is logged on the study's parent run."""

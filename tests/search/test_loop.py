@@ -1,4 +1,4 @@
-"""pipeline.search: real hyperopt trials on the small real flights data, each a child run in a real MLflow store."""
+"""pipeline.search.loop: real hyperopt trials on small real flights data, each a child run in a real MLflow store."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ import yaml
 from mlflow.tracking import MlflowClient
 from sklearn.linear_model import Ridge
 
-from pipeline import optimizer, search, spaces, tracking
+from pipeline import spaces, tracking
 from pipeline.errors import PipelineError
 from pipeline.families import TrainingData
-from pipeline.history import History
 from pipeline.metrics import METRICS, REGRESSION, Task
-from pipeline.pruning import MedianRule
-from pipeline.search import (
+from pipeline.search import loop as search
+from pipeline.search import optimizer
+from pipeline.search.history import History
+from pipeline.search.loop import (
     RunContext,
     SearchResult,
     SearchSettings,
@@ -28,6 +29,7 @@ from pipeline.search import (
     run_search,
     stop_reason,
 )
+from pipeline.search.pruning import MedianRule
 
 FAST = {"num_boost_round": 200, "early_stopping_rounds": 5}
 """With learning rates of 0.5 and more, early stopping ends each trial within a few dozen rounds."""

@@ -1,0 +1,1 @@
+"""The final model: refit and evaluate once, the served pyfunc, the registry aliases, batch scoring."""

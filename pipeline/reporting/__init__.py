@@ -1,0 +1,1 @@
+"""Reading a study back from MLflow: plots, the HTML report, the `runs` listing."""
