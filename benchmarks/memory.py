@@ -37,11 +37,10 @@ def peak_rss_mib(command: list[str], cwd: str) -> tuple[float, str]:
 
 
 def data_sizes_mib(study_file: Path) -> dict[str, float]:
-    from pipeline import config, data, run, spaces
+    from pipeline.study import Study, training_data
 
-    study = config.load_study(study_file)
-    dataset = data.load_dataset(config.load_dataset(study.dataset), study.dataset)
-    training = run.training_data(dataset, spaces.load(study.space))
+    study = Study.from_file(study_file)
+    training = training_data(study.dataset, study.space)
     frames = training.train.memory_usage(deep=True).sum() + training.validation.memory_usage(deep=True).sum()
     encoded = sum(a.nbytes for a in training.encoded("codes"))
     return {"rows": len(training.train) + len(training.validation), "raw_mib": frames / 2**20,

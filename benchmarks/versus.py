@@ -3,7 +3,7 @@
 The same task (the default study's data, split and target: `studies/flights.yaml`), the same trial budget,
 the same seeds and the same xgboost threads for four tools:
 
-- `pipeline`: `run_study` as the `run` command calls it (hyperopt TPE, each trial a child run, refit on
+- `pipeline`: `Study.run` as the `run` command calls it (hyperopt TPE, each trial a child run, refit on
   train + validation, log, register, load back), on a fresh temporary SQLite store per run, so tracking and
   registration are in its wall time as a user pays them.
 - `optuna`: `TPESampler(seed=seed)` with optuna-integration's `MLflowCallback` (one MLflow run per trial, a
@@ -70,7 +70,7 @@ from sklearn.metrics import root_mean_squared_error
 from pipeline import config, data
 from pipeline.config import MODEL_KEY, PartitionSplit
 from pipeline.features import Preprocessor, cross_name
-from pipeline.run import RunOptions, run_study
+from pipeline.study import Study
 
 try:
     import optuna
@@ -260,17 +260,17 @@ def run_pipeline(
         space_file = workdir / f"{space_name}.yaml"
         space_file.write_text(yaml.safe_dump(pipeline_space_file(space), sort_keys=False))
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    options = RunOptions(
-        study=STUDY_FILE,
+    study = Study.from_file(
+        STUDY_FILE,
         space=space_file,
         max_evals=trials,
         seed=seed,
         tracking_uri=uri,
         state_dir=workdir / ".pipeline",
-        show_progress=False,
+        progress=False,
     )
     epoch, started = time.time(), time.perf_counter()
-    summary = run_study(options)
+    summary = study.run().to_dict()
     total = time.perf_counter() - started
     # Per-trial figures from the trials' child runs, as a user would read them (after the clock stopped).
     runs = MlflowClient(uri).search_runs(

@@ -13,13 +13,14 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from pipeline import __version__
 from pipeline.errors import PipelineError
 
-# Progress bars of artifact downloads would interleave with the study's own on stderr.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-# Against a tracking server MLflow prints two "View run" links per terminated run: 60 lines for 30 trials.
-os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+if TYPE_CHECKING:
+    from pipeline.study import StudyResult
+
 # MLflow's HTTP client retries 7 times with exponential backoff (about 4 minutes against a server that is
 # down); 4 retries with a 1 s factor give up after about 15 s with a clear error. The user's settings win.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "4")
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         "retrained, logged and registered.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages and tracebacks")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
@@ -89,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate a search-space file, print it as compiled and a few sampled configurations "
         "typed as a trial receives them. Exit 0 when valid, 2 otherwise.",
     )
-    space.add_argument("action", choices=["check"])
+    space.add_argument("action", choices=["check"], help="check: validate the file and print samples")
     space.add_argument("file", type=Path, help="the search-space file")
     space.add_argument("--samples", type=int, default=3, help="configurations to sample (default 3)")
     space.add_argument("--seed", type=int, default=0, help="seed of the samples")
@@ -146,13 +148,23 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--tracking-uri", help="MLflow tracking URI (default as for run)")
     predict.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
 
-    promote = commands.add_parser("promote", help="make a model version the champion (recorded as tags)")
-    promote.add_argument("--model-name", required=True)
-    promote.add_argument("--version", required=True)
-    promote.add_argument("--tracking-uri")
-    rollback = commands.add_parser("rollback", help="give the champion alias back to the previous champion")
-    rollback.add_argument("--model-name", required=True)
-    rollback.add_argument("--tracking-uri")
+    promote = commands.add_parser(
+        "promote",
+        help="make a model version the champion (recorded as tags)",
+        description="Give the champion alias to a version of a registered model; the version it replaces and the "
+        "reason are tagged on both versions, and `rollback` can undo it. Exit 2 for an unknown model or version.",
+    )
+    promote.add_argument("--model-name", required=True, help="the registered model's name")
+    promote.add_argument("--model-version", required=True, metavar="N", help="the version to make champion")
+    promote.add_argument("--tracking-uri", help="MLflow tracking URI (default as for run)")
+    rollback = commands.add_parser(
+        "rollback",
+        help="give the champion alias back to the previous champion",
+        description="Undo the last promotion: the previous champion (from the model's champion_history tag) gets "
+        "the champion alias back. Exit 2 when there is no previous champion.",
+    )
+    rollback.add_argument("--model-name", required=True, help="the registered model's name")
+    rollback.add_argument("--tracking-uri", help="MLflow tracking URI (default as for run)")
 
     data = commands.add_parser("data", help="materialize the bundled flights data under data/")
     data.add_argument("action", choices=["materialize"], help="write data/flights/2013-MM.parquet")
@@ -195,36 +207,35 @@ def _terminated(signum: int, frame: object) -> None:
 def _run(args: argparse.Namespace) -> int:
     from pipeline import tracking
     from pipeline.reporting import runs
-    from pipeline.run import RunOptions, run_study
+    from pipeline.study import Study
 
-    summary = run_study(
-        RunOptions(
-            study=args.study,
-            dataset=args.dataset,
-            space=args.space,
-            max_evals=args.max_evals,
-            seed=args.seed,
-            study_name=args.study_name,
-            tracking_uri=args.tracking_uri,
-            experiment=args.experiment,
-            model_name=args.model_name,
-            timeout_s=args.timeout,
-            metric_threshold=args.metric_threshold,
-            patience=args.patience,
-            pruning=args.pruning,
-            parallelism=args.parallelism,
-            spark_master=args.spark_master,
-            device=args.device,
-            fresh=args.fresh,
-            state_dir=args.state_dir,
-            show_progress=not args.no_progress,
-        )
+    study = Study.from_file(
+        args.study,
+        dataset=args.dataset,
+        space=args.space,
+        max_evals=args.max_evals,
+        seed=args.seed,
+        study_name=args.study_name,
+        experiment=args.experiment,
+        model_name=args.model_name,
+        timeout=args.timeout,
+        patience=args.patience,
+        metric_threshold=args.metric_threshold,
+        pruning=args.pruning,
+        device=args.device,
+        tracking_uri=args.tracking_uri,
+        parallelism=args.parallelism,
+        spark_master=args.spark_master,
+        fresh=args.fresh,
+        state_dir=args.state_dir,
+        progress=not args.no_progress,
     )
-    print(_human_summary(summary))
-    client = tracking.connect(summary["tracking_uri"])
-    print("top trials:\n" + "\n".join(runs.trial_lines(client, client.get_run(summary["parent_run_id"]), 5)))
+    result = study.run()
+    print(_human_summary(result))
+    client = tracking.connect(result.tracking_uri)
+    print("top trials:\n" + "\n".join(runs.trial_lines(client, client.get_run(result.parent_run_id), 5)))
     if args.json:
-        print(json.dumps(summary, default=str))
+        print(json.dumps(result.to_dict(), default=str))
     return EXIT_OK
 
 
@@ -241,25 +252,20 @@ def _space(args: argparse.Namespace) -> int:
 
 
 def _retrain(args: argparse.Namespace) -> int:
-    from pipeline.retrain import RetrainOptions, retrain
+    from pipeline.retrain import retrain
+    from pipeline.study import Study
 
-    summary = retrain(
-        RetrainOptions(
-            study=args.study,
-            as_of=args.as_of,
-            max_evals=args.max_evals,
-            tracking_uri=args.tracking_uri,
-            state_dir=args.state_dir,
-            show_progress=not args.no_progress,
-        )
+    study = Study.from_file(
+        args.study, tracking_uri=args.tracking_uri, state_dir=args.state_dir, progress=not args.no_progress
     )
-    if summary["action"] == "skipped":
-        print(f"retrain as of {summary['as_of']}: inputs unchanged since run {summary['previous_run_id']}, skipped")
+    result = retrain(study, as_of=args.as_of, max_evals=args.max_evals)
+    if result.study is None:
+        print(f"retrain as of {result.as_of}: inputs unchanged since run {result.previous_run_id}, skipped")
     else:
-        print(_human_summary(summary))
-        print(f"gate: {summary['action']} ({summary['reason']})")
+        print(_human_summary(result.study))
+        print(f"gate: {result.action} ({result.reason})")
     if args.json:
-        print(json.dumps(summary, default=str))
+        print(json.dumps(result.to_dict(), default=str))
     return EXIT_OK
 
 
@@ -306,8 +312,10 @@ def _promote(args: argparse.Namespace) -> int:
     from pipeline import tracking
     from pipeline.model import registry
 
-    previous = registry.promote(tracking.connect(args.tracking_uri), args.model_name, args.version, "promote command")
-    print(f"{args.model_name}: champion is version {args.version} (was {previous or 'none'})")
+    previous = registry.promote(
+        tracking.connect(args.tracking_uri), args.model_name, args.model_version, "promote command"
+    )
+    print(f"{args.model_name}: champion is version {args.model_version} (was {previous or 'none'})")
     return EXIT_OK
 
 
@@ -328,18 +336,19 @@ def _data(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _human_summary(s: dict) -> str:
-    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in s["best_params"].items())
+def _human_summary(result: StudyResult) -> str:
+    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_params.items())
+    resumed = f" ({result.resumed_trials} of them before a resume)" if result.resumed_trials else ""
+    iteration = f" (best iteration {result.best_iteration})" if result.best_iteration is not None else ""
     return "\n".join(
         [
-            f"study {s['study_name']}: {s['trials']} trials finished, {s['trials_failed']} failed, {s['wall_s']:.1f} s"
-            + (f" ({s['resumed_trials']} of them before a resume)" if s["resumed_trials"] else ""),
-            f"stopped: {s['stop_reason']}",
-            f"best validation {s['metric']}: {s['best_val_metric']:.4f}"
-            + (f" (best iteration {s['best_iteration']})" if s["best_iteration"] is not None else ""),
+            f"study {result.study_name}: {len(result.trials)} trials: {result.finished} completed, {result.pruned} "
+            f"pruned, {result.failed} failed, {result.timings.get('wall_s', 0):.1f} s{resumed}",
+            f"stopped: {result.stop_reason}",
+            f"best validation {result.metric}: {result.best_value:.4f}{iteration}",
             f"best params: {params}",
-            f"test {s['metric']}: {s['test_metric']:.4f}",
-            f"registered: {s['model_uri']} (version {s['model_version']})",
+            f"test {result.metric}: {result.test_metric:.4f}",
+            f"registered: {result.model_uri} (version {result.model_version})",
         ]
     )
 

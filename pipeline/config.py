@@ -410,6 +410,24 @@ def load_model(model: type[M], path: Path, relative_paths: tuple[str, ...] = ())
         raise InputError(path, *first_problem(error, raw)) from None
 
 
+def to_yaml(model: BaseModel) -> str:
+    """A validated configuration as the YAML file that would give it (what a study given in memory logs)."""
+    return yaml.safe_dump(model.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+
+def validate_mapping(model: type[M], raw: Any, name: str) -> M:
+    """``raw`` (a dict as the YAML file would read, or already a ``model``) validated as a file is; errors
+    name it ``name`` (``study config (in memory)``) in place of a file."""
+    if isinstance(raw, model):
+        raw = raw.model_dump()
+    if not isinstance(raw, dict):
+        raise InputError(name, None, f"expected a mapping or a {model.__name__}", f"see the {model.__name__} fields")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as error:
+        raise InputError(name, *first_problem(error, raw)) from None
+
+
 def first_problem(error: ValidationError, raw: Any = None) -> tuple[str, str]:
     """The one problem worth reporting, with the key path as the user wrote it in ``raw``.
 

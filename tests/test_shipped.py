@@ -14,10 +14,10 @@ from mlflow.tracking import MlflowClient
 from pipeline import config, data, families, outputs, spaces, tracking
 from pipeline.metrics import METRICS
 from pipeline.model import finalize
-from pipeline.run import training_data
 from pipeline.search import optimizer
 from pipeline.search.history import History
 from pipeline.search.loop import RunContext, SearchSettings, run_search
+from pipeline.study import training_data
 
 REPO = Path(__file__).resolve().parents[1]
 SPACES = sorted((REPO / "search_spaces").glob("*.yaml"))
@@ -75,8 +75,8 @@ def test_each_family_is_searched_refitted_registered_and_served(family, store, t
     history = History(tmp_path / "history.jsonl")
     history.start({"parent_run_id": family})
 
-    with mlflow.start_run(experiment_id=experiment) as parent:
-        context = RunContext(store, experiment, parent.info.run_id, tags={})
+    with tracking.open_parent(store, experiment_id=experiment) as parent:
+        context = RunContext(store, experiment, parent.run_id, tags={})
         settings = SearchSettings(max_evals=2, seed=0, algorithm=optimizer.algorithm_for("tpe"))
         result = run_search(
             space, training_data(dataset, space), dataset.task, metric, settings, context, history, show_progress=False
@@ -84,7 +84,7 @@ def test_each_family_is_searched_refitted_registered_and_served(family, store, t
         final = finalize.refit(dataset, result.best, "train_validation", seed=0)
         x_test, y_test = dataset.xy("test")
         expected = finalize.predict(final, x_test)
-        registration = finalize.log_and_register(final, x_test, expected, store, f"shipped-{family}", tags={})
+        registration = finalize.publish(store, parent, final, x_test, expected, f"shipped-{family}", tags={})
 
     assert result.best.params["model"] == family and np.isfinite(metric.score(y_test, expected))
     served = mlflow.pyfunc.load_model(registration.uri).predict(x_test)

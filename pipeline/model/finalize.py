@@ -7,6 +7,7 @@ reproduced the in-process test predictions, so a half-logged model never becomes
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 from dataclasses import dataclass
@@ -14,11 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 import pipeline
 from pipeline import families, outputs, tracking
@@ -28,8 +26,10 @@ from pipeline.errors import PipelineError
 from pipeline.features import Preprocessor
 from pipeline.metrics import Metric, Task
 from pipeline.model import registry
-from pipeline.search.loop import TrialOutcome
+from pipeline.search.trial import TrialOutcome
+from pipeline.tracking import Client, ParentRun, names
 
+log = logging.getLogger(__name__)
 SERVING_REQUIREMENTS = ("mlflow", "xgboost", "scikit-learn", "pandas", "numpy", "joblib")
 IMPORTANCE_ROWS = 5000
 """Test rows the permutation importance scores (a seeded sample): one prediction per raw column, so this
@@ -46,18 +46,6 @@ class FinalModel:
     rounds: int | None
     train_rows: int
     train_seconds: float
-
-
-@dataclass(frozen=True)
-class Registration:
-    name: str
-    version: str
-    alias: str
-    model_id: str
-
-    @property
-    def uri(self) -> str:
-        return f"models:/{self.name}@{self.alias}"
 
 
 def refit(dataset: Dataset, best: TrialOutcome, refit_on: str, seed: int) -> FinalModel:
@@ -92,9 +80,15 @@ def predict(model: FinalModel, frame: pd.DataFrame) -> np.ndarray:
 
 
 def log_evaluation(
-    model: FinalModel, x_test: pd.DataFrame, y_test: np.ndarray, predictions: np.ndarray, metric: Metric, seed: int
+    parent: ParentRun,
+    model: FinalModel,
+    x_test: pd.DataFrame,
+    y_test: np.ndarray,
+    predictions: np.ndarray,
+    metric: Metric,
+    seed: int,
 ) -> None:
-    """Log the test predictions and the raw columns' importance on the active run, under ``evaluation/``:
+    """Log the test predictions and the raw columns' importance on the study's run, under ``evaluation/``:
     what the report's final-model plots are drawn from, so that they can be drawn again from MLflow alone.
 
     ``test_predictions.parquet`` holds ``y_true`` (the value, or the class index) and ``y_pred``
@@ -114,7 +108,7 @@ def log_evaluation(
     with tempfile.TemporaryDirectory() as tmp:
         frame.to_parquet(Path(tmp) / "test_predictions.parquet", index=False)
         (Path(tmp) / "feature_importance.json").write_text(json.dumps(importance, indent=1))
-        mlflow.log_artifacts(tmp, artifact_path="evaluation")
+        parent.log_folder(Path(tmp), names.EVALUATION_FOLDER)
 
 
 def permutation_importance(
@@ -140,71 +134,70 @@ def permutation_importance(
     return importance
 
 
-def log_and_register(
-    model: FinalModel,
-    x_test: pd.DataFrame,
-    expected: np.ndarray,
-    client: MlflowClient,
-    model_name: str,
-    tags: dict[str, str],
-) -> Registration:
-    """Log preprocessor + model on the active run, register a version, check it loads, then alias it.
-
-    ``expected`` are the in-process predictions on ``x_test`` (raw test rows) that the registered version,
-    loaded back, must reproduce before any alias moves.
-    """
+def log_model(
+    parent: ParentRun, model: FinalModel, x_test: pd.DataFrame, expected: np.ndarray, tags: dict[str, str]
+) -> tracking.models.LoggedModel:
+    """Log the preprocessor (``preprocessor/preprocessor.json``) and one pyfunc bundling preprocessor +
+    model on the study's run, with a signature and an input example of raw test rows."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         preprocessor_file = model.preprocessor.save(folder / "preprocessor.json")
-        mlflow.log_artifact(str(preprocessor_file), artifact_path="preprocessor")
+        parent.log_files([preprocessor_file], names.PREPROCESSOR_FOLDER)
         model_file = families.get(model.family).save(model.model, folder)
-        description = outputs.describe(model.family, model.task)
         description_file = folder / "model.json"
-        description_file.write_text(json.dumps(description))
-        example = x_test.head(5)
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(Path(__file__).with_name("serving.py")),
-            artifacts={
-                "preprocessor": str(preprocessor_file),
-                "model": str(model_file),
-                "description": str(description_file),
-            },
-            code_paths=[str(Path(pipeline.__file__).parent)],
-            signature=tracking.signature(example, outputs.output(expected[:5], model.task)),
-            input_example=example,
-            pip_requirements=_requirements(),
-            registered_model_name=model_name,
+        description_file.write_text(json.dumps(outputs.describe(model.family, model.task)))
+        return tracking.models.log_pyfunc(
+            loader=Path(__file__).with_name("serving.py"),
+            artifacts={"preprocessor": preprocessor_file, "model": model_file, "description": description_file},
+            code_paths=[Path(pipeline.__file__).parent],
+            example=x_test.head(5),
+            example_output=outputs.output(expected[:5], model.task),
+            requirements=_requirements(),
             tags=tags,
         )
-    version = str(info.registered_model_version)
-    _verify(client, model_name, version, x_test, outputs.output(expected, model.task))
-    if registry.champion_version(client, model_name) is None:
-        registry.promote(client, model_name, version, reason="first version of the model")
-        alias = registry.CHAMPION
-    else:  # a later version waits as challenger until a gate or a person promotes it
-        alias = registry.CHALLENGER
-        client.set_registered_model_alias(model_name, alias, version)
-    return Registration(name=model_name, version=version, alias=alias, model_id=info.model_id)
 
 
-def _verify(client: MlflowClient, name: str, version: str, x_test: pd.DataFrame, output: Any) -> None:
-    """Load the registered version back through pyfunc and score the test rows once."""
+def publish(
+    client: Client,
+    parent: ParentRun,
+    model: FinalModel,
+    x_test: pd.DataFrame,
+    expected: np.ndarray,
+    name: str,
+    tags: dict[str, str],
+) -> registry.Registration:
+    """Log the model on the study's run, register a version, check it loads and reproduces ``expected`` (the
+    in-process predictions on the raw test rows ``x_test``), then give it its role: the alias moves only
+    after that check, so a half-logged model never becomes ``champion``."""
+    logged = log_model(parent, model, x_test, expected, tags)
+    version = tracking.models.register(client, logged.uri, name, tags)
+    log.info("registered %s version %s", name, version)
+    verify(client, name, version, x_test, expected, model.task)
+    alias = registry.place_new_version(client, name, version)
+    return registry.Registration(name, version, alias, logged.model_id)
+
+
+def verify(client: Client, name: str, version: str, x_test: pd.DataFrame, expected: np.ndarray, task: Task) -> None:
+    """Load the registered version back through pyfunc, as anyone would, and check it reproduces the
+    in-process test predictions; the outcome is tagged on the version. Raises PipelineError if it does not."""
     started = time.perf_counter()
-    expected = outputs.scores(output)
+    want = outputs.scores(outputs.output(expected, task))
     try:
-        loaded = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-        got = outputs.scores(loaded.predict(x_test))
-    except (MlflowException, OSError, ValueError, KeyError) as error:
-        client.set_model_version_tag(name, version, "validation_status", "failed")
+        got = outputs.scores(tracking.models.load_pyfunc(f"models:/{name}/{version}").predict(x_test))
+    except (PipelineError, OSError, ValueError, KeyError) as error:
+        tracking.models.set_version_tags(client, name, version, {names.VALIDATION_STATUS: "failed"})
         raise PipelineError(
             f"registered {name} version {version} failed to load and predict: {error}; no alias was moved"
         ) from None
-    if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-5, atol=1e-4):
-        client.set_model_version_tag(name, version, "validation_status", "failed")
+    if got.shape != want.shape or not np.allclose(got, want, rtol=1e-5, atol=1e-4):
+        tracking.models.set_version_tags(client, name, version, {names.VALIDATION_STATUS: "failed"})
         raise PipelineError(f"registered {name} version {version} predicts differently once loaded; no alias was moved")
-    client.set_model_version_tag(name, version, "validation_status", "passed")
-    client.set_model_version_tag(name, version, "validation_seconds", f"{time.perf_counter() - started:.2f}")
+    tracking.models.set_version_tags(
+        client,
+        name,
+        version,
+        {names.VALIDATION_STATUS: "passed", names.VALIDATION_SECONDS: f"{time.perf_counter() - started:.2f}"},
+    )
 
 
 def _requirements() -> list[str]:

@@ -1,50 +1,82 @@
-"""The model registry's aliases: who is champion, who was before, promotion and rollback, each recorded.
+"""The model registry's roles: one champion, at most one challenger, promotion and rollback, each recorded.
 
-The champion's history lives in the registered model's ``champion_history`` tag (versions, oldest
-first), so ``rollback`` knows the previous champion even after several promotions.
+A version holds one role: promoting the challenger takes its challenger alias away. The champion's
+history lives in the registered model's ``champion_history`` tag (versions, oldest first), so
+``rollback`` knows the previous champion even after several promotions.
 """
 
 from __future__ import annotations
 
 import time
-
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+from dataclasses import dataclass
 
 from pipeline.errors import InputError
+from pipeline.tracking import Client, models
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "champion_history"
 
 
-def champion_version(client: MlflowClient, name: str) -> str | None:
-    try:
-        return str(client.get_model_version_by_alias(name, CHAMPION).version)
-    except MlflowException:
-        return None
+@dataclass(frozen=True)
+class Registration:
+    """A registered version and the role it holds now."""
+
+    name: str
+    version: str
+    alias: str
+    model_id: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}@{self.alias}"
 
 
-def champion_history(client: MlflowClient, name: str) -> list[str]:
-    tags = client.get_registered_model(name).tags
-    return [v for v in tags.get(HISTORY_TAG, "").split(",") if v]
+def champion_version(client: Client, name: str) -> str | None:
+    return models.version_by_alias(client, name, CHAMPION)
 
 
-def promote(client: MlflowClient, name: str, version: str, reason: str) -> str | None:
-    """Make ``version`` the champion; returns the version it replaced. Recorded on both versions."""
+def role_of(client: Client, name: str, version: str) -> str | None:
+    """``champion``, ``challenger`` or None: the alias ``version`` holds now."""
+    for alias in (CHAMPION, CHALLENGER):
+        if models.version_by_alias(client, name, alias) == version:
+            return alias
+    return None
+
+
+def place_new_version(client: Client, name: str, version: str) -> str:
+    """The first version of a model becomes champion; a later one waits as challenger until a gate or a
+    person promotes it. Returns the alias given. Idempotent: a version that already holds a role keeps it."""
+    if (role := role_of(client, name, version)) is not None:
+        return role
+    if champion_version(client, name) is None:
+        promote(client, name, version, reason="first version of the model")
+        return CHAMPION
+    models.set_alias(client, name, CHALLENGER, version)
+    return CHALLENGER
+
+
+def champion_history(client: Client, name: str) -> list[str]:
+    return [v for v in models.model_tags(client, name).get(HISTORY_TAG, "").split(",") if v]
+
+
+def promote(client: Client, name: str, version: str, reason: str) -> str | None:
+    """Make ``version`` the champion; returns the version it replaced. Recorded on both versions; the
+    challenger alias leaves ``version`` if it held it."""
     _require_version(client, name, version)
     previous = champion_version(client, name)
-    client.set_registered_model_alias(name, CHAMPION, version)
+    models.set_alias(client, name, CHAMPION, version)
+    if models.version_by_alias(client, name, CHALLENGER) == version:
+        models.delete_alias(client, name, CHALLENGER)
     history = [v for v in champion_history(client, name) if v != version] + [version]
-    client.set_registered_model_tag(name, HISTORY_TAG, ",".join(history))
-    client.set_model_version_tag(name, version, "promoted_at", _now())
-    client.set_model_version_tag(name, version, "promotion_reason", reason)
+    models.set_model_tag(client, name, HISTORY_TAG, ",".join(history))
+    models.set_version_tags(client, name, version, {"promoted_at": _now(), "promotion_reason": reason})
     if previous is not None and previous != version:
-        client.set_model_version_tag(name, version, "replaced_champion", previous)
-        client.set_model_version_tag(name, previous, "demoted_at", _now())
+        models.set_version_tags(client, name, version, {"replaced_champion": previous})
+        models.set_version_tags(client, name, previous, {"demoted_at": _now()})
     return previous
 
 
-def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
+def rollback(client: Client, name: str) -> tuple[str, str]:
     """Give the champion alias back to the previous champion; returns (from, to) versions."""
     current = champion_version(client, name)
     history = champion_history(client, name)
@@ -52,18 +84,18 @@ def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
         raise InputError(None, "--model-name", f"{name} has no previous champion to roll back to",
                          "promote a version explicitly with `python -m pipeline promote`")  # fmt: skip
     previous = history[-2]
-    client.set_registered_model_alias(name, CHAMPION, previous)
-    client.set_registered_model_tag(name, HISTORY_TAG, ",".join(history[:-1]))
-    client.set_model_version_tag(name, current, "rolled_back_at", _now())
-    client.set_model_version_tag(name, previous, "restored_by_rollback_at", _now())
+    models.set_alias(client, name, CHAMPION, previous)
+    if models.version_by_alias(client, name, CHALLENGER) == previous:
+        models.delete_alias(client, name, CHALLENGER)
+    models.set_model_tag(client, name, HISTORY_TAG, ",".join(history[:-1]))
+    models.set_version_tags(client, name, current, {"rolled_back_at": _now()})
+    models.set_version_tags(client, name, previous, {"restored_by_rollback_at": _now()})
     return current, previous
 
 
-def _require_version(client: MlflowClient, name: str, version: str) -> None:
-    try:
-        client.get_model_version(name, version)
-    except MlflowException:
-        raise InputError(None, "--version", f"{name} has no version {version}", "see its versions in the UI") from None
+def _require_version(client: Client, name: str, version: str) -> None:
+    if not models.version_exists(client, name, version):
+        raise InputError(None, "--model-version", f"{name} has no version {version}", "see its versions in the UI")
 
 
 def _now() -> str:

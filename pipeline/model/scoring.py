@@ -1,7 +1,8 @@
 """Batch scoring: raw rows from a CSV or Parquet file through a registered model, to a file.
 
-The input's columns are checked against the model's signature before anything is predicted, and the
-output is written to a temporary name and renamed, so a failed run never leaves a half-written file.
+The output's extension and the input's columns and types are checked against the model's signature
+before anything is predicted, and the output is written to a temporary name and renamed, so a failed run
+never leaves a half-written file.
 """
 
 from __future__ import annotations
@@ -11,16 +12,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from pipeline.data import read_table
-from pipeline.errors import InputError, PipelineError
+from pipeline.errors import InputError
+from pipeline.tracking import Client, models
 
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+OUTPUT_SUFFIXES = (".csv", ".parquet")
 
 
 @dataclass(frozen=True)
@@ -31,36 +31,32 @@ class Scored:
     output: Path
 
 
-def score_file(client: MlflowClient, model_uri: str, input_file: Path, output_file: Path) -> Scored:
+def score_file(client: Client, model_uri: str, input_file: Path, output_file: Path) -> Scored:
     """Predict every row of ``input_file`` with ``model_uri`` and write them, with the version used."""
+    if output_file.suffix not in OUTPUT_SUFFIXES:
+        raise InputError(output_file, "--output", "must end in .csv or .parquet", "rename the output file")
     name, version = resolve_version(client, model_uri)
     if not input_file.is_file():
-        raise InputError(input_file, None, "file not found", "give a .csv or .parquet file")
+        raise InputError(input_file, "--input", "file not found", "give a .csv or .parquet file")
     frame = read_table(input_file)
     pinned = f"models:/{name}/{version}"  # the alias could move while we score: use the version it named
-    try:
-        model = mlflow.pyfunc.load_model(pinned)
-    except (MlflowException, OSError) as error:
-        raise PipelineError(f"cannot load {pinned}: {str(error).splitlines()[0][:300]}") from None
-    schema = model.metadata.get_input_schema()
-    if schema is not None:
-        missing = [c for c in schema.input_names() if c not in frame.columns]
+    model = models.load_pyfunc(pinned)
+    columns = models.input_columns(model)
+    if columns is not None:
+        missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise InputError(
                 input_file,
                 None,
                 f"lacks the column(s) {', '.join(missing)} that {pinned} needs",
-                f"the model reads: {', '.join(schema.input_names())}",
+                f"the model reads: {', '.join(columns)}",
             )
-        frame = frame[schema.input_names()]
+        frame = frame[columns]
     try:
-        predictions = model.predict(frame)
-    except MlflowException as error:
+        predictions = models.predict(model, frame)
+    except models.SchemaError as error:
         raise InputError(
-            input_file,
-            None,
-            f"does not match {pinned}'s signature: {str(error).splitlines()[0][:300]}",
-            "convert the columns to the types the model was trained on",
+            input_file, None, f"does not match {pinned}'s signature: {error}", _type_fix(model, frame)
         ) from None
     out = (
         predictions.copy()
@@ -72,7 +68,18 @@ def score_file(client: MlflowClient, model_uri: str, input_file: Path, output_fi
     return Scored(rows=len(out), model_name=name, model_version=version, output=output_file)
 
 
-def resolve_version(client: MlflowClient, model_uri: str) -> tuple[str, str]:
+def _type_fix(model: object, frame: pd.DataFrame) -> str:
+    """Which columns hold another type than the model's signature expects, and what it expects."""
+    expected = models.input_types(model)
+    wrong = [
+        f"{column} holds {frame[column].dtype} where the model expects {kind}"
+        for column, kind in expected.items()
+        if column in frame.columns and not models.compatible(frame[column], kind)
+    ]
+    return "; ".join(wrong) + "; convert them" if wrong else "convert the columns to the types the model was trained on"
+
+
+def resolve_version(client: Client, model_uri: str) -> tuple[str, str]:
     match = MODEL_URI.match(model_uri)
     if not match:
         raise InputError(
@@ -82,22 +89,22 @@ def resolve_version(client: MlflowClient, model_uri: str) -> tuple[str, str]:
             "write models:/NAME@ALIAS or models:/NAME/VERSION",
         )
     name = match["name"]
-    try:
-        if match["alias"]:
-            return name, str(client.get_model_version_by_alias(name, match["alias"]).version)
-        return name, str(client.get_model_version(name, match["version"]).version)
-    except MlflowException:
+    version = (
+        models.version_by_alias(client, name, match["alias"])
+        if match["alias"]
+        else (match["version"] if models.version_exists(client, name, match["version"]) else None)
+    )
+    if version is None:
         raise InputError(
             None,
             "--model",
             f"{model_uri} does not exist in the registry",
             "check the model name and the alias or version",
-        ) from None
+        )
+    return name, version
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
-    if path.suffix not in (".csv", ".parquet"):
-        raise InputError(path, None, "output must end in .csv or .parquet", "rename the output file")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     if path.suffix == ".parquet":

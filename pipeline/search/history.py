@@ -23,17 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, StudyLocked
 
 log = logging.getLogger(__name__)
 
 DEFAULT_STATE_DIR = Path(".pipeline")
-
-
-class StudyLocked(PipelineError):
-    """Another process runs this study: exit code 3, so a scheduler can tell it from a failure."""
-
-    exit_code = 3
 
 
 @dataclass

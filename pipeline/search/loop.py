@@ -14,11 +14,10 @@ from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Any
 
-from mlflow.tracking import MlflowClient
 from tqdm import tqdm
 
 from pipeline import tracking
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, TooManyFailures
 from pipeline.families import TrainingData
 from pipeline.metrics import Metric, Task
 from pipeline.search import optimizer, spark
@@ -82,15 +81,11 @@ class SearchSettings:
 class RunContext:
     """Where trials are logged: the tracking client, the experiment and the study's parent run."""
 
-    client: MlflowClient
+    client: tracking.Client
     experiment_id: str
     parent_run_id: str
     tags: dict[str, str]
     """Provenance tags stamped on every trial run (space hash, data fingerprint, git commit)."""
-
-
-class TooManyFailures(PipelineError):
-    """More than the allowed share of trials failed: the study stops and nothing is registered."""
 
 
 def run_search(

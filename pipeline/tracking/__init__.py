@@ -1,3 +1,62 @@
-"""The only package that talks to MLflow (the served pyfunc model aside): the store, runs, models, names."""
+"""The only package that talks to MLflow (the served pyfunc model in ``model/serving.py`` aside).
 
-from pipeline.tracking.store import *  # noqa: F403
+``store``: connecting and experiments; ``runs``: trial runs, the study's parent run, clean-up after a crash;
+``models``: logging, registering and loading models; ``names``: every tag, metric and folder name written.
+"""
+
+import os
+
+# Progress bars of artifact downloads would interleave with the study's own on stderr (and fill a notebook).
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# Against a tracking server MLflow prints two "View run" links per terminated run: 60 lines for 30 trials.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+from mlflow.tracking import MlflowClient as Client
+
+from pipeline.tracking import models, names
+from pipeline.tracking.runs import (
+    LOCKED_RETRIES,
+    ParentRun,
+    TrialWriter,
+    child_runs,
+    kill_orphaned_parents,
+    log_trial,
+    open_parent,
+    retire_run,
+    runs_tagged,
+    studies_named,
+)
+from pipeline.tracking.store import (
+    DEFAULT_TRACKING_URI,
+    connect,
+    experiment_id,
+    git_commit,
+    log_params,
+    pointed_at,
+    resolve_uri,
+    signature,
+)
+
+__all__ = [
+    "DEFAULT_TRACKING_URI",
+    "LOCKED_RETRIES",
+    "Client",
+    "ParentRun",
+    "TrialWriter",
+    "child_runs",
+    "connect",
+    "experiment_id",
+    "git_commit",
+    "kill_orphaned_parents",
+    "log_params",
+    "log_trial",
+    "models",
+    "names",
+    "open_parent",
+    "pointed_at",
+    "resolve_uri",
+    "retire_run",
+    "runs_tagged",
+    "signature",
+    "studies_named",
+]

@@ -11,8 +11,9 @@ from cli import REPO, run_cli, write_study
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import InputError
-from pipeline.retrain import RetrainOptions, windows
 from pipeline.retrain import retrain as run_retrain
+from pipeline.retrain import windows
+from pipeline.study import Study
 
 DEGENERATE_SPACE = {
     "model": "xgboost",
@@ -27,10 +28,10 @@ DEGENERATE_SPACE = {
 def retrain_here(workdir, study, as_of: str) -> dict:
     """The retrain command's work in this process, on the CLI's store and state folder: for checks whose
     command-line side the monthly fixture already covers."""
-    options = RetrainOptions(study, as_of=as_of, tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
-                             state_dir=workdir / ".pipeline", show_progress=False)  # fmt: skip
+    loaded = Study.from_file(study, tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
+                             state_dir=workdir / ".pipeline", progress=False)  # fmt: skip
     try:
-        return run_retrain(options)
+        return run_retrain(loaded, as_of=as_of).to_dict()
     finally:
         mlflow.set_tracking_uri(None)
 

@@ -83,7 +83,7 @@ def test_promote_then_rollback_moves_the_champion_and_records_it(two_versions):
     workdir, client = two_versions
     assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "2"
 
-    promoted = run_cli(workdir, "promote", "--model-name", MODEL, "--version", "2")
+    promoted = run_cli(workdir, "promote", "--model-name", MODEL, "--model-version", "2")
     assert promoted.returncode == 0, promoted.stderr
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "2"
     assert client.get_model_version(MODEL, "2").tags["replaced_champion"] == "1"

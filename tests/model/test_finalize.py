@@ -152,9 +152,9 @@ def store(tmp_path_factory: pytest.TempPathFactory):
 def register(store, model: finalize.FinalModel, x_test: pd.DataFrame, name: str, **tags: str):
     """Log and register ``model`` inside a run of its own, as ``run`` does inside the study's parent run."""
     client, experiment = store
-    with mlflow.start_run(experiment_id=experiment) as run:
-        registration = finalize.log_and_register(model, x_test, finalize.predict(model, x_test), client, name, tags)
-    return registration, run.info.run_id
+    with tracking.open_parent(client, experiment_id=experiment) as parent:
+        registration = finalize.publish(client, parent, model, x_test, finalize.predict(model, x_test), name, tags)
+    return registration, parent.run_id
 
 
 @pytest.fixture(scope="module")
@@ -309,10 +309,10 @@ def test_evaluation_logs_what_the_report_draws_the_final_model_from(store, searc
     predictions = finalize.predict(model, x_test)
     client, experiment = store
 
-    with mlflow.start_run(experiment_id=experiment) as run:
-        finalize.log_evaluation(model, x_test, y_test, predictions, metric, SEED)
+    with tracking.open_parent(client, experiment_id=experiment) as parent:
+        finalize.log_evaluation(parent, model, x_test, y_test, predictions, metric, SEED)
 
-    local = Path(client.download_artifacts(run.info.run_id, "evaluation", str(tmp_path)))
+    local = Path(client.download_artifacts(parent.run_id, "evaluation", str(tmp_path)))
     frame = pd.read_parquet(local / "test_predictions.parquet")
     np.testing.assert_array_equal(frame["y_true"], y_test)
     if kind == REGRESSION:

@@ -14,9 +14,9 @@ from pipeline import families, spaces
 from pipeline.metrics import BINARY, METRICS, MULTICLASS, REGRESSION
 from pipeline.model import finalize
 from pipeline.reporting import plots
-from pipeline.run import REPO_ROOT
 from pipeline.search import optimizer
 from pipeline.search.loop import TrialOutcome
+from pipeline.study import REPO_ROOT
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TRIAL_PLOTS = (plots.optimization_history, plots.parameter_importance, plots.parallel_coordinates, plots.slices)

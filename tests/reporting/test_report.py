@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from pipeline.errors import InputError
 from pipeline.metrics import BINARY
 from pipeline.reporting import report
-from pipeline.run import RunOptions, run_study
+from pipeline.study import Study
 
 LEAVES = {"distribution": "quniform", "low": 4, "high": 32, "q": 1}
 SPACE = {
@@ -48,8 +48,7 @@ def run_small_study(folder: Path, spec: dict, store_uri: str, **settings) -> dic
     space.write_text(yaml.safe_dump(SPACE))
     names = {"name": folder.name, "experiment": "report", "model_name": folder.name}
     study.write_text(yaml.safe_dump(names | {"dataset": str(dataset), "space": str(space), "seed": 4} | settings))
-    options = RunOptions(study=study, tracking_uri=store_uri, state_dir=folder / "state", show_progress=False)
-    return run_study(options)
+    return Study.from_file(study, tracking_uri=store_uri, state_dir=folder / "state", progress=False).run().to_dict()
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,8 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipeline import tracking
 from pipeline.errors import TrackingError
-from pipeline.tracking import TrialRecord, TrialWriter
+from pipeline.search.trial import TrialRecord
+from pipeline.tracking import TrialWriter
 
 CURVE_POINTS = 2345
 """More than two of MLflow's 1000-metrics-per-call batches."""

