@@ -318,12 +318,15 @@ class Study:
         *,
         name: str,
         seed: int,
-        warm_start: tuple[dict[str, Any], ...],
-        tags: Mapping[str, str],
+        max_evals: int | None = None,
+        warm_start: tuple[dict[str, Any], ...] = (),
+        tags: Mapping[str, str] | None = None,
     ) -> Study:
-        """This study on other partitions (a retrain's monthly window): its own name, seed and warm start."""
+        """This study on other partitions (a retrain's monthly window): its own name, seed, budget and warm
+        start. The data is read once: a window of a study whose data is loaded for the same split shares it."""
+        budget = {"max_evals": max_evals} if max_evals is not None else {}
         windowed = Study(
-            self.config.model_copy(update={"name": name, "seed": seed}),
+            self.config.model_copy(update={"name": name, "seed": seed} | budget),
             self.dataset_config.model_copy(update={"split": split}),
             self.space,
             sources=self.sources,

@@ -124,8 +124,8 @@ def train(
 
 def _best_round(booster: xgb.Booster, curve: list[float], eval_metric: str) -> int:
     """Early stopping's best round; a trial pruned before early stopping recorded one takes its curve's."""
-    if booster.attr("best_iteration") is not None:
-        return int(booster.attr("best_iteration"))
+    if (best := booster.attr("best_iteration")) is not None:
+        return int(best)
     return int(np.argmax(curve) if eval_metric in MAXIMIZED_CURVES else np.argmin(curve))
 
 
@@ -200,11 +200,12 @@ class XGBoostFamily(Family):
     def validation_score(self, fitted: Fitted, data: TrainingData, task: Task, metric_name: str) -> float:
         """Read off the early-stopping curve when the metric is a function of it: no second prediction."""
         metric = METRICS[metric_name]
-        if metric.from_curve is not None and fitted.curve:
+        if metric.from_curve is not None and fitted.curve and fitted.best_iteration is not None:
             return metric.from_curve(fitted.curve[fitted.best_iteration], data.y_validation)
         return super().validation_score(fitted, data, task, metric_name)
 
     def trained_model(self, fitted: Fitted) -> xgb.Booster:
+        assert fitted.best_iteration is not None, "an xgboost fit always records its best round"
         return fitted.model[: fitted.best_iteration + 1]
 
     def refit(

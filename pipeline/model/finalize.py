@@ -97,7 +97,7 @@ def log_evaluation(
     served = outputs.output(predictions, model.task)
     frame = pd.DataFrame({"y_true": y_test})
     if model.task.classification:
-        frame = frame.join(served.drop(columns="label"))
+        frame = frame.join(pd.DataFrame(served).drop(columns="label"))
     else:
         frame["y_pred"] = served
     importance = {

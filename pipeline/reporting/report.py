@@ -83,7 +83,7 @@ def find_study(client: MlflowClient, experiment: str | None, run_id: str | None)
             raise InputError(None, "--run-id", f"run {run_id} is not a study's parent run", _LIST_STUDIES)
         return run_id
     if experiment is None:
-        from pipeline.run import default_study_file  # the run command's module pulls in the whole pipeline
+        from pipeline.study import default_study_file  # the run command's module pulls in the whole pipeline
 
         experiment = config.load_study(default_study_file()).experiment
     finished = [r for r in runs.studies(client, experiment) if r.info.status == "FINISHED"]

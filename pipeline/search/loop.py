@@ -180,8 +180,8 @@ def run_search(
         raise TooManyFailures(f"study stopped: {stop[0]}; first error: {failed[0].error}")
     best = _best(outcomes, metric)
     if best is None:
-        first = failed[0].error if failed else "no trial ran"
-        raise PipelineError(f"all {len(outcomes)} trials failed; first error: {first}")
+        first_error = failed[0].error if failed else "no trial ran"
+        raise PipelineError(f"all {len(outcomes)} trials failed; first error: {first_error}")
     reason = stop[0] if stop else f"max_evals ({settings.max_evals}) reached"
     return SearchResult(
         trials=outcomes,

@@ -86,7 +86,8 @@ class Trainer:
         record = TrialRecord(number=number, params=params, tags=dict(self.tags), start_ms=start_ms)
         metric, data, task = self.metric, self.data, self.task
         try:
-            family = families.get(params[MODEL_KEY])
+            family = families.get(str(params[MODEL_KEY]))
+            assert data is not None, "a Spark worker's trainer receives its data before it runs a trial"
             params = record.params = family.placed(params, self.device)
             fitted = family.fit(params, data, task, metric.name, self.seed, self.should_prune(family.name))
             value = family.validation_score(fitted, data, task, metric.name)

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import mlflow
-import mlflow.data
 import pandas as pd
+from mlflow.data.pandas_dataset import from_pandas
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
@@ -25,7 +25,7 @@ from pipeline.errors import TrackingError
 from pipeline.metrics import METRICS
 from pipeline.search.trial import TrialRecord, now_ms
 from pipeline.tracking import names
-from pipeline.tracking.store import log_params, signature
+from pipeline.tracking.store import log_params, schema
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -81,14 +81,14 @@ class TrialWriter:
 
     def raise_if_failed(self) -> None:
         for number, future in self._pending:
-            if future.done() and future.exception() is not None:
-                raise _write_failed(number, future.exception())
+            if future.done() and (error := future.exception()) is not None:
+                raise _write_failed(number, error)
 
     def close(self) -> None:
         try:
             for number, future in self._pending:
-                if future.exception() is not None:
-                    raise _write_failed(number, future.exception())
+                if (error := future.exception()) is not None:
+                    raise _write_failed(number, error)
         finally:
             self._pool.shutdown(wait=True)
 
@@ -234,10 +234,8 @@ class ParentRun:
         for split, frame, digest in splits:
             with warnings.catch_warnings():  # a local path matches two of MLflow's source kinds; either is right
                 warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-                logged = mlflow.data.from_pandas(
-                    frame, source=source, targets=target, name=f"{name}-{split}", digest=digest
-                )
-            logged.schema = signature(frame.head(SCHEMA_SAMPLE_ROWS)).inputs
+                logged = from_pandas(frame, source=source, targets=target, name=f"{name}-{split}", digest=digest)
+            logged.schema = schema(frame.head(SCHEMA_SAMPLE_ROWS))
             mlflow.log_input(logged, context=contexts.get(split, split))
 
 

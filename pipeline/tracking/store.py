@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow.entities import Param, RunTag
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.tracking import MlflowClient
+from mlflow.types.schema import AnyType, ColSpec, Schema
 
 from pipeline.errors import TrackingError
 
@@ -72,15 +72,32 @@ def log_params(client: MlflowClient, run_id: str, params: dict[str, Any], tags: 
     client.log_batch(run_id, params=items, tags=[RunTag(k, v) for k, v in (tags or {}).items()])
 
 
-def signature(inputs: pd.DataFrame, outputs: np.ndarray | None = None) -> ModelSignature:
-    """The model/dataset schema of ``inputs`` with their dtypes as they are in the data.
+def signature(inputs: pd.DataFrame, outputs: Any = None) -> ModelSignature:
+    """A served model's schema: every raw column required by name, numeric columns typed ``any``.
 
-    MLflow's hint that integer columns cannot hold missing values is moot here: the data a model or dataset
-    meets later comes from the same source, with the same dtypes.
+    Real tables have gaps and whole numbers: typed ``long``, one missing value in a row to score fails
+    MLflow's schema enforcement ("Can not safely convert float64 to int64"), and typed ``double``, an
+    integer column does ("Can not safely convert int64 to float64"), in ``mlflow.pyfunc``, in ``mlflow
+    models serve`` and so in ``predict``. As ``any`` they take integers, floats and missing values alike;
+    the preprocessor turns them into numbers (``predict`` names a column holding text instead).
     """
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # MLflow's hint about integer columns: what the ``any`` type settles
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
-        return infer_signature(inputs, outputs)
+        inferred = infer_signature(inputs) if outputs is None else infer_signature(inputs, outputs)
+    columns = [
+        ColSpec(AnyType(), spec.name, required=spec.required)
+        if spec.name is not None and pd.api.types.is_numeric_dtype(inputs[spec.name])
+        else spec
+        for spec in inferred.inputs.inputs
+    ]
+    return ModelSignature(inputs=Schema(columns), outputs=inferred.outputs)
+
+
+def schema(frame: pd.DataFrame) -> Schema:
+    """The schema of a logged dataset: its columns with their dtypes as they are in the data."""
+    with warnings.catch_warnings():  # the hint that integer columns cannot hold missing values is for models
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        return infer_signature(frame).inputs
 
 
 def git_commit(path: Path) -> str | None:

@@ -73,6 +73,39 @@ def test_rows_missing_a_model_column_are_refused_naming_file_and_column(two_vers
     assert not (workdir / "never.parquet").exists()
 
 
+def test_rows_with_a_gap_in_every_column_are_scored(two_versions, flights_dir):
+    """Integer columns (hour, minute, distance) included: the signature types numbers as ``any``."""
+    workdir, client = two_versions
+    rows = april(flights_dir, len(RAW_COLUMNS) + 5)[RAW_COLUMNS].reset_index(drop=True)
+    rows = rows.astype({c: "float64" for c in RAW_COLUMNS if pd.api.types.is_integer_dtype(rows[c])})
+    for i, column in enumerate(RAW_COLUMNS):
+        rows.loc[i, column] = None
+    source, target = workdir / "gaps.csv", workdir / "gaps-scored.csv"
+    rows.to_csv(source, index=False)
+
+    scoring.score_file(client, f"models:/{MODEL}@champion", source, target)
+
+    assert pd.read_csv(target)["prediction"].notna().all()
+
+
+def test_text_in_a_numeric_column_is_refused_naming_the_column_and_value(two_versions, flights_dir):
+    workdir, client = two_versions
+    rows = april(flights_dir, 20).astype({"distance": "object"})
+    rows.loc[3, "distance"] = "far"
+    source = workdir / "text.csv"
+    rows.to_csv(source, index=False)
+    with pytest.raises(
+        InputError, match=r"text\.csv: column distance holds text such as 'far' where .* expects numbers"
+    ):
+        scoring.score_file(client, f"models:/{MODEL}@champion", source, workdir / "never.csv")
+
+
+def test_an_output_that_is_not_csv_or_parquet_is_refused_before_scoring(two_versions, flights_dir):
+    workdir, client = two_versions
+    with pytest.raises(InputError, match=r"scored\.xlsx: --output: must end in \.csv or \.parquet"):
+        scoring.score_file(client, f"models:/{MODEL}@nobody", flights_dir / "2013-04.parquet", workdir / "scored.xlsx")
+
+
 def test_an_unknown_alias_is_refused(two_versions, flights_dir):
     workdir, client = two_versions
     with pytest.raises(InputError, match="does not exist"):

@@ -205,6 +205,22 @@ def test_champion_loaded_by_alias_predicts_raw_rows_like_finalize_predict(regist
     assert not np.array_equal(got, finalize.predict(refitted["train"], rows))  # it is the champion, not version 2
 
 
+def test_champion_takes_a_missing_value_in_every_column_even_those_that_were_integers(registered, searched, refitted):
+    """Real rows have gaps: the signature types integer columns as double, so a NaN is scored, not refused."""
+    x_test, _ = searched.dataset.xy("test")
+    integers = [c for c in x_test.columns if pd.api.types.is_integer_dtype(x_test[c])]
+    assert integers, "the flights features include integer columns (hour, minute, distance)"
+    rows = x_test.head(len(x_test.columns) + 1).reset_index(drop=True).astype({c: "float64" for c in integers})
+    for i, column in enumerate(x_test.columns):
+        rows[column] = rows[column].astype("object" if rows[column].dtype == "object" else rows[column].dtype)
+        rows.loc[i, column] = np.nan if pd.api.types.is_numeric_dtype(rows[column]) else None
+
+    got = np.asarray(mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion").predict(rows), dtype=np.float64)
+
+    assert np.isfinite(got).all()
+    np.testing.assert_array_equal(got, finalize.predict(refitted["train_validation"], rows))
+
+
 # --- a classifier, and a family other than xgboost ------------------------------------------------------
 
 

@@ -240,7 +240,8 @@ def test_signature_of_integer_columns_emits_no_integer_hint():
 
     assert not [w for w in caught if "Inferred schema contains integer column" in str(w.message)]
     assert signature.inputs.input_names() == ["hour", "distance", "origin"]
-    assert signature.inputs.input_types()[0] == DataType.long
+    assert str(signature.inputs.input_types()[0]) == "Any"  # a row to score may lack the value or hold a float
+    assert signature.inputs.input_types()[2] == DataType.string
     assert signature.outputs is not None
 
 
