@@ -305,12 +305,12 @@ def test_binary_positive_when_above_gives_classes_0_1_and_drops_missing_targets(
     assert "arr_delay" not in dataset.feature_columns
 
 
-def test_binary_positive_when_equals_a_category(dataset_file, flights_dir):
+def test_binary_positive_when_equals_a_category_keeps_its_name(dataset_file, flights_dir):
     dataset = load(
         variant(dataset_file, task="binary", target="origin", positive_when={"equals": "JFK"}, features=ORIGIN_FEATURES)
     )
 
-    assert dataset.task == Task("binary", (0, 1))
+    assert dataset.task == Task("binary", ("not_JFK", "JFK")), "three airports: the rest is not_JFK"
     assert dataset.dropped_missing_target == 0
     raw = pd.read_parquet(flights_dir / "2013-02.parquet")
     _, y = dataset.xy("validation")
