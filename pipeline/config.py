@@ -299,6 +299,8 @@ class ReadOptions(_Strict):
     null, ...)."""
     encoding: str = "utf-8"
     """The text encoding of the file: ``latin-1``, ``cp1252``, ``utf-16``, ... (checked when it is read)."""
+    decimal: Literal[".", ","] = "."
+    """The decimal mark of numbers: ``,`` for ``3,14`` (with a separator other than ``,``)."""
 
 
 class DatasetConfig(_Strict):

@@ -225,7 +225,12 @@ def _read_csv(path: Path, source: Path, key: str | None, options: ReadOptions) -
         ) from None
     try:
         frame = pd.read_csv(
-            path, sep=options.separator, na_values=options.na_values, encoding=options.encoding, low_memory=False
+            path,
+            sep=options.separator,
+            na_values=options.na_values,
+            encoding=options.encoding,
+            decimal=options.decimal,
+            low_memory=False,
         )
     except UnicodeError as error:
         raise InputError(

@@ -453,5 +453,6 @@ def leak_score(feature: pd.Series, target: pd.Series, classification: bool, seed
     half = len(rows) // 2
     if len(np.unique(y[:half])) < 2 or len(np.unique(y[half:])) < 2:
         return float("nan")
-    tree = model(min_samples_leaf=20, random_state=seed).fit(x[:half], y[:half])
+    leaf = int(np.clip(half // 100, 1, 20))  # coarse leaves average noise away, but small samples need fine ones
+    tree = model(min_samples_leaf=leaf, random_state=seed).fit(x[:half], y[:half])
     return float(score(y[half:], tree.predict(x[half:])))
