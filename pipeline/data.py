@@ -135,8 +135,11 @@ def load_dataset(config: DatasetConfig, file: Path) -> Dataset:
 
 
 def fingerprint(files: list[Path], config: DatasetConfig) -> str:
-    """A hash of the bytes read and of the dataset declaration: it changes when either does."""
-    digest = hashlib.sha256(config.model_dump_json().encode())
+    """A hash of the bytes read and of the dataset declaration: it changes when either does.
+
+    Settings left at their defaults are not hashed, so a new optional key (``read``, ``split.group``) does
+    not change the fingerprint of a dataset file that does not use it."""
+    digest = hashlib.sha256(config.model_dump_json(exclude_defaults=True).encode())
     for path in files:
         digest.update(path.name.encode())
         with path.open("rb") as handle:
