@@ -340,7 +340,10 @@ def feature_roles(config: DatasetConfig, train: pd.DataFrame, file: Path, classi
     crossed = [list(group) for group in config.features.crossed]
     columns = {name: train[name] for name in train.columns}
     columns |= _categorical_text(train, list(config.features.categorical), crossed)
-    roles = [_role(config, name, train[name], file) for name in train.columns]
+    roles = []
+    for name in train.columns:
+        role, reason, warn = _role(config, name, train[name], file)
+        roles.append((ColumnRole(name, role, reason), warn))
     roles += [
         (ColumnRole(cross_name(group), CROSSED, f"features.crossed: {' x '.join(group)}"), False) for group in crossed
     ]
@@ -373,13 +376,9 @@ def _screen(
     return ColumnRole(role.column, role.role, f"{role.reason}; {note}"), True
 
 
-def _role(config: DatasetConfig, name: str, values: pd.Series, file: Path) -> tuple[ColumnRole, bool]:
-    """The role of one raw column, and whether the reason deserves a warning."""
-    role, reason, warn = _decide(config, name, values, file)
-    return ColumnRole(name, role, reason), warn
-
-
-def _decide(config: DatasetConfig, name: str, values: pd.Series, file: Path) -> tuple[str, str, bool]:
+def _role(config: DatasetConfig, name: str, values: pd.Series, file: Path) -> tuple[str, str, bool]:
+    """The role of one raw column, why, and whether the reason deserves a warning (a column left out that
+    the user may have counted on)."""
     numbers = pd.api.types.is_numeric_dtype(values)
     if name == config.target:
         return TARGET, "target", False
