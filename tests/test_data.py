@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from pipeline import config
-from pipeline.data import Dataset, class_indices, load_dataset
+from pipeline.data import Dataset, assign_units, binary_labels, class_indices, load_dataset
 from pipeline.errors import InputError
+from pipeline.features import LEAK_SCORE, MAX_CATEGORIES, Preprocessor, leak_score
 from pipeline.metrics import Task
 
 FEATURES = ["origin", "dest", "carrier", "distance", "dep_time", "sched_dep_time", "hour", "minute"]
@@ -305,12 +306,12 @@ def test_binary_positive_when_above_gives_classes_0_1_and_drops_missing_targets(
     assert "arr_delay" not in dataset.feature_columns
 
 
-def test_binary_positive_when_equals_a_category(dataset_file, flights_dir):
+def test_binary_positive_when_equals_a_category_keeps_its_name(dataset_file, flights_dir):
     dataset = load(
         variant(dataset_file, task="binary", target="origin", positive_when={"equals": "JFK"}, features=ORIGIN_FEATURES)
     )
 
-    assert dataset.task == Task("binary", (0, 1))
+    assert dataset.task == Task("binary", ("not_JFK", "JFK")), "three airports: the rest is not_JFK"
     assert dataset.dropped_missing_target == 0
     raw = pd.read_parquet(flights_dir / "2013-02.parquet")
     _, y = dataset.xy("validation")
@@ -371,3 +372,362 @@ def test_positive_when_needs_exactly_one_rule(dataset_file):
     file = variant(dataset_file, **LATE | {"positive_when": {"above": 15, "equals": 1}})
     with pytest.raises(InputError, match="exactly one of 'above' or 'equals'"):
         config.load_dataset(file)
+
+
+# --- tables nobody here wrote (tests/quirks, one quirk each) -------------------------------------------
+
+QUIRKS = Path(__file__).parent / "quirks"
+
+
+def quirk(name: str, folder: Path | None = None, **changes: object) -> Dataset:
+    """The quirk table's dataset as its committed dataset file declares it, or with keys replaced (the
+    changed file is written to ``folder``)."""
+    if not changes:
+        return load(QUIRKS / f"{name}.yaml")
+    return load(write_spec(quirk_spec(name) | changes, folder))
+
+
+def quirk_spec(name: str) -> dict:
+    return yaml.safe_load((QUIRKS / f"{name}.yaml").read_text())
+
+
+def write_spec(spec: dict, folder: Path) -> Path:
+    """A dataset file for ``spec`` in ``folder``; a relative ``path`` is one of tests/quirks."""
+    file = folder / "dataset.yaml"
+    file.write_text(yaml.safe_dump(spec | {"path": str(QUIRKS / spec["path"])}, sort_keys=False))
+    return file
+
+
+def roles(dataset: Dataset) -> dict[str, tuple[str, str]]:
+    return {r.column: (r.role, r.reason) for r in dataset.roles.columns}
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in QUIRKS.glob("*.yaml")))
+def test_every_quirk_table_loads_with_a_role_for_every_column(name):
+    dataset = quirk(name)
+    table = dataset.roles.table()
+    assert list(table.columns) == ["column", "role", "reason"]
+    assert set(table["role"]) <= {"categorical", "numeric", "crossed", "dropped", "target"}
+    assert (table["reason"].str.len() > 0).all()
+    assert dataset.feature_columns == dataset.roles.raw_features
+    assert list(dataset.train.columns) == [*dataset.roles.raw_features, dataset.config.target]
+    assert len(dataset.train) > len(dataset.validation) > 0
+
+
+def test_generated_quirk_files_are_the_committed_ones(tmp_path):
+    """The committed tables are exactly what the script writes: reproducible, and not edited by hand."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("generate", QUIRKS / "generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    generate.HERE = tmp_path
+    generate.main()
+    for written in tmp_path.iterdir():
+        assert written.read_bytes() == (QUIRKS / written.name).read_bytes(), written.name
+
+
+@pytest.mark.parametrize("name", ["compressed", "zipped"])
+def test_compressed_and_zipped_csv_read_as_the_plain_table(name):
+    assert roles(quirk(name))["size"][0] == "numeric"
+    assert len(quirk(name).train) == 300 - 60 - 60
+
+
+@pytest.mark.parametrize("suffix", [".csv.bz2", ".csv.xz", ".parquet"])
+def test_bz2_xz_and_parquet_files_read(tmp_path, suffix):
+    frame = pd.read_csv(QUIRKS / "integer_gaps.csv")
+    path = tmp_path / f"table{suffix}"
+    frame.to_parquet(path) if suffix == ".parquet" else frame.to_csv(path, index=False)
+    dataset = quirk("integer_gaps", tmp_path, path=str(path))
+    assert dataset.files == (path,)
+    assert len(dataset.train) + len(dataset.validation) + len(dataset.test) == len(frame)
+
+
+def test_partition_folder_of_compressed_csv_files(tmp_path, dataset_file, flights_dir):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for month in (1, 2, 3):
+        pd.read_parquet(flights_dir / f"2013-0{month}.parquet").to_csv(folder / f"2013-0{month}.csv.gz", index=False)
+    dataset = load(variant(dataset_file, path=str(folder)))
+    assert [p.name for p in dataset.files] == ["2013-01.csv.gz", "2013-02.csv.gz", "2013-03.csv.gz"]
+    assert len(dataset.train) == len(load(dataset_file).train)
+
+
+def test_na_values_make_question_marks_missing(tmp_path):
+    dataset = quirk("na_strings")
+    assert dataset.train["rooms"].dtype == np.float64 and dataset.train["rooms"].isna().any()
+    assert roles(dataset)["rooms"][0] == "numeric"
+    without = quirk("na_strings", tmp_path, read={})
+    assert roles(without)["rooms"][0] == "dropped", "'?' leaves a column of text, left out without na_values"
+
+
+def test_semicolon_latin1_file_with_decimal_commas():
+    dataset = quirk("semicolon_latin1")
+    assert set(dataset.train["town"]) == {"Nörd", "Süd", "Öst", "Wést"}
+    assert dataset.train["size"].dtype == np.float64
+    assert dataset.train["price"].between(50, 600).all()
+
+
+def test_wrong_encoding_names_the_file_and_read_encoding(tmp_path):
+    spec = quirk_spec("semicolon_latin1") | {"read": {"separator": ";", "decimal": ","}}
+    error = refused(write_spec(spec, tmp_path), "read.encoding")
+    assert "semicolon_latin1.csv is not utf-8 text" in str(error)
+    assert "latin-1" in str(error) and "\n" not in str(error)
+
+
+def test_unknown_encoding_is_refused(tmp_path):
+    spec = quirk_spec("semicolon_latin1")
+    spec["read"] = {"separator": ";", "encoding": "latin-9000"}
+    assert "unknown encoding 'latin-9000'" in str(refused(write_spec(spec, tmp_path), "read.encoding"))
+
+
+def test_wrong_separator_reading_one_column_names_read_separator(tmp_path):
+    spec = quirk_spec("semicolon_latin1")
+    spec["read"] = {"encoding": "latin-1"}
+    error = refused(write_spec(spec, tmp_path), "read.separator")
+    assert "reads as one column" in str(error)
+    assert "set read.separator: ';'" in str(error)
+
+
+def test_ragged_rows_name_read_separator(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("a,b,y\n1,2,3\n4,5,6,7,8\n")
+    spec = {"name": "r", "path": str(path), "target": "y", "features": {}, "split": RANDOM}
+    error = refused(write_spec(spec, tmp_path), "read.separator")
+    assert "ragged.csv" in str(error) and "\n" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(b"", "EmptyDataError"), (b"not a zip at all", "BadZipFile")],
+    ids=["empty", "bad-zip"],
+)
+def test_unreadable_files_are_one_line_errors_on_path(tmp_path, content, problem):
+    path = tmp_path / ("table.zip" if problem == "BadZipFile" else "table.csv")
+    path.write_bytes(content)
+    error = refused(
+        write_spec({"name": "r", "path": str(path), "target": "y", "features": {}, "split": RANDOM}, tmp_path), "path"
+    )
+    assert problem in str(error) and "\n" not in str(error)
+
+
+def test_other_file_types_are_refused(tmp_path):
+    path = tmp_path / "table.xlsx"
+    path.write_bytes(b"PK")
+    error = refused(
+        write_spec({"name": "r", "path": str(path), "target": "y", "features": {}, "split": RANDOM}, tmp_path), "path"
+    )
+    assert ".csv.gz" in str(error)
+
+
+def test_read_block_forbids_unknown_keys(tmp_path):
+    spec = quirk_spec("na_strings") | {"read": {"sep": ";"}}
+    spec["path"] = str(QUIRKS / spec["path"])
+    file = tmp_path / "d.yaml"
+    file.write_text(yaml.safe_dump(spec))
+    with pytest.raises(InputError, match=r"read\.sep: unknown key"):
+        config.load_dataset(file)
+
+
+RANDOM = {"by": "random", "validation": 0.2, "test": 0.2, "seed": 0}
+
+
+# --- which columns the model uses ----------------------------------------------------------------------
+
+
+def test_row_index_columns_are_left_out_with_a_warning(caplog):
+    with caplog.at_level("WARNING", logger="pipeline.features"):
+        dataset = quirk("row_index")
+    found = roles(dataset)
+    assert found["Unnamed: 0"][0] == "dropped" and "row index" in found["Unnamed: 0"][1]
+    assert found["record"][0] == "dropped" and "unique, whole, monotonic" in found["record"][1]
+    assert found["size"][0] == "numeric" and found["rooms"][0] == "numeric"
+    warned = caplog.text
+    assert "'Unnamed: 0'" in warned and "'record'" in warned
+
+
+def test_a_declared_row_index_is_kept(tmp_path):
+    dataset = quirk("row_index", tmp_path, features={"categorical": ["town"], "numeric": ["record", "size"]})
+    assert dataset.feature_columns == ["town", "record", "size"]
+    assert roles(dataset)["Unnamed: 0"] == ("dropped", "not listed under features")
+
+
+def test_all_nan_and_constant_columns_are_dropped_with_a_warning(caplog):
+    with caplog.at_level("WARNING", logger="pipeline.features"):
+        empty, constant = quirk("all_nan"), quirk("constant")
+    assert roles(empty)["comment"] == ("dropped", "no value in the training split")
+    assert roles(constant)["version"] == ("dropped", "one value (3) in the training split")
+    assert roles(constant)["country"][0] == "dropped", "a text column is not inferred"
+    assert "'comment'" in caplog.text and "'version'" in caplog.text
+
+
+def test_a_leaking_column_is_kept_with_a_warning(caplog):
+    with caplog.at_level("WARNING", logger="pipeline.features"):
+        dataset = quirk("leak")
+    role, reason = roles(dataset)["price_in_cents"]
+    assert role == "numeric" and "predicts the target almost alone" in reason
+    assert "'price_in_cents'" in caplog.text
+    assert "almost alone" not in roles(dataset)["size"][1], "a strong honest feature is not a leak"
+
+
+def test_flights_features_raise_no_leak_warning(dataset_file, caplog):
+    """distance explains air time well (rank R² about 0.98), and is an honest feature."""
+    with caplog.at_level("WARNING", logger="pipeline.features"):
+        dataset = load(dataset_file)
+    assert "almost alone" not in caplog.text
+    assert dataset.roles.crossed == [["origin", "dest"]]
+    assert roles(dataset)["origin_dest"][0] == "crossed"
+    assert roles(dataset)["tailnum"] == ("dropped", "listed under drop")
+    assert roles(dataset)["air_time"] == ("target", "target")
+
+
+def test_leak_score_separates_a_copy_from_an_honest_feature():
+    rng = np.random.default_rng(0)
+    target = pd.Series(rng.lognormal(size=3000))
+    assert leak_score(target * 60 + rng.normal(size=3000), target, classification=False) >= LEAK_SCORE
+    assert leak_score(target.abs(), target, classification=False) >= LEAK_SCORE
+    assert leak_score(target + rng.normal(scale=0.5, size=3000), target, classification=False) < LEAK_SCORE
+    labels = pd.Series(np.where(rng.uniform(size=3000) < 0.05, "rare", "common"))
+    assert leak_score(pd.Series((labels == "rare") * 1.0), labels, classification=True) >= LEAK_SCORE
+    assert np.isnan(leak_score(target.head(50), target.head(50), classification=False))
+
+
+def test_high_cardinality_column_keeps_the_most_frequent_categories_with_a_warning(caplog):
+    with caplog.at_level("WARNING", logger="pipeline.features"):
+        dataset = quirk("high_cardinality")
+    role, reason = roles(dataset)["street"]
+    assert role == "categorical" and f"the {MAX_CATEGORIES} most frequent are kept" in reason
+    assert "'street'" in caplog.text
+    fitted = Preprocessor.fit(dataset.train, ["town", "street"], ["size", "rooms"])
+    assert len(fitted.categories["street"]) == MAX_CATEGORIES and fitted.other == ["street"]
+
+
+def test_target_listed_as_a_feature_is_refused(dataset_file):
+    error = refused(variant(dataset_file, features=features(numeric=["distance", "air_time"])), "features.numeric")
+    assert "'air_time' is the target" in str(error)
+
+
+def test_column_listed_twice_is_refused(dataset_file):
+    error = refused(variant(dataset_file, features=features(numeric=["distance", "distance"])), "features.numeric")
+    assert "'distance' is listed twice" in str(error)
+    error = refused(variant(dataset_file, features=features(numeric=["origin", "distance"])), "features.numeric")
+    assert "under features.categorical too" in str(error)
+
+
+def test_feature_also_dropped_is_refused(dataset_file):
+    error = refused(variant(dataset_file, drop=["distance"]), "features.numeric")
+    assert "under drop too" in str(error)
+
+
+def test_inferred_features_leave_out_the_split_column(dataset_file, flights_csv):
+    split = {"by": "column", "column": "month", "train": [1], "validation": [2], "test": [3]}
+    dataset = load(variant(dataset_file, path=str(flights_csv), split=split, features={"categorical": ["origin"]}))
+    found = roles(dataset)
+    assert found["month"] == ("dropped", "the split's column (split.column)")
+    assert found["year"][0] == "dropped" and "one value (2013)" in found["year"][1]
+    assert found["tailnum"] == ("dropped", "listed under drop")
+    assert "distance" in dataset.roles.numeric
+
+
+# --- splits --------------------------------------------------------------------------------------------
+
+
+def test_random_split_of_classification_data_is_stratified():
+    dataset = quirk("yes_no")
+    shares = [(dataset.xy(s)[1] == 1).mean() for s in ("train", "validation", "test")]
+    overall = (pd.read_csv(QUIRKS / "yes_no.csv")["churned"] == "Yes").mean()
+    for share in shares:
+        assert share == pytest.approx(overall, abs=0.01)
+    assert (len(dataset.validation), len(dataset.test)) == (60, 60)
+
+
+def test_stratify_false_gives_a_plain_random_split(tmp_path):
+    on = quirk("yes_no")
+    off = quirk("yes_no", tmp_path, split=RANDOM | {"stratify": False})
+    assert not on.validation.equals(off.validation)
+    assert (len(off.validation), len(off.test)) == (60, 60)
+
+
+def test_stratified_split_keeps_a_rare_class_in_every_split(tmp_path):
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"x": rng.normal(size=200), "y": ["a"] * 190 + ["b"] * 10})
+    frame.to_csv(tmp_path / "rare.csv", index=False)
+    spec = {"name": "rare", "path": str(tmp_path / "rare.csv"), "task": "binary", "target": "y", "features": {}}
+    dataset = load(write_spec(spec | {"split": RANDOM}, tmp_path))
+    assert [int((dataset.xy(s)[1] == 1).sum()) for s in ("train", "validation", "test")] == [6, 2, 2]
+
+
+def test_group_column_keeps_each_group_in_one_split():
+    dataset = quirk("groups")
+    raw = pd.read_csv(QUIRKS / "groups.csv")
+    found = {name: set(raw.merge(getattr(dataset, name))["house"]) for name in ("train", "validation", "test")}
+    assert not found["train"] & found["validation"]
+    assert not found["train"] & found["test"]
+    assert not found["validation"] & found["test"]
+    assert sum(len(houses) for houses in found.values()) == raw["house"].nunique()
+    assert roles(dataset)["house"] == ("dropped", "the split's group (split.group)")
+    assert 40 <= len(dataset.validation) <= 80
+
+
+def test_group_column_must_exist_and_be_filled(tmp_path):
+    spec = quirk_spec("groups")
+    error = refused(write_spec(spec | {"split": RANDOM | {"group": "hous"}}, tmp_path), "split.group")
+    assert "'hous'" in str(error)
+    frame = pd.read_csv(QUIRKS / "groups.csv")
+    frame.loc[3, "house"] = np.nan
+    frame.to_csv(tmp_path / "gaps.csv", index=False)
+    error = refused(write_spec(spec | {"path": str(tmp_path / "gaps.csv")}, tmp_path), "split.group")
+    assert "missing in 1 rows" in str(error)
+
+
+def test_assign_units_apportions_every_share_across_strata():
+    sizes = np.ones(1000, dtype=np.int64)
+    strata = np.repeat([0, 1, 2], [700, 250, 50])
+    parts = assign_units(sizes, strata, (0.1, 0.2), np.random.default_rng(0))
+    assert np.bincount(parts).tolist() == [700, 100, 200]
+    for stratum, rows in ((0, 700), (1, 250), (2, 50)):
+        counts = np.bincount(parts[strata == stratum], minlength=3)
+        assert counts[1] == pytest.approx(rows * 0.1, abs=1) and counts[2] == pytest.approx(rows * 0.2, abs=1)
+
+
+# --- targets -------------------------------------------------------------------------------------------
+
+
+def test_constant_regression_target_is_refused(tmp_path):
+    frame = pd.read_csv(QUIRKS / "integer_gaps.csv").assign(price=5.0)
+    frame.to_csv(tmp_path / "flat.csv", index=False)
+    spec = quirk_spec("integer_gaps") | {"path": str(tmp_path / "flat.csv")}
+    error = refused(write_spec(spec, tmp_path), "target")
+    assert "holds one value (5.0)" in str(error)
+
+
+def test_yes_no_labels_keep_their_names():
+    dataset = quirk("yes_no")
+    assert dataset.task == Task("binary", ("No", "Yes"))
+    raw = pd.read_csv(QUIRKS / "yes_no.csv")
+    x, y = dataset.xy("train")
+    assert set(np.unique(y)) == {0, 1}
+    joined = raw.merge(x.assign(y=y), on=list(x.columns))
+    assert ((joined["churned"] == "Yes") == (joined["y"] == 1)).all()
+
+
+def test_positive_when_a_boolean_names_the_quoting_fix(tmp_path):
+    spec = quirk_spec("yes_no") | {"positive_when": {"equals": True}}
+    error = refused(write_spec(spec, tmp_path), "positive_when.equals")
+    assert "no row of 'churned' equals True" in str(error) and "'Yes'" in str(error)
+    assert "quote it" in str(error)
+
+
+def test_positive_when_above_on_text_is_refused(tmp_path):
+    spec = quirk_spec("yes_no") | {"positive_when": {"above": 1}}
+    assert "not numeric" in str(refused(write_spec(spec, tmp_path), "positive_when.above"))
+
+
+def test_binary_labels_of_a_many_valued_column_and_of_a_threshold():
+    target = pd.Series(["bad", "good", "fair", None, "bad"], name="rating")
+    labels, classes = binary_labels(target, config.PositiveWhen(equals="bad"), Path("d.yaml"))
+    assert classes == ("not_bad", "bad")
+    assert labels.tolist()[:3] == ["bad", "not_bad", "not_bad"] and pd.isna(labels[3])
+    numbers = pd.Series([3.0, 20.0, None], name="delay")
+    labels, classes = binary_labels(numbers, config.PositiveWhen(above=15), Path("d.yaml"))
+    assert classes == (0, 1) and labels.tolist()[:2] == [0, 1] and pd.isna(labels[2])

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import mlflow
 import numpy as np
+import pandas as pd
 import pytest
+import xgboost as xgb
+from mlflow.models import infer_signature
 
 from pipeline import config
 from pipeline.data import Dataset, load_dataset
-from pipeline.features import Preprocessor
+from pipeline.features import Preprocessor, xgboost_names
 
 CATEGORICAL = ["origin", "dest", "carrier"]
 NUMERIC = ["distance", "dep_time", "sched_dep_time", "hour", "minute"]
@@ -252,3 +257,136 @@ def test_onehot_save_and_load_keep_encoding_means_and_scales(tmp_path, dataset, 
     assert loaded.feature_names == onehot.feature_names
     for split in (dataset.train, dataset.validation, dataset.test):
         np.testing.assert_array_equal(loaded.transform(split), onehot.transform(split))
+
+
+# --- tables nobody here wrote --------------------------------------------------------------------------
+
+QUIRKS = Path(__file__).parent / "quirks"
+
+
+def quirk(name: str) -> Dataset:
+    return load_dataset(config.load_dataset(QUIRKS / f"{name}.yaml"), QUIRKS / f"{name}.yaml")
+
+
+def fitted_for(dataset: Dataset, encoding: str = "codes") -> Preprocessor:
+    roles = dataset.roles
+    return Preprocessor.fit(dataset.train, roles.categorical, roles.numeric, roles.crossed, encoding=encoding)
+
+
+def test_names_xgboost_refuses_are_renamed_in_the_encoded_columns_only():
+    dataset = quirk("odd_names")
+    preprocessor = fitted_for(dataset)
+    assert preprocessor.raw_columns == ["town", "size[m2]", "rooms<5]"]
+    assert preprocessor.feature_names == ["town", "size(m2)", "roomslt5)"]
+    onehot = fitted_for(dataset, "onehot")
+    assert "town=north(1)" in onehot.feature_names
+
+    x, y = dataset.xy("train")
+    matrix = xgb.DMatrix(
+        preprocessor.transform(x),
+        y,
+        feature_names=preprocessor.feature_names,
+        feature_types=preprocessor.feature_types,
+        enable_categorical=True,
+    )
+    booster = xgb.train({"nthread": 1, "max_depth": 3}, matrix, num_boost_round=20)
+    raw_rows = dataset.test[preprocessor.raw_columns]  # served rows carry the names the data has
+    predictions = booster.inplace_predict(preprocessor.transform(raw_rows))
+    assert np.corrcoef(predictions, dataset.xy("test")[1])[0, 1] > 0.9
+
+
+def test_renamed_names_stay_unique():
+    assert xgboost_names(["a[1]", "a(1)", "a<b", "altb"]) == ["a(1)", "a(1)__2", "altb", "altb__2"]
+
+
+def test_categories_beyond_the_limit_share_one_other_code():
+    frame = pd.DataFrame({"c": ["a"] * 5 + ["b"] * 4 + ["c"] * 3 + ["d", "e"], "n": np.arange(14.0)})
+    codes = Preprocessor.fit(frame, ["c"], ["n"], max_categories=3)
+    assert codes.categories == {"c": ["a", "b", "c"]} and codes.other == ["c"]
+    rows = pd.DataFrame({"c": ["a", "c", "d", "never seen", None], "n": 1.0})
+    np.testing.assert_array_equal(codes.transform(rows)[:, 0], [0, 2, 3, 3, np.nan])
+
+    onehot = Preprocessor.fit(frame, ["c"], ["n"], encoding="onehot", max_categories=3)
+    assert onehot.feature_names == ["c=a", "c=b", "c=c", "c=(other)", "n"]
+    np.testing.assert_array_equal(onehot.transform(rows)[:, :4].argmax(axis=1)[:4], [0, 2, 3, 3])
+    assert onehot.transform(rows)[4, :4].sum() == 0, "missing stays all zeros"
+
+
+def test_ties_at_the_limit_go_to_the_value_that_sorts_first():
+    frame = pd.DataFrame({"c": ["z", "y", "x", "z"]})
+    assert Preprocessor.fit(frame, ["c"], [], max_categories=2).categories == {"c": ["x", "z"]}
+    shuffled = frame.iloc[::-1]
+    assert Preprocessor.fit(shuffled, ["c"], [], max_categories=2).categories == {"c": ["x", "z"]}
+
+
+def test_a_preprocessor_saved_before_the_other_code_existed_loads(tmp_path, fitted):
+    state = json.loads(fitted.save(tmp_path / "p.json").read_text())
+    del state["other"]
+    (tmp_path / "old.json").write_text(json.dumps(state))
+    assert Preprocessor.load(tmp_path / "old.json") == fitted
+
+
+def test_signature_frame_types_every_number_as_double_and_text_as_string():
+    dataset = quirk("integer_gaps")
+    preprocessor = fitted_for(dataset)
+    assert dataset.test["rooms"].dtype == np.int64, "the table has integer columns"
+    frame = preprocessor.signature_frame(dataset.test)
+    assert list(frame.columns) == preprocessor.raw_columns
+    assert pd.api.types.is_string_dtype(frame["town"])
+    assert (frame[["size", "rooms", "years_owned"]].dtypes == np.float64).all()
+    np.testing.assert_array_equal(preprocessor.transform(frame), preprocessor.transform(dataset.test))
+    schema = infer_signature(frame).inputs
+    assert {c.name: c.type.name for c in schema.inputs} == {
+        "town": "string",
+        "size": "double",
+        "rooms": "double",
+        "years_owned": "double",
+    }
+
+
+def test_numeric_categories_are_typed_double_so_they_take_a_gap_too():
+    frame = pd.DataFrame({"zip": [1011, 1012, 1011], "flag": [True, False, True], "n": [1, 2, 3]})
+    preprocessor = Preprocessor.fit(frame, ["zip", "flag"], ["n"])
+    typed = preprocessor.signature_frame(frame)
+    assert typed["zip"].dtype == np.float64 and typed["n"].dtype == np.float64
+    assert typed["flag"].tolist() == ["True", "False", "True"]
+    np.testing.assert_array_equal(preprocessor.transform(typed), preprocessor.transform(frame))
+
+
+class _Encoded(mlflow.pyfunc.PythonModel):
+    """The smallest served model that reads raw rows through the preprocessor: the row sums of its matrix."""
+
+    def load_context(self, context):
+        self.preprocessor = Preprocessor.load(context.artifacts["preprocessor"])
+
+    def predict(self, context, model_input, params=None):
+        return np.nansum(self.preprocessor.transform(model_input), axis=1)
+
+
+@pytest.mark.parametrize("name", ["integer_gaps", "odd_names", "yes_no", "high_cardinality"])
+def test_a_model_logged_with_the_signature_frame_serves_a_missing_value_in_every_column(tmp_path, name, monkeypatch):
+    """Through a real MLflow store and ``mlflow.pyfunc``: a row whose every column is missing is accepted,
+    also in the columns that held integers in training."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        dataset = quirk(name)
+        preprocessor = fitted_for(dataset)
+        example = preprocessor.signature_frame(dataset.test.head(5))
+        with mlflow.start_run():
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=_Encoded(),
+                artifacts={"preprocessor": str(preprocessor.save(tmp_path / "preprocessor.json"))},
+                signature=infer_signature(example),
+                input_example=example,
+                pip_requirements=["mlflow"],
+            )
+        loaded = mlflow.pyfunc.load_model(info.model_uri)
+        gaps = pd.DataFrame({c: [np.nan] for c in preprocessor.raw_columns}).astype(example.dtypes.to_dict())
+        rows = pd.concat([example, gaps], ignore_index=True)
+        served = loaded.predict(rows)
+        assert len(served) == 6
+        np.testing.assert_allclose(served[:5], np.nansum(preprocessor.transform(example), axis=1), rtol=1e-6)
+    finally:
+        mlflow.set_tracking_uri(None)
