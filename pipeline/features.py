@@ -149,25 +149,6 @@ class Preprocessor:
         out[:, width:] = np.nan_to_num(standardized, nan=0.0)
         return out
 
-    def signature_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The raw columns of ``frame`` typed as a served model should declare them, for its signature and
-        input example.
-
-        Numbers become float64 (numeric features, and categorical ones whose values are numbers) so that a
-        missing value is accepted in every column, also in one that held integers in training: a schema
-        that says ``long`` refuses the NaN of a row with a gap. Text becomes pandas strings. ``transform``
-        gives the same matrix for ``frame`` and for this frame.
-        """
-        typed = {}
-        for name in self.raw_columns:
-            values = frame[name]
-            numbers = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-            if name in self.numeric or numbers:
-                typed[name] = pd.to_numeric(values, errors="coerce").astype(np.float64)
-            else:
-                typed[name] = _as_text(values)
-        return pd.DataFrame(typed, index=frame.index)
-
     def save(self, path: Path) -> Path:
         path.write_text(json.dumps(asdict(self), indent=1))
         return path

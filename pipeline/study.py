@@ -560,6 +560,9 @@ class Study:
         params |= {f"fixed.{family}.{k}": v for family in space.families for k, v in space.fixed(family).items()}
         params |= {"model_families": ",".join(space.families), "task": dataset.task.kind}
         parent.log_params(params)
+        roles = dataset.roles.table()
+        parent.log_texts({"roles.json": roles.to_json(orient="records", indent=1)}, names.FEATURES_FOLDER)
+        parent.set_tags({names.FEATURES: ",".join(dataset.feature_columns)})
         parent.log_files([p for p in self.sources.values() if isinstance(p, Path)], names.CONFIG_FOLDER)
         parent.log_texts({k: v for k, v in self.sources.items() if isinstance(v, str)}, names.CONFIG_FOLDER)
         parent.log_splits(
@@ -587,14 +590,12 @@ class Study:
 def training_data(dataset: data.Dataset, space: spaces.SearchSpace) -> TrainingData:
     """The training and validation splits with one preprocessor, fitted on training rows only, per encoding
     the space's model families need."""
-    features = dataset.config.features
-    categorical = list(features.categorical)
-    numeric = [c for c in dataset.feature_columns if c not in categorical]
+    roles = dataset.roles
     x_train, y_train = dataset.xy("train")
     x_validation, y_validation = dataset.xy("validation")
     encodings = {families.get(name).encoding for name in space.families}
     preprocessors = {
-        e: Preprocessor.fit(x_train, categorical, numeric, features.crossed, encoding=e) for e in encodings
+        e: Preprocessor.fit(x_train, roles.categorical, roles.numeric, roles.crossed, encoding=e) for e in encodings
     }
     return TrainingData(x_train, y_train, x_validation, y_validation, preprocessors)
 

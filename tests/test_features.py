@@ -10,9 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import xgboost as xgb
-from mlflow.models import infer_signature
 
-from pipeline import config
+from pipeline import config, tracking
 from pipeline.data import Dataset, load_dataset
 from pipeline.features import Preprocessor, xgboost_names
 
@@ -326,33 +325,6 @@ def test_a_preprocessor_saved_before_the_other_code_existed_loads(tmp_path, fitt
     assert Preprocessor.load(tmp_path / "old.json") == fitted
 
 
-def test_signature_frame_types_every_number_as_double_and_text_as_string():
-    dataset = quirk("integer_gaps")
-    preprocessor = fitted_for(dataset)
-    assert dataset.test["rooms"].dtype == np.int64, "the table has integer columns"
-    frame = preprocessor.signature_frame(dataset.test)
-    assert list(frame.columns) == preprocessor.raw_columns
-    assert pd.api.types.is_string_dtype(frame["town"])
-    assert (frame[["size", "rooms", "years_owned"]].dtypes == np.float64).all()
-    np.testing.assert_array_equal(preprocessor.transform(frame), preprocessor.transform(dataset.test))
-    schema = infer_signature(frame).inputs
-    assert {c.name: c.type.name for c in schema.inputs} == {
-        "town": "string",
-        "size": "double",
-        "rooms": "double",
-        "years_owned": "double",
-    }
-
-
-def test_numeric_categories_are_typed_double_so_they_take_a_gap_too():
-    frame = pd.DataFrame({"zip": [1011, 1012, 1011], "flag": [True, False, True], "n": [1, 2, 3]})
-    preprocessor = Preprocessor.fit(frame, ["zip", "flag"], ["n"])
-    typed = preprocessor.signature_frame(frame)
-    assert typed["zip"].dtype == np.float64 and typed["n"].dtype == np.float64
-    assert typed["flag"].tolist() == ["True", "False", "True"]
-    np.testing.assert_array_equal(preprocessor.transform(typed), preprocessor.transform(frame))
-
-
 class _Encoded(mlflow.pyfunc.PythonModel):
     """The smallest served model that reads raw rows through the preprocessor: the row sums of its matrix."""
 
@@ -364,29 +336,30 @@ class _Encoded(mlflow.pyfunc.PythonModel):
 
 
 @pytest.mark.parametrize("name", ["integer_gaps", "odd_names", "yes_no", "high_cardinality"])
-def test_a_model_logged_with_the_signature_frame_serves_a_missing_value_in_every_column(tmp_path, name, monkeypatch):
+def test_a_model_logged_with_its_signature_serves_gaps_and_whole_numbers_in_every_column(tmp_path, name, monkeypatch):
     """Through a real MLflow store and ``mlflow.pyfunc``: a row whose every column is missing is accepted,
-    also in the columns that held integers in training."""
+    also in the columns that held integers in training, and so are the training rows as they are."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
         dataset = quirk(name)
         preprocessor = fitted_for(dataset)
-        example = preprocessor.signature_frame(dataset.test.head(5))
+        example = dataset.test[preprocessor.raw_columns].head(5)
         with mlflow.start_run():
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=_Encoded(),
                 artifacts={"preprocessor": str(preprocessor.save(tmp_path / "preprocessor.json"))},
-                signature=infer_signature(example),
+                signature=tracking.signature(example),
                 input_example=example,
                 pip_requirements=["mlflow"],
             )
         loaded = mlflow.pyfunc.load_model(info.model_uri)
-        gaps = pd.DataFrame({c: [np.nan] for c in preprocessor.raw_columns}).astype(example.dtypes.to_dict())
-        rows = pd.concat([example, gaps], ignore_index=True)
+        gaps = pd.DataFrame({c: [None] for c in preprocessor.raw_columns}, dtype=object)
+        rows = pd.concat([example.astype(object), gaps], ignore_index=True)
         served = loaded.predict(rows)
         assert len(served) == 6
         np.testing.assert_allclose(served[:5], np.nansum(preprocessor.transform(example), axis=1), rtol=1e-6)
+        np.testing.assert_allclose(loaded.predict(example), served[:5], rtol=1e-6)  # int64 columns as they are
     finally:
         mlflow.set_tracking_uri(None)

@@ -3,6 +3,7 @@ Python API run twice in one process."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,10 @@ def test_the_python_api_runs_two_studies_in_one_process_without_leaking_state(tm
         assert result.model_uri == f"models:/{result.model_name}@champion"
         assert str(client.get_model_version_by_alias(result.model_name, "champion").version) == result.model_version
         assert result.to_dict()["best_val_metric"] == result.best_value
+        roles = json.loads(Path(client.download_artifacts(result.parent_run_id, "features/roles.json")).read_text())
+        assert {r["column"]: r["role"] for r in roles}["origin"] == "categorical"
+        assert {r["column"]: r["role"] for r in roles}["arr_delay"] == "dropped"
+        assert parent.data.tags["features"].split(",")[:3] == ["origin", "dest", "carrier"]
     logged = MlflowClient(second_uri).list_artifacts(second.parent_run_id, "config")
     assert sorted(a.path for a in logged) == ["config/dataset.yaml", "config/space.yaml", "config/study.yaml"]
     assert MlflowClient(mine).search_experiments(filter_string="name = 'nb'") == []  # nothing in the user's store

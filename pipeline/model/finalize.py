@@ -56,10 +56,8 @@ def refit(dataset: Dataset, best: TrialOutcome, refit_on: str, seed: int) -> Fin
         x_validation, y_validation = dataset.xy("validation")
         x, y = pd.concat([x, x_validation], ignore_index=True), np.concatenate([y, y_validation])
     family = families.get(best.params[MODEL_KEY])
-    features = dataset.config.features
-    categorical = list(features.categorical)
-    numeric = [c for c in dataset.feature_columns if c not in categorical]
-    preprocessor = Preprocessor.fit(x, categorical, numeric, features.crossed, encoding=family.encoding)
+    roles = dataset.roles
+    preprocessor = Preprocessor.fit(x, roles.categorical, roles.numeric, roles.crossed, encoding=family.encoding)
     rounds = best.best_iteration + 1 if best.best_iteration is not None else None
     started = time.perf_counter()
     model = family.refit(best.params, rounds, preprocessor.transform(x), y, dataset.task, seed, preprocessor)

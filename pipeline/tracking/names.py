@@ -24,6 +24,9 @@ RETRAIN_KEY = "retrain_key"
 STEP_PREFIX = "step."
 """``step.<name>`` tags record the study's steps after the search as they complete (see ``study.STEPS``)."""
 GATE_PREFIX = "gate_"
+FEATURES = "features"
+"""The raw columns the model reads, comma-separated; ``features/roles.json`` says why each column is used
+or dropped."""
 
 # Tags of a trial's child run
 TRIAL_NUMBER = "trial_number"
@@ -55,6 +58,7 @@ CONFIG_FOLDER = "config"
 EVALUATION_FOLDER = "evaluation"
 PREPROCESSOR_FOLDER = "preprocessor"
 REPORT_FOLDER = "report"
+FEATURES_FOLDER = "features"
 MODEL_NAME_IN_RUN = "model"
 
 # Tags of a registered model version

@@ -86,11 +86,16 @@ def signature(inputs: pd.DataFrame, outputs: Any = None) -> ModelSignature:
         inferred = infer_signature(inputs) if outputs is None else infer_signature(inputs, outputs)
     columns = [
         ColSpec(AnyType(), spec.name, required=spec.required)
-        if spec.name is not None and pd.api.types.is_numeric_dtype(inputs[spec.name])
+        if spec.name is not None and _any_typed(inputs[spec.name])
         else spec
         for spec in inferred.inputs.inputs
     ]
     return ModelSignature(inputs=Schema(columns), outputs=inferred.outputs)
+
+
+def _any_typed(values: pd.Series) -> bool:
+    """Numbers and booleans: the columns whose values a served row may hold as int, float, bool or missing."""
+    return pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
 
 
 def schema(frame: pd.DataFrame) -> Schema:
