@@ -379,8 +379,7 @@ def column_conflict(dataset: DatasetConfig) -> tuple[str, str] | None:
     """The first column listed in two roles, as (key path, problem), or None.
 
     The target as a feature leaks the answer (and broke the final stage after every trial had run); a
-    column twice makes two features of one column. A crossed group's columns are categorical features
-    too, and a column may be in several groups, so those are the overlaps allowed.
+    column twice makes two features of one column, and a feature also in ``drop`` is both used and not.
     """
     features = dataset.features
     places = [("target", dataset.target)]
@@ -393,13 +392,12 @@ def column_conflict(dataset: DatasetConfig) -> tuple[str, str] | None:
     seen: dict[str, list[str]] = {}
     for key, column in places:
         for earlier in seen.get(column, []):
+            if _may_share(earlier, key):
+                continue
             if earlier == "target":
-                role = "a model cannot take the column it predicts as a feature"
-                if key.startswith("drop."):
-                    role = "it is never a feature, so there is nothing to drop"
-                return key, f"{column!r} is the target (target); {role}; remove it from {key.rsplit('.', 1)[0]}"
-            if not _may_share(earlier, key):
-                return key, f"{column!r} is also listed at {earlier}; list each column once"
+                problem = "a model cannot take the column it predicts as a feature"
+                return key, f"{column!r} is the target (target); {problem}; remove it from {key.rsplit('.', 1)[0]}"
+            return key, f"{column!r} is also listed at {earlier}; list each column once"
         seen.setdefault(column, []).append(key)
     groups: dict[frozenset[str], int] = {}
     for g, group in enumerate(features.crossed):
@@ -413,11 +411,11 @@ def column_conflict(dataset: DatasetConfig) -> tuple[str, str] | None:
 
 
 def _may_share(earlier: str, later: str) -> bool:
-    """Whether one column may sit at both places: as a categorical feature and in crossed groups, or in
-    two different crossed groups."""
+    """Whether one column may sit at both places: as a categorical feature and in crossed groups, in two
+    different crossed groups, or as the target in ``drop`` (the target is never a feature anyway)."""
     roles = {_role(earlier), _role(later)}
     kinds = {role.split(".")[0] for role in roles}
-    return kinds == {"categorical", "crossed"} or (kinds == {"crossed"} and len(roles) == 2)
+    return kinds in ({"categorical", "crossed"}, {"target", "drop"}) or (kinds == {"crossed"} and len(roles) == 2)
 
 
 def _role(key: str) -> str:

@@ -772,3 +772,13 @@ def test_the_model_name_rule_is_what_the_mlflow_registry_and_models_uris_accept(
         else:
             usable = True
         assert (config.model_name_problem(name) is None) == usable, repr(name)
+
+
+def test_overlaps_that_mean_one_thing_are_allowed(tmp_path):
+    features = {"categorical": ["a", "b", "c"], "numeric": ["n"], "crossed": [["a", "b"], ["a", "c"]]}
+    path = write(tmp_path / "d.yaml", DATASET | {"features": features, "drop": ["y", "z"]})
+
+    dataset = config.load_dataset(path)
+
+    assert dataset.features.crossed == [["a", "b"], ["a", "c"]]
+    assert dataset.drop == ["y", "z"]
