@@ -628,8 +628,9 @@ def _read_text(path: Path) -> str:
     except OSError as error:
         raise InputError(path, None, f"cannot be read ({_os_problem(error)})", "check the path") from None
     if len(data) > MAX_FILE_BYTES:
-        size = path.stat().st_size
-        raise InputError(path, None, f"is {size} bytes; a file here may have at most {MAX_FILE_BYTES}", _NOT_GENERATED)
+        raise InputError(
+            path, None, f"is larger than {MAX_FILE_BYTES} bytes, the most a file here may hold", _NOT_GENERATED
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
