@@ -639,7 +639,7 @@ def _read_text(path: Path) -> str:
         raise InputError(path, None, f"not UTF-8 text (byte {byte:#04x} at line {line})", "save it as UTF-8") from None
 
 
-_NOT_GENERATED = "a study, dataset or space file is written by hand; sample large ranges with a distribution"
+_NOT_GENERATED = "check it is the file you meant (study, dataset and space files are small and written by hand)"
 
 
 def _os_problem(error: OSError) -> str:
@@ -685,7 +685,7 @@ class _Inspection:
         if id(node) in self.sizes:
             size = self.sizes[id(node)]
             if size is None:
-                self.refuse(keys, "refers to itself through an alias")
+                self.refuse(keys, "refers to itself through an alias", "point the alias at another anchor")
             return size
         self.sizes[id(node)] = None
         size = 1 + sum(self.visit(child, child_keys, depth + 1) for child_keys, child in self.children(node, keys))
@@ -737,14 +737,15 @@ class _Inspection:
 
 
 def resolve_path(path: Path, file: str | Path | None = None, key: str | None = None) -> Path:
-    """``path`` made absolute with its symbolic links followed; a loop of links is an InputError naming
-    ``file`` and ``key`` (where the path was written; the path itself when ``file`` is None) rather than
-    the RuntimeError or OSError ``Path.resolve`` raises."""
+    """``path`` made absolute with its symbolic links followed. A loop of links is an InputError naming
+    ``file`` and ``key`` where the path was written (``"command line", "--study"``), or the path itself,
+    rather than the RuntimeError or OSError ``Path.resolve`` raises."""
     try:
         return path.resolve()
     except (OSError, RuntimeError):
-        where = (file, key) if file is not None else (path, None)
-        raise InputError(*where, f"{path}: its symbolic links form a loop", "point it at a file") from None
+        if file is None:
+            raise InputError(path, None, "its symbolic links form a loop", "point it at a file") from None
+        raise InputError(file, key, f"{path}: its symbolic links form a loop", "point it at a file") from None
 
 
 def load_model(model: type[M], path: Path, relative_paths: tuple[str, ...] = ()) -> M:

@@ -782,3 +782,25 @@ def test_overlaps_that_mean_one_thing_are_allowed(tmp_path):
 
     assert dataset.features.crossed == [["a", "b"], ["a", "c"]]
     assert dataset.drop == ["y", "z"]
+
+
+def test_an_alias_to_its_own_anchor_is_refused(tmp_path):
+    path = write(tmp_path / "s.yaml", "a: &a [1, *a]\n")
+
+    error = refused(config.load_study, path)
+
+    assert error.key == "a.1"
+    assert "refers to itself through an alias" in str(error)
+
+
+@pytest.mark.parametrize(("file", "key"), [(None, None), ("command line", "--study")])
+def test_resolving_a_symlink_loop_names_where_the_path_was_given(tmp_path, file, key):
+    loop = tmp_path / "loop.yaml"
+    loop.symlink_to(loop)
+
+    with pytest.raises(InputError) as caught:
+        config.resolve_path(loop, file, key)
+
+    assert (caught.value.file, caught.value.key) == ((file, key) if file else (loop, None))
+    assert "symbolic links form a loop" in str(caught.value)
+    assert config.resolve_path(tmp_path / "." / "s.yaml") == tmp_path / "s.yaml"
