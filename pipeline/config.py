@@ -7,12 +7,30 @@ folder, so a study runs the same from any working directory.
 
 from __future__ import annotations
 
+import difflib
+import errno
 import math
+import posixpath
+import unicodedata
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Literal, NoReturn, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, StrictFloat, StrictInt, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from pipeline.errors import InputError
 
@@ -20,7 +38,16 @@ Scalar = bool | int | float | str
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys are errors, loaded files are read-only, and every number is finite: ``.inf`` and ``.nan``
+    are refused as a bound, a threshold or a fixed value alike (a NaN bound samples NaN in every trial)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def at_key(key: str, problem: str) -> PydanticCustomError:
+    """A problem a model validator finds at ``key`` below the model (``features.numeric.2``), reported with
+    that path rather than the model's own."""
+    return PydanticCustomError("at_key", "{problem}", {"key": key, "problem": problem})
 
 
 # --- search-space distributions -------------------------------------------------------------------------
@@ -45,9 +72,29 @@ class _Positive(_Bounded):
         return self
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _bounds_in_int64(distribution: BaseModel) -> None:
+    """hyperopt draws ``randint`` with numpy's int64 and a trial gets quantized values as integers for the
+    estimators: a bound outside int64 fails every trial (or samples an overflowed number)."""
+    for key in ("low", "high"):
+        value = getattr(distribution, key, None)
+        if value is not None and not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError(
+                f"{key} ({value}) is beyond the 64-bit integer range hyperopt and the estimators use "
+                f"({INT64_MIN}..{INT64_MAX}); give a smaller {key}"
+            )
+
+
 class _Quantized(_Strict):
     q: Annotated[StrictInt | StrictFloat, Field(gt=0)]
     """Step between values; an integer step (``q: 1``) makes the parameter an integer."""
+
+    @model_validator(mode="after")
+    def _in_int64(self):
+        _bounds_in_int64(self)
+        return self
 
 
 class Uniform(_Bounded):
@@ -100,6 +147,7 @@ class RandInt(_Strict):
     def _low_below_high(self):
         if not self.low < self.high:
             raise ValueError(f"low ({self.low}) must be smaller than high ({self.high})")
+        _bounds_in_int64(self)
         return self
 
 
@@ -111,9 +159,25 @@ class ConditionalOption(_Strict):
     parameters: dict[str, Parameter] = {}
 
 
+MAX_CHOICE_OPTIONS = 1000
+"""The most options one choice may list. hyperopt's TPE keeps a weight per option for each of its proposal
+candidates, and each option is checked with a probe fit when the space loads: a choice of a few thousand
+options (a generated list of numbers) used gigabytes and never started. Past a few hundred values, sample
+a number with ``quniform`` or ``randint`` instead."""
+
+
+def _few_options(options: Any) -> Any:
+    if isinstance(options, list) and len(options) > MAX_CHOICE_OPTIONS:
+        raise ValueError(
+            f"{len(options)} options, more than the {MAX_CHOICE_OPTIONS} allowed; "
+            "sample a range of numbers with quniform or randint instead"
+        )
+    return options
+
+
 class Choice(_Strict):
     distribution: Literal["choice"]
-    options: Annotated[list[Scalar | ConditionalOption], Field(min_length=1)]
+    options: Annotated[list[Scalar | ConditionalOption], BeforeValidator(_few_options), Field(min_length=1)]
 
     @model_validator(mode="after")
     def _unique(self):
@@ -133,7 +197,7 @@ def option_value(option: Scalar | ConditionalOption) -> Scalar:
 
 class PChoice(_Strict):
     distribution: Literal["pchoice"]
-    options: Annotated[list[Scalar], Field(min_length=1)]
+    options: Annotated[list[Scalar], BeforeValidator(_few_options), Field(min_length=1)]
     probabilities: list[Annotated[float, Field(gt=0)]]
 
     @model_validator(mode="after")
@@ -325,6 +389,63 @@ class DatasetConfig(_Strict):
             raise ValueError("positive_when applies to task: binary only")
         return self
 
+    @model_validator(mode="after")
+    def _each_column_in_one_role(self):
+        if conflict := column_conflict(self):
+            raise at_key(*conflict)
+        return self
+
+
+def column_conflict(dataset: DatasetConfig) -> tuple[str, str] | None:
+    """The first column listed in two roles, as (key path, problem), or None.
+
+    The target as a feature leaks the answer (and broke the final stage after every trial had run); a
+    column twice makes two features of one column, and a feature also in ``drop`` is both used and not.
+    """
+    features = dataset.features
+    places = [("target", dataset.target)]
+    places += [(f"features.categorical.{i}", c) for i, c in enumerate(features.categorical)]
+    places += [(f"features.numeric.{i}", c) for i, c in enumerate(features.numeric or [])]
+    places += [
+        (f"features.crossed.{g}.{i}", c) for g, group in enumerate(features.crossed) for i, c in enumerate(group)
+    ]
+    places += [(f"drop.{i}", c) for i, c in enumerate(dataset.drop)]
+    seen: dict[str, list[str]] = {}
+    for key, column in places:
+        for earlier in seen.get(column, []):
+            if _may_share(earlier, key):
+                continue
+            if earlier == "target":
+                problem = "a model cannot take the column it predicts as a feature"
+                return key, f"{column!r} is the target (target); {problem}; remove it from {key.rsplit('.', 1)[0]}"
+            return key, f"{column!r} is also listed at {earlier}; list each column once"
+        seen.setdefault(column, []).append(key)
+    groups: dict[frozenset[str], int] = {}
+    for g, group in enumerate(features.crossed):
+        if (first := groups.setdefault(frozenset(group), g)) != g:
+            listed = ", ".join(sorted(group))
+            return (
+                f"features.crossed.{g}",
+                f"the group [{listed}] is also listed at features.crossed.{first}; list each group once",
+            )
+    return None
+
+
+def _may_share(earlier: str, later: str) -> bool:
+    """Whether one column may sit at both places: as a categorical feature and in crossed groups, in two
+    different crossed groups, or as the target in ``drop`` (the target is never a feature anyway)."""
+    roles = {_role(earlier), _role(later)}
+    kinds = {role.split(".")[0] for role in roles}
+    return kinds in ({"categorical", "crossed"}, {"target", "drop"}) or (kinds == {"crossed"} and len(roles) == 2)
+
+
+def _role(key: str) -> str:
+    """``categorical``, ``numeric``, ``crossed.<group>``, ``drop`` or ``target`` for a place's key path."""
+    parts = key.split(".")
+    if parts[0] != "features":
+        return parts[0]
+    return ".".join(parts[1:3]) if parts[1] == "crossed" else parts[1]
+
 
 # --- study ---------------------------------------------------------------------------------------------
 
@@ -376,16 +497,82 @@ class RetrainConfig(_Strict):
     """How many of the champion study's best trials are evaluated first."""
 
 
+MAX_NAME_LENGTH = 200
+"""The longest study, experiment or model name. Each names a folder of the study's state (a name that had
+to be cleaned for the file system gets a 9-character hash suffix) and file systems cap a file name at 255
+bytes; MLflow itself takes experiment names up to 500 characters and keeps registered names in a
+256-character column."""
+
+SEED_MAX = 2**32 - 1
+"""The largest seed: scikit-learn's ``random_state`` takes 0..2**32-1, xgboost's up to 2**63-1, and
+numpy's generators (hyperopt's) refuse a negative one; the study's seed goes to all of them."""
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a study, an experiment or a model, or None."""
+    if not name.strip():
+        return "is empty; give it a name"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"is {len(name)} characters long; at most {MAX_NAME_LENGTH} (it names a folder of the study's state)"
+    return None
+
+
+def model_name_problem(name: str) -> str | None:
+    """Why the model registry, or a ``models:/NAME@ALIAS`` URI, cannot take ``name``, or None.
+
+    MLflow 3.17's registry refuses a blank name, '/' and ':', and a name that reads as another path
+    (``.``, ``..x``). The pipeline also loads the model back by ``models:/NAME/VERSION`` and users by
+    ``models:/NAME@ALIAS``: '@' and '?' split those URIs, and URL parsing drops tabs and newlines.
+    """
+    if problem := name_problem(name):
+        return problem
+    for char, reason in (
+        ("/", "MLflow's registry"),
+        (":", "MLflow's registry"),
+        ("@", "a models:/ URI"),
+        ("?", "a models:/ URI"),
+    ):
+        if char in name:
+            return f"cannot contain {char!r} ({reason} refuses it); use letters, digits, spaces, '-', '_' or '.'"
+    normalized = posixpath.normpath(name)
+    if normalized != name or normalized == "." or normalized.startswith(".."):
+        return f"would resolve to another name as a path ({normalized!r}), which MLflow's registry refuses"
+    if any(unicodedata.category(char) == "Cc" for char in name):
+        return "contains a control character (a tab or a newline); write the name on one line"
+    return None
+
+
+def _raise_if(problem: Callable[[str], str | None]) -> AfterValidator:
+    def check(value: str) -> str:
+        if message := problem(value):
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
+
+
+def _seed_in_range(seed: int) -> int:
+    if not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"seed must be 0..{SEED_MAX}, the range every estimator and sampler accepts")
+    return seed
+
+
+Name = Annotated[str, _raise_if(name_problem)]
+ModelName = Annotated[str, _raise_if(model_name_problem)]
+Seed = Annotated[int, AfterValidator(_seed_in_range)]
+"""A seed every consumer takes (see ``SEED_MAX``)."""
+
+
 class StudyConfig(_Strict):
-    name: str
-    experiment: str
+    name: Name
+    experiment: Name
     dataset: Path
     space: Path
-    model_name: str
+    model_name: ModelName
     metric: Literal["rmse", "mae", "r2", "log_loss", "auc", "brier", "accuracy"] = "rmse"
     """rmse, mae, r2 (regression); log_loss, auc, brier (binary); log_loss, accuracy (multiclass)."""
     max_evals: PositiveInt = 30
-    seed: int = 42
+    seed: Seed = 42
     algorithm: Literal["tpe", "rand", "anneal", "atpe"] = "tpe"
     """tpe (default), rand, anneal, or atpe (adaptive TPE; needs lightgbm installed)."""
     tpe: TPEOptions = TPEOptions()
@@ -405,16 +592,181 @@ class StudyConfig(_Strict):
 
 M = TypeVar("M", bound=BaseModel)
 
+MAX_FILE_BYTES = 1_000_000
+"""The largest study, dataset or space file read (1 MB). The shipped files are a few KB; a file a person
+edits is never near this, while a generated one far over it (a 5 MB choice) kept hyperopt building its
+space with 3.9 GB of memory and never started a trial. Refused before it is parsed."""
+
+MAX_NESTING = 50
+"""The deepest nesting of mappings and lists. The deepest valid file, a space with choices inside
+conditional options, needs about four levels per conditional level; PyYAML and the validation recurse per
+level and exhaust Python's stack at a few hundred (a RecursionError instead of an error message)."""
+
+MAX_VALUES = 100_000
+"""The most values (mappings, lists and scalars) a file may hold once its YAML aliases are expanded. A few
+lines of nested aliases expand to a billion values (the "billion laughs"), which validation would walk for
+hours; a file a person writes holds a few hundred."""
+
+_YAML_11_BOOLEANS = {"yes", "no", "on", "off"}
+"""Words YAML 1.1 (and so PyYAML) reads as booleans besides true/false. ``equals: Yes`` meant the label
+"Yes", not ``true``; YAML 1.2 and most other tools read them as text, so they are refused, not guessed."""
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
 
 def read_yaml(path: Path) -> Any:
-    if not path.is_file():
-        raise InputError(path, None, "file not found", "check the path (relative paths start at the file naming it)")
+    """The document of a YAML file, refusing (InputError) what is not a small UTF-8 YAML text a person wrote:
+    a missing file, a directory, a symlink loop, binary or non-UTF-8 bytes, more than ``MAX_FILE_BYTES``,
+    nesting deeper than ``MAX_NESTING``, aliases expanding past ``MAX_VALUES``, a key written twice in one
+    mapping (YAML would keep the last silently), and a YAML 1.1 boolean word (``yes``, ``off``)."""
+    text = _read_text(path)
+    loader = _Loader(text, path)
     try:
-        return yaml.safe_load(path.read_text())
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _Inspection(path, loader).visit(node, (), 1)
+        return loader.construct_document(node)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else None
         raise InputError(path, where, f"not valid YAML ({getattr(error, 'problem', error)})") from None
+    finally:
+        loader.dispose()
+
+
+def _read_text(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(
+            path, None, "file not found", "check the path (relative paths start at the file naming it)"
+        ) from None
+    except IsADirectoryError:
+        raise InputError(path, None, "is a directory", "give the path of a YAML file") from None
+    except OSError as error:
+        raise InputError(path, None, f"cannot be read ({_os_problem(error)})", "check the path") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError(
+            path, None, f"is larger than {MAX_FILE_BYTES} bytes, the most a file here may hold", _NOT_GENERATED
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        byte = data[error.start]
+        raise InputError(path, None, f"not UTF-8 text (byte {byte:#04x} at line {line})", "save it as UTF-8") from None
+
+
+_NOT_GENERATED = "check it is the file you meant (study, dataset and space files are small and written by hand)"
+
+
+def _os_problem(error: OSError) -> str:
+    if error.errno == errno.ELOOP:
+        return "its symbolic links form a loop"
+    return error.strerror or str(error)
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing nesting deeper than ``MAX_NESTING`` while it builds the node tree
+    (PyYAML composes recursively: thousands of levels end in a RecursionError)."""
+
+    def __init__(self, text: str, path: Path):
+        super().__init__(text)
+        self._path, self._depth = path, 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                line = self.peek_event().start_mark.line + 1
+                raise InputError(
+                    self._path, f"line {line}", f"nested more than {MAX_NESTING} levels deep", _NOT_GENERATED
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _Inspection:
+    """One walk over a file's node tree, before any value is built: duplicate keys, YAML 1.1 boolean words,
+    and the size and depth once aliases are expanded (a node reached twice through aliases is checked once,
+    its expanded size counted each time)."""
+
+    def __init__(self, path: Path, loader: _Loader):
+        self.path, self.loader = path, loader
+        self.sizes: dict[int, int | None] = {}
+        """Expanded size per node id; None while the node is being visited (an alias back to it is a cycle)."""
+
+    def visit(self, node: yaml.Node, keys: tuple[str, ...], depth: int) -> int:
+        if depth > MAX_NESTING:
+            self.refuse(keys, f"nested more than {MAX_NESTING} levels deep once its aliases are expanded")
+        if id(node) in self.sizes:
+            size = self.sizes[id(node)]
+            if size is None:
+                self.refuse(keys, "refers to itself through an alias", "point the alias at another anchor")
+            return size
+        self.sizes[id(node)] = None
+        size = 1 + sum(self.visit(child, child_keys, depth + 1) for child_keys, child in self.children(node, keys))
+        if size > MAX_VALUES:
+            self.refuse((), f"holds more than {MAX_VALUES} values once its aliases are expanded")
+        self.sizes[id(node)] = size
+        return size
+
+    def children(self, node: yaml.Node, keys: tuple[str, ...]) -> list[tuple[tuple[str, ...], yaml.Node]]:
+        if isinstance(node, yaml.ScalarNode):
+            self.check_scalar(node, keys)
+            return []
+        if isinstance(node, yaml.SequenceNode):
+            return [((*keys, str(i)), item) for i, item in enumerate(node.value)]
+        first: dict[Any, int] = {}
+        children = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                children.append((keys, value_node))
+                continue
+            key = self.loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in first:
+                    self.refuse(
+                        (*keys, str(key)),
+                        f"duplicate key {key!r} (first at line {first[key]}, again at line {line})",
+                        "keep one; YAML would silently use the last",
+                    )
+                first[key] = line
+            except TypeError:  # a mapping or list as a key: PyYAML refuses it when it builds the value
+                pass
+            children.append(((*keys, str(key)), value_node))
+        return children
+
+    def check_scalar(self, node: yaml.ScalarNode, keys: tuple[str, ...]) -> None:
+        if node.tag != _BOOL_TAG or node.style is not None or node.value.lower() not in _YAML_11_BOOLEANS:
+            return
+        meant = str(self.loader.construct_object(node)).lower()
+        place = f"{keys[-1]}: " if keys and not keys[-1].isdigit() else ""
+        self.refuse(
+            keys,
+            f"{node.value} is read by YAML 1.1 as the boolean {meant}",
+            f"write {place}'{node.value}' for the text, or {meant} for a boolean",
+        )
+
+    def refuse(self, keys: tuple[str, ...], problem: str, fix: str = _NOT_GENERATED) -> NoReturn:
+        raise InputError(self.path, ".".join(keys) or None, problem, fix)
+
+
+def resolve_path(path: Path, file: str | Path | None = None, key: str | None = None) -> Path:
+    """``path`` made absolute with its symbolic links followed. A loop of links is an InputError naming
+    ``file`` and ``key`` where the path was written (``"command line", "--study"``), or the path itself,
+    rather than the RuntimeError or OSError ``Path.resolve`` raises."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        if file is None:
+            raise InputError(path, None, "its symbolic links form a loop", "point it at a file") from None
+        raise InputError(file, key, f"{path}: its symbolic links form a loop", "point it at a file") from None
 
 
 def load_model(model: type[M], path: Path, relative_paths: tuple[str, ...] = ()) -> M:
@@ -424,7 +776,7 @@ def load_model(model: type[M], path: Path, relative_paths: tuple[str, ...] = ())
         raise InputError(path, None, "expected a mapping of keys at the top level", f"see the {model.__name__} fields")
     for key in relative_paths:
         if isinstance(raw.get(key), str):
-            raw[key] = str((path.parent / raw[key]).resolve())
+            raw[key] = str(resolve_path(path.parent / raw[key], path, key))
     try:
         return model.model_validate(raw)
     except ValidationError as error:
@@ -459,6 +811,10 @@ def first_problem(error: ValidationError, raw: Any = None) -> tuple[str, str]:
     detail = min(error.errors(), key=_specificity)
     path = ".".join(_user_path(detail["loc"], raw))
     kind, message, ctx = detail["type"], detail["msg"].removeprefix("Value error, "), detail.get("ctx", {})
+    if kind == "at_key":
+        return ".".join(p for p in (path, ctx["key"]) if p), message
+    if kind == "finite_number":
+        return path, f"{message}; .inf and .nan are not allowed here"
     if kind.startswith("union_tag"):
         key = ctx["discriminator"].strip("'")
         allowed = ", ".join(_TAGS.get(key, ()))
@@ -466,7 +822,10 @@ def first_problem(error: ValidationError, raw: Any = None) -> tuple[str, str]:
             return path, f"unknown {key} {ctx['tag']!r}; allowed: {allowed}"
         return path, f"missing '{key}'; write one of: {allowed}"
     if kind == "extra_forbidden":
-        return path, "unknown key; remove it or check its spelling"
+        allowed = _allowed_keys(_model_named(error.title), detail["loc"][:-1])
+        close = difflib.get_close_matches(str(detail["loc"][-1]), allowed, n=1, cutoff=0.75)
+        hint = f"did you mean {close[0]}? " if close else ""
+        return path, f"unknown key; {hint}allowed here: {', '.join(allowed)}" if allowed else "unknown key"
     if detail.get("input", ...) is None:
         if path.startswith("parameters."):
             return path, "no value given; write a fixed value or a mapping with 'distribution'"
@@ -482,10 +841,71 @@ _TAGS = {"distribution": DISTRIBUTIONS, "by": ("partition", "column", "random")}
 def _specificity(detail: dict) -> int:
     if detail["type"].startswith("union_tag"):
         return 0
-    if detail["type"] == "extra_forbidden":
+    if detail["type"] in ("extra_forbidden", "finite_number"):
         return 1
     # Errors of the fixed-value alternatives (``bool``, ``int``...) matter only if no mapping was written.
     return 3 if _SCALAR_MEMBERS & {str(p) for p in detail["loc"]} else 2
+
+
+def _model_named(name: str) -> type[BaseModel] | None:
+    """The model class pydantic names in an error's title (``StudyConfig``)."""
+    pending: list[type[BaseModel]] = [_Strict]
+    while pending:
+        model = pending.pop()
+        if model.__name__ == name:
+            return model
+        pending += model.__subclasses__()
+    return None
+
+
+def _allowed_keys(model: type[BaseModel] | None, loc: tuple) -> list[str]:
+    """The keys the mapping at pydantic location ``loc`` under ``model`` may hold, in declaration order.
+
+    The location is followed through the types: a field to its annotation, a dict to its values, a list to
+    its items, a union to its members (narrowed by a member name or a tag value such as ``quniform``).
+    """
+    candidates: list[Any] = [model] if model is not None else []
+    for part in loc:
+        candidates = _step(candidates, part)
+    return list(dict.fromkeys(key for m in candidates if _is_model(m) for key in m.model_fields))
+
+
+def _step(candidates: list[Any], part: str | int) -> list[Any]:
+    if isinstance(part, str) and "[" in part:  # pydantic's name of a union or validator, not a key
+        return candidates
+    models = [t for t in candidates if _is_model(t)]
+    if named := [t for t in candidates if getattr(t, "__name__", None) == part]:
+        return named
+    if tagged := [m for m in models if _tagged(m, part)]:
+        return tagged
+    out: list[Any] = []
+    for t in candidates:
+        if t in models and part in t.model_fields:
+            out += _members(t.model_fields[part].annotation)
+        elif get_origin(t) is dict:
+            out += _members(get_args(t)[1])
+        elif get_origin(t) is list and isinstance(part, int):
+            out += _members(get_args(t)[0])
+    return out
+
+
+def _is_model(candidate: Any) -> bool:
+    return isinstance(candidate, type) and issubclass(candidate, BaseModel)
+
+
+def _tagged(model: type[BaseModel], part: str | int) -> bool:
+    """Whether ``part`` is the model's tag value in a discriminated union (``quniform``, ``random``)."""
+    return any(part in get_args(model.model_fields[key].annotation) for key in _TAGS if key in model.model_fields)
+
+
+def _members(annotation: Any) -> list[Any]:
+    """The concrete types of an annotation: ``Annotated`` unwrapped, a union split into its members."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _members(get_args(annotation)[0])
+    if origin is Union or origin is UnionType:
+        return [member for arg in get_args(annotation) for member in _members(arg)]
+    return [annotation]
 
 
 def _user_path(loc: tuple, raw: Any) -> list[str]:

@@ -270,8 +270,9 @@ class FeatureRoles:
 
 
 def check_declared(config: DatasetConfig, columns: list[str], file: Path) -> None:
-    """The columns the dataset file names exist, none is listed twice or as both target and feature, and
-    crossed groups are made of categorical features; raises InputError naming the key."""
+    """The columns the dataset file names exist in the data, and crossed groups are made of categorical
+    features; raises InputError naming the key. (A column in two roles is refused earlier, by the dataset
+    file's own validation: ``config.DatasetConfig``.)"""
     declared = {
         "target": [config.target],
         "features.categorical": config.features.categorical,
@@ -285,17 +286,6 @@ def check_declared(config: DatasetConfig, columns: list[str], file: Path) -> Non
                 close = difflib.get_close_matches(name, columns, n=3)
                 fix = f"did you mean {', '.join(map(repr, close))}?" if close else f"columns are: {', '.join(columns)}"
                 raise InputError(file, key, f"column {name!r} is not in the data", fix)
-    seen: dict[str, str] = {}
-    for key in ("features.categorical", "features.numeric"):
-        for name in declared[key]:
-            if name == config.target:
-                raise InputError(file, key, f"{name!r} is the target", "a model cannot take its target as a feature")
-            if name in seen:
-                where = "twice" if seen[name] == key else f"under {seen[name]} too"
-                raise InputError(file, key, f"column {name!r} is listed {where}", "list each feature once")
-            if name in config.drop:
-                raise InputError(file, key, f"column {name!r} is listed under drop too", "keep it in one of the two")
-            seen[name] = key
     for group in config.features.crossed:
         for name in group:
             if name not in config.features.categorical:

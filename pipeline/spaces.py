@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import config
 from pipeline.config import (
@@ -30,6 +30,9 @@ from pipeline.config import (
     option_value,
 )
 from pipeline.errors import InputError
+
+if TYPE_CHECKING:
+    from pipeline.families import Family
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,8 @@ def from_mapping(raw: dict[str, Any] | SpaceConfig, name: str = "space (in memor
 
 
 def checked(parsed: SpaceConfig, path: Path, sha256: str) -> SearchSpace:
-    """Each name and fixed value of a parsed space checked against its model family; ``path`` names it in errors."""
+    """Each name, fixed value and choice option of a parsed space checked against its model family (with the
+    estimator's own checks: see ``Family.check_fixed``); ``path`` names it in errors."""
     from pipeline import families  # importing the estimators costs a second that --help should not pay
 
     for family, params in parsed.branches.items():
@@ -155,9 +159,21 @@ def checked(parsed: SpaceConfig, path: Path, sha256: str) -> SearchSpace:
                 raise InputError(path, where, f"not a {family} hyperparameter", fix)
             if isinstance(parameter, Scalar) and (problem := adapter.check_fixed(name, parameter, context)):
                 raise InputError(path, where, problem, "fix the value or sample it with a distribution")
+            if isinstance(parameter, Choice | PChoice):
+                _check_options(adapter, name, parameter, context, path, where)
         if not any(not isinstance(p, Scalar) for _, p in walk(params)) and len(parsed.branches) == 1:
             raise InputError(path, key, "declares nothing to search", "give at least one a distribution")
     return SearchSpace(file=path, config=parsed, sha256=sha256)
+
+
+def _check_options(
+    adapter: Family, name: str, choice: Choice | PChoice, context: dict[str, Scalar], path: Path, where: str
+) -> None:
+    """Each option of a choice is a value some trials will run with: refuse the file for an option the
+    estimator refuses, as for a fixed value, rather than fail those trials one by one."""
+    for i, option in enumerate(choice.options):
+        if problem := adapter.check_fixed(name, option_value(option), context):
+            raise InputError(path, f"{where}.options.{i}", f"option {problem}", "fix the option or remove it")
 
 
 def _walk_with_context(

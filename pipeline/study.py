@@ -232,11 +232,13 @@ class Study:
         >>> Study.from_file("studies/flights.yaml", max_evals=20, seed=7).config.max_evals  # doctest: +SKIP
         20
         """
-        study_file = Path(study).resolve() if study is not None else default_study_file().resolve()
+        study_file = config.resolve_path(
+            Path(study) if study is not None else default_study_file(), "command line", "--study"
+        )
         loaded = config.load_study(study_file)
         overrides = {
-            "dataset": Path(dataset).resolve() if dataset is not None else None,
-            "space": Path(space).resolve() if space is not None else None,
+            "dataset": config.resolve_path(Path(dataset), "command line", "--dataset") if dataset is not None else None,
+            "space": config.resolve_path(Path(space), "command line", "--space") if space is not None else None,
         }
         merged = _with_overrides(
             loaded.model_dump() | {k: v for k, v in overrides.items() if v is not None},

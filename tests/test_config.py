@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
+import numpy as np
 import pytest
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from invalid_files import assert_refused_as_declared, invalid_files
 from pydantic import ValidationError
 
 from pipeline import config
@@ -144,7 +147,7 @@ def test_absolute_study_paths_are_kept(tmp_path):
 
 
 def test_study_values_are_read(tmp_path):
-    values = {"metric": "r2", "max_evals": 7, "seed": -3, "algorithm": "rand", "refit_on": "train"}
+    values = {"metric": "r2", "max_evals": 7, "seed": 3, "algorithm": "rand", "refit_on": "train"}
 
     study = config.load_study(write(tmp_path / "s.yaml", {**STUDY, **values}))
 
@@ -168,7 +171,7 @@ def test_tpe_options_default_to_hyperopts_and_are_read(tmp_path):
 
 
 BAD_STUDIES = [
-    ({"max_eval": 5}, "max_eval", "unknown key; remove it or check its spelling"),
+    ({"max_eval": 5}, "max_eval", "unknown key; did you mean max_evals? allowed here: name, experiment, dataset"),
     ({"metric": "rmsle"}, "metric", "'rmse', 'mae', 'r2', 'log_loss', 'auc', 'brier' or 'accuracy'"),
     ({"max_evals": 0}, "max_evals", "greater than 0"),
     ({"max_evals": "many"}, "max_evals", "valid integer"),
@@ -524,3 +527,280 @@ def test_top_level_must_be_a_mapping(tmp_path, load, text):
     error = refused(load, path)
 
     assert "expected a mapping of keys at the top level" in str(error)
+
+
+# --- the folders of invalid study and dataset files -------------------------------------------------------------
+
+INVALID_STUDIES = invalid_files("invalid_studies")
+INVALID_DATASETS = invalid_files("invalid_datasets")
+
+
+@pytest.mark.parametrize("path", INVALID_STUDIES, ids=[path.stem for path in INVALID_STUDIES])
+def test_invalid_study_is_refused(path):
+    assert_refused_as_declared(config.load_study, path)
+
+
+@pytest.mark.parametrize("path", INVALID_DATASETS, ids=[path.stem for path in INVALID_DATASETS])
+def test_invalid_dataset_is_refused(path):
+    assert_refused_as_declared(config.load_dataset, path)
+
+
+# --- files that are not YAML text a person wrote ---------------------------------------------------------------
+
+LOADERS = [config.load_study, config.load_dataset, config.load_space]
+
+
+def deep_block(depth: int) -> str:
+    return "".join("  " * level + "k:\n" for level in range(depth))
+
+
+NOT_YAML_TEXT = [
+    ("binary", bytes(range(256)) * 8, None, "not UTF-8 text (byte 0x80 at line 2)"),
+    ("latin-1", "name: caf\xe9\n".encode("latin-1"), None, "not UTF-8 text (byte 0xe9 at line 1)"),
+    ("flow nested 5000 deep", b"a: " + b"[" * 5000 + b"]" * 5000, "line 1", "nested more than 50 levels deep"),
+    ("block nested 100 deep", deep_block(100).encode(), "line 50", "nested more than 50 levels deep"),
+    ("over 1 MB", b"# padding\n" * 100_001, None, "is larger than 1000000 bytes, the most a file here may hold"),
+    ("aliases expanding to a billion values", b"", None, "more than 100000 values once its aliases are expanded"),
+]
+
+
+def billion_laughs() -> bytes:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.parametrize("load", LOADERS)
+@pytest.mark.parametrize(("case", "content", "key", "message"), NOT_YAML_TEXT, ids=[n[0] for n in NOT_YAML_TEXT])
+def test_a_file_that_is_not_yaml_text_is_refused(tmp_path, load, case, content, key, message):
+    path = tmp_path / "file.yaml"
+    path.write_bytes(content or billion_laughs())
+
+    error = refused(load, path)
+
+    assert error.key == key
+    assert message in str(error)
+
+
+@pytest.mark.parametrize("load", LOADERS)
+def test_a_directory_is_refused_as_one(tmp_path, load):
+    folder = tmp_path / "study.yaml"
+    folder.mkdir()
+
+    error = refused(load, folder)
+
+    assert "is a directory" in str(error)
+
+
+@pytest.mark.parametrize("load", LOADERS)
+def test_a_symlink_loop_is_refused_as_one(tmp_path, load):
+    loop = tmp_path / "loop.yaml"
+    loop.symlink_to(loop)
+
+    error = refused(load, loop)
+
+    assert "symbolic links" in str(error)
+
+
+@pytest.mark.parametrize("key", ["dataset", "space"])
+def test_a_study_naming_a_symlink_loop_is_refused_naming_the_key(tmp_path, key):
+    (tmp_path / "loop.yaml").symlink_to(tmp_path / "loop.yaml")
+    path = write(tmp_path / "s.yaml", {**STUDY, key: "loop.yaml"})
+
+    error = refused(config.load_study, path)
+
+    assert error.key == key
+    assert "symbolic links" in str(error)
+
+
+def test_a_utf8_file_with_a_byte_order_mark_loads(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"\xef\xbb\xbf" + yaml.safe_dump(STUDY).encode())
+
+    assert config.load_study(path).name == "s"
+
+
+def test_anchors_and_aliases_within_the_limits_load(tmp_path):
+    text = "stop: &stop {patience: 5}\n" + yaml.safe_dump(STUDY) + "tpe: {n_startup_jobs: 10}\n"
+
+    assert config.load_study(write(tmp_path / "s.yaml", text)).stop.patience == 5
+
+
+# --- YAML's own traps ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("word", ["yes", "Yes", "NO", "on", "Off"])
+def test_a_yaml_11_boolean_word_is_refused_wherever_it_is_written(tmp_path, word):
+    path = write(tmp_path / "d.yaml", yaml.safe_dump(DATASET | {"target": "TARGET"}).replace("TARGET", word))
+
+    error = refused(config.load_dataset, path)
+
+    assert error.key == "target"
+    assert f"write target: '{word}' for the text" in str(error)
+
+
+@pytest.mark.parametrize("text", ["'Yes'", '"Yes"', "true", "false", "True"])
+def test_quoted_words_and_true_false_are_what_they_say(tmp_path, text):
+    change = {"task": "binary", "positive_when": {"equals": "EQUALS"}}
+    path = write(tmp_path / "d.yaml", yaml.safe_dump(DATASET | change).replace("EQUALS", text))
+
+    equals = config.load_dataset(path).positive_when.equals
+
+    assert equals == yaml.safe_load(text) and type(equals) is type(yaml.safe_load(text))
+
+
+def test_a_duplicate_key_in_a_list_item_names_its_path_and_lines(tmp_path):
+    text = yaml.safe_dump(STUDY) + "tpe:\n  gamma: 0.2\n  gamma: 0.3\n"
+    lines = text.splitlines()
+    path = write(tmp_path / "s.yaml", text)
+
+    error = refused(config.load_study, path)
+
+    assert error.key == "tpe.gamma"
+    assert f"(first at line {len(lines) - 1}, again at line {len(lines)})" in str(error)
+
+
+# --- numbers: finite, in the range of the code that uses them ------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("key", ["metric_threshold", "timeout_s", "max_failed_share"])
+def test_stop_rules_must_be_finite(tmp_path, key, value):
+    path = write(tmp_path / "s.yaml", {**STUDY, "stop": {key: value}})
+
+    error = refused(config.load_study, path)
+
+    assert error.key == f"stop.{key}"
+    assert "finite number" in str(error)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_command_line_threshold_goes_through_the_same_model(value):
+    study = StudyConfig.model_validate(STUDY)
+
+    with pytest.raises(ValidationError) as caught:
+        StudyConfig.model_validate(study.model_dump() | {"stop": {"metric_threshold": value}})
+
+    assert config.first_problem(caught.value)[0] == "stop.metric_threshold"
+
+
+@pytest.mark.parametrize("seed", [0, 2**32 - 1])
+def test_seeds_every_consumer_accepts_load(tmp_path, seed):
+    assert config.load_study(write(tmp_path / "s.yaml", {**STUDY, "seed": seed})).seed == seed
+
+
+def test_the_seed_range_is_what_scikit_learn_numpy_and_xgboost_all_accept():
+    from sklearn.ensemble import RandomForestRegressor
+
+    RandomForestRegressor(random_state=config.SEED_MAX)._validate_params()
+    with pytest.raises(ValueError):
+        RandomForestRegressor(random_state=config.SEED_MAX + 1)._validate_params()
+    with pytest.raises(ValueError):
+        np.random.default_rng(-1)
+
+
+# --- names MLflow and the state folder must accept -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("", "is empty"),
+        (" \t", "is empty"),
+        ("team/flights", "cannot contain '/'"),
+        ("flights:v2", "cannot contain ':'"),
+        (".", "would resolve to another name as a path"),
+        ("..", "would resolve to another name as a path"),
+        ("..flights", "would resolve to another name as a path"),
+        ("flights@2024", "cannot contain '@'"),
+        ("flights?v=2", "cannot contain '?'"),
+        ("two\nlines", "control character"),
+        ("x" * 201, "is 201 characters long; at most 200"),
+    ],
+    ids=repr,
+)
+def test_a_model_name_the_registry_or_a_models_uri_refuses_is_refused(tmp_path, name, problem):
+    path = write(tmp_path / "s.yaml", {**STUDY, "model_name": name})
+
+    error = refused(config.load_study, path)
+
+    assert error.key == "model_name"
+    assert problem in str(error)
+
+
+@pytest.mark.parametrize("name", ["flights air-time", "Flights_2024.v2", "vols-é", "a..b", "a#b", "x" * 200])
+def test_model_names_the_registry_accepts_load(tmp_path, name):
+    assert config.load_study(write(tmp_path / "s.yaml", {**STUDY, "model_name": name})).model_name == name
+
+
+@pytest.mark.parametrize("key", ["name", "experiment"])
+@pytest.mark.parametrize(("value", "problem"), [("", "is empty"), ("e" * 201, "at most 200")])
+def test_study_and_experiment_names_fit_a_folder_name(tmp_path, key, value, problem):
+    path = write(tmp_path / "s.yaml", {**STUDY, key: value})
+
+    error = refused(config.load_study, path)
+
+    assert error.key == key
+    assert problem in str(error)
+
+
+REGISTRY_NAMES = ["", "  ", "a/b", "a:b", ".", "..", "..a", "a..b", "a@b", "a?b", "a#b", "a%b", "a\nb", "a\tb", " a"]
+REGISTRY_NAMES += ["é", "a b", "a\\b", "~a", "a'b", "m"]
+
+
+class _Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
+def test_the_model_name_rule_is_what_the_mlflow_registry_and_models_uris_accept(client, tmp_path):
+    """MLflow 3.17's registry refuses blank names, '/', ':', '.' and names starting '..'; a name it takes must
+    also come back through ``models:/NAME/VERSION`` (which the pipeline loads after registering) and
+    ``models:/NAME@ALIAS`` (which users score with): '@', '?', tab and newline break those."""
+    from mlflow.exceptions import MlflowException
+
+    with mlflow.start_run():
+        logged = mlflow.pyfunc.log_model(name="echo", python_model=_Echo(), pip_requirements=[])
+    for i, name in enumerate(REGISTRY_NAMES):
+        try:
+            version = mlflow.register_model(logged.model_uri, name).version
+            client.set_registered_model_alias(name, "champion", version)
+            for uri in (f"models:/{name}/{version}", f"models:/{name}@champion"):
+                mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / str(i)))
+        except MlflowException:
+            usable = False
+        else:
+            usable = True
+        assert (config.model_name_problem(name) is None) == usable, repr(name)
+
+
+def test_overlaps_that_mean_one_thing_are_allowed(tmp_path):
+    features = {"categorical": ["a", "b", "c"], "numeric": ["n"], "crossed": [["a", "b"], ["a", "c"]]}
+    path = write(tmp_path / "d.yaml", DATASET | {"features": features, "drop": ["y", "z"]})
+
+    dataset = config.load_dataset(path)
+
+    assert dataset.features.crossed == [["a", "b"], ["a", "c"]]
+    assert dataset.drop == ["y", "z"]
+
+
+def test_an_alias_to_its_own_anchor_is_refused(tmp_path):
+    path = write(tmp_path / "s.yaml", "a: &a [1, *a]\n")
+
+    error = refused(config.load_study, path)
+
+    assert error.key == "a.1"
+    assert "refers to itself through an alias" in str(error)
+
+
+@pytest.mark.parametrize(("file", "key"), [(None, None), ("command line", "--study")])
+def test_resolving_a_symlink_loop_names_where_the_path_was_given(tmp_path, file, key):
+    loop = tmp_path / "loop.yaml"
+    loop.symlink_to(loop)
+
+    with pytest.raises(InputError) as caught:
+        config.resolve_path(loop, file, key)
+
+    assert (caught.value.file, caught.value.key) == ((file, key) if file else (loop, None))
+    assert "symbolic links form a loop" in str(caught.value)
+    assert config.resolve_path(tmp_path / "." / "s.yaml") == tmp_path / "s.yaml"

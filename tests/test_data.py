@@ -602,23 +602,6 @@ def test_high_cardinality_column_keeps_the_most_frequent_categories_with_a_warni
     assert len(fitted.categories["street"]) == MAX_CATEGORIES and fitted.other == ["street"]
 
 
-def test_target_listed_as_a_feature_is_refused(dataset_file):
-    error = refused(variant(dataset_file, features=features(numeric=["distance", "air_time"])), "features.numeric")
-    assert "'air_time' is the target" in str(error)
-
-
-def test_column_listed_twice_is_refused(dataset_file):
-    error = refused(variant(dataset_file, features=features(numeric=["distance", "distance"])), "features.numeric")
-    assert "'distance' is listed twice" in str(error)
-    error = refused(variant(dataset_file, features=features(numeric=["origin", "distance"])), "features.numeric")
-    assert "under features.categorical too" in str(error)
-
-
-def test_feature_also_dropped_is_refused(dataset_file):
-    error = refused(variant(dataset_file, drop=["distance"]), "features.numeric")
-    assert "under drop too" in str(error)
-
-
 def test_inferred_features_leave_out_the_split_column(dataset_file, flights_csv):
     split = {"by": "column", "column": "month", "train": [1], "validation": [2], "test": [3]}
     dataset = load(variant(dataset_file, path=str(flights_csv), split=split, features={"categorical": ["origin"]}))

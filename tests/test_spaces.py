@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from invalid_files import assert_refused_as_declared, invalid_files
 
-from pipeline import spaces
-from pipeline.config import QUniform, RandInt, Scalar, SpaceConfig, Uniform
+from pipeline import config, spaces
+from pipeline.config import MAX_CHOICE_OPTIONS, QUniform, RandInt, Scalar, SpaceConfig, Uniform
 from pipeline.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "search_spaces" / "xgboost.yaml"
-INVALID = sorted((Path(__file__).parent / "invalid_spaces").glob("*.yaml"))
+INVALID = invalid_files("invalid_spaces")
 
 
 def write(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:
@@ -177,10 +178,11 @@ def test_typed_casts_to_the_declared_type(tmp_path, declared, sampled, kind, exp
 def test_choice_returns_the_option_itself(tmp_path, kind, option):
     options = [option, "other"]
     probabilities = ", probabilities: [0.25, 0.75]" if kind == "pchoice" else ""
-    space = load_text(
-        tmp_path,
-        f"parameters:\n  grow_policy: {{distribution: {kind}, options: [{option!r}, other]{probabilities}}}\n",
+    path = write(
+        tmp_path, f"parameters:\n  grow_policy: {{distribution: {kind}, options: [{option!r}, other]{probabilities}}}\n"
     )
+    # The schema and the typing only: xgboost itself refuses most of these options (see spaces.load).
+    space = spaces.SearchSpace(path, config.load_space(path), sha256="")
     assert space.config.parameters["grow_policy"].options == options
 
     value = space.typed({"model": "xgboost", "grow_policy": option})["grow_policy"]
@@ -626,15 +628,6 @@ def test_a_name_both_outside_and_inside_a_conditional_option_is_refused(tmp_path
 # --- the folder of invalid files ------------------------------------------------------------------------------
 
 
-def expectations(path: Path) -> tuple[str, str | None]:
-    """The ``# expect:`` substring and optional ``# key:`` path declared at the top of an invalid file."""
-    lines = path.read_text().splitlines()
-    match = re.fullmatch(r"# expect: (.+)", lines[0])
-    assert match, f"{path.name} must start with '# expect: <substring>'"
-    key = re.fullmatch(r"# key: (.+)", lines[1]) if len(lines) > 1 else None
-    return match.group(1), key.group(1) if key else None
-
-
 def test_invalid_folder_covers_each_problem():
     names = {path.stem for path in INVALID}
     assert {
@@ -658,22 +651,76 @@ def test_invalid_folder_covers_each_problem():
         "fixed_value_wrong_type_in_models",
         "conditional_option_unknown_hyperparameter",
         "conditional_option_duplicate_value",
+        "uniform_high_infinite",
+        "loguniform_low_minus_infinite",
+        "normal_mu_nan",
+        "fixed_value_nan",
+        "randint_beyond_int64",
+        "quniform_beyond_int64",
+        "choice_option_refused_by_estimator",
+        "choice_option_refused_inside_a_conditional_option",
+        "pchoice_option_refused_by_estimator",
+        "duplicate_parameter",
+        "choice_option_read_as_boolean",
     } <= names
 
 
 @pytest.mark.parametrize("path", INVALID, ids=[path.stem for path in INVALID])
 def test_invalid_space_is_refused(path):
-    expected, key = expectations(path)
+    assert_refused_as_declared(spaces.load, path)
+
+
+# --- choices: every option checked like a fixed value, and a sane number of them ------------------------------
+
+
+def test_every_option_of_a_choice_is_checked_by_the_estimator_naming_the_option(tmp_path):
+    text = (
+        "model: xgboost\nparameters:\n"
+        "  learning_rate: {distribution: loguniform, low: 0.02, high: 0.3}\n"
+        "  tree_method: {distribution: choice, options: [hist, approx, histogram]}\n"
+    )
 
     with pytest.raises(InputError) as caught:
-        spaces.load(path)
+        load_text(tmp_path, text)
 
-    error = caught.value
-    message = str(error)
-    assert error.exit_code == 2
-    assert path.name in message
-    assert message.startswith(f"{path}: ")
-    assert expected in message
-    if key is not None:
-        assert error.key == key
-        assert f"{path}: {key}: " in message
+    assert caught.value.key == "parameters.tree_method.options.2"
+    assert "option 'histogram' is refused by xgboost" in str(caught.value)
+
+
+def test_a_conditional_options_own_value_is_checked_too(tmp_path):
+    text = (
+        "model: xgboost\nparameters:\n  booster:\n    distribution: choice\n    options:\n      - gbtree\n"
+        "      - value: dartt\n        parameters:\n          rate_drop: {distribution: uniform, low: 0, high: 0.3}\n"
+    )
+
+    with pytest.raises(InputError) as caught:
+        load_text(tmp_path, text)
+
+    assert caught.value.key == "parameters.booster.options.1"
+    assert "option 'dartt' is refused by xgboost" in str(caught.value)
+
+
+def test_options_every_estimator_accepts_load(tmp_path):
+    text = (
+        "models:\n"
+        "  xgboost:\n    parameters:\n"
+        "      tree_method: {distribution: choice, options: [hist, approx]}\n"
+        "      grow_policy: {distribution: pchoice, options: [depthwise, lossguide], probabilities: [0.5, 0.5]}\n"
+        "  random_forest:\n    parameters:\n"
+        "      max_features: {distribution: choice, options: [sqrt, 0.5, 1.0]}\n"
+    )
+
+    space = load_text(tmp_path, text)
+
+    assert space.families == ["xgboost", "random_forest"]
+
+
+def test_a_choice_with_more_options_than_the_limit_is_refused_before_any_check(tmp_path):
+    options = ", ".join(str(i) for i in range(MAX_CHOICE_OPTIONS + 1))
+    path = write(tmp_path, f"model: xgboost\nparameters:\n  max_bin: {{distribution: choice, options: [{options}]}}\n")
+
+    with pytest.raises(InputError) as caught:
+        config.load_space(path)
+
+    assert caught.value.key == "parameters.max_bin.options"
+    assert f"{MAX_CHOICE_OPTIONS + 1} options, more than the {MAX_CHOICE_OPTIONS} allowed" in str(caught.value)

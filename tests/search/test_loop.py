@@ -13,7 +13,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from sklearn.linear_model import Ridge
 
-from pipeline import spaces, tracking
+from pipeline import config, spaces, tracking
 from pipeline.errors import PipelineError
 from pipeline.families import TrainingData
 from pipeline.metrics import METRICS, REGRESSION, Task
@@ -52,10 +52,20 @@ def context(client: MlflowClient, request: pytest.FixtureRequest) -> RunContext:
     return RunContext(client=client, experiment_id=experiment, parent_run_id=parent.info.run_id, tags=PROVENANCE)
 
 
-def write_space(folder: Path, parameters: dict) -> spaces.SearchSpace:
+def write_space(folder: Path, parameters: dict, failing: bool = False) -> spaces.SearchSpace:
+    if failing:
+        return failing_space(folder, {"model": "xgboost", "parameters": parameters | FAST})
     path = folder / "space.yaml"
     path.write_text(yaml.safe_dump({"model": "xgboost", "parameters": parameters | FAST}))
     return spaces.load(path)
+
+
+def failing_space(folder: Path, raw: dict) -> spaces.SearchSpace:
+    """A space with options the estimator refuses, checked for its schema only: ``spaces.load`` refuses it,
+    and these tests need trials that fail when they train."""
+    path = folder / "space.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return spaces.SearchSpace(path, config.load_space(path), sha256="failing")
 
 
 def journal(folder: Path) -> History:
@@ -131,6 +141,7 @@ def test_failing_trials_are_failed_runs_with_the_error_and_never_the_best(tmp_pa
             "max_depth": {"distribution": "choice", "options": [3, -1]},
             "learning_rate": {"distribution": "uniform", "low": 0.5, "high": 1.0},
         },
+        failing=True,
     )
 
     result = run_search(
@@ -169,7 +180,7 @@ def test_failing_trials_are_failed_runs_with_the_error_and_never_the_best(tmp_pa
 
 
 def test_when_every_trial_fails_the_error_says_so_and_quotes_the_first(tmp_path, prepared, context):
-    space = write_space(tmp_path, {"max_depth": {"distribution": "choice", "options": [-1, -2]}})
+    space = write_space(tmp_path, {"max_depth": {"distribution": "choice", "options": [-1, -2]}}, failing=True)
 
     with pytest.raises(PipelineError, match=r"^all 3 trials failed; first error: XGBoostError: .*max_depth") as raised:
         run_search(
@@ -371,6 +382,7 @@ def test_too_many_failed_trials_stop_the_study_and_quote_the_first_error(tmp_pat
             "max_depth": {"distribution": "choice", "options": [-1, -2, 3]},
             "learning_rate": {"distribution": "uniform", "low": 0.5, "high": 1.0},
         },
+        failing=True,
     )
     stop = StopRules(max_failed_share=0.5, min_trials_for_failed_share=3)
 
@@ -485,6 +497,7 @@ def test_every_trial_is_in_the_history_with_its_logged_run(tmp_path, prepared, c
             "max_depth": {"distribution": "choice", "options": [3, -1]},
             "learning_rate": {"distribution": "uniform", "low": 0.5, "high": 1.0},
         },
+        failing=True,
     )
     history = journal(tmp_path)
 
@@ -543,9 +556,7 @@ FAMILIES = {
 def test_a_multi_family_search_logs_each_family_s_own_parameters_and_picks_the_best_ok_trial(
     tmp_path, prepared, context
 ):
-    path = tmp_path / "space.yaml"
-    path.write_text(yaml.safe_dump({"models": {name: {"parameters": p} for name, p in FAMILIES.items()}}))
-    space = spaces.load(path)
+    space = failing_space(tmp_path, {"models": {name: {"parameters": p} for name, p in FAMILIES.items()}})
 
     result = run_search(
         space,
