@@ -31,7 +31,22 @@ LOG_SCALE_SPAN = 100.0
 DENSE_POINTS = 2000
 """Past this many test rows, scatter plots become hexbin densities."""
 BEST_COLOR = "tab:red"
-STATUS_MARKERS = {PRUNED: "o", "FAILED": "x", "KILLED": "v"}
+STATUS_MARKERS = {PRUNED: "o", "FAILED": "x", "KILLED": "D"}
+OUTLIER_IQR = 3.0
+"""A finished trial further than this many interquartile ranges beyond the quartiles does not stretch the
+optimization history's y-axis (Tukey's "far out"); it is drawn at the edge."""
+PAD = 0.08
+"""Room left above and below a zoomed range, as a share of its span."""
+RELIABLE_IMPORTANCE_TRIALS = 20
+"""Below this many finished trials, importances are flagged as a hint only: a rank correlation from n
+trials is uncertain by about 1/sqrt(n - 1) (0.41 at 7 trials, 0.23 at 20), and a forest over a handful of
+trials ranks noise."""
+SEQUENTIAL = "viridis"
+"""The colour map of trial numbers (slices) and of row counts (hexbin densities): every end of viridis stands
+out on white, where Blues starts white and hides the early trials and the lone rows."""
+ZOOM_SHARE = 0.95
+"""Learning curves are zoomed on the rounds after the validation curve made this share of its gain."""
+MIN_ROUNDS_TO_ZOOM = 10
 
 
 @dataclass(frozen=True)
@@ -69,70 +84,178 @@ class Trials:
 
 
 def optimization_history(trials: Trials) -> Figure:
-    """The metric of each finished trial and the best so far. A pruned trial is drawn hollow at the value it
-    had when stopped and does not count for the best; a trial without a value (failed, killed) is marked
-    along the bottom with its status."""
+    """The metric of each trial and the best so far, drawn to the last trial.
+
+    The y-axis spans the finished trials (less far outliers, see :func:`value_range`), so the pruned ones,
+    stopped while they were bad, cannot squash the finished ones flat; a point beyond that range is drawn at
+    the edge it lies past, as a triangle pointing out. A pruned trial is drawn hollow at the value it had when
+    stopped and does not count for the best; a trial without a value (failed, killed) is marked along the
+    bottom with its status. Each trial's marker carries the URL ``#trial-<number>`` (see :func:`hotspots`).
+    """
     figure = Figure(figsize=(9, 5), layout="constrained")
     axes = figure.subplots()
-    finished = trials.finished
-    values = finished["value"].astype(float)
-    axes.scatter(finished["number"], values, s=24, color="tab:blue", label=f"trial {trials.metric}")
-    best = values.cummax() if trials.maximize else values.cummin()
-    axes.step(finished["number"], best, where="post", color=BEST_COLOR, label="best so far")
-    others = trials.frame[~trials.frame.index.isin(finished.index)]
+    frame, finished = trials.frame, trials.finished
+    valued = frame[np.isfinite(frame["value"].astype(float))]
+    best = trials.best
+    limits = value_range(
+        (finished if not finished.empty else valued)["value"], None if best is None else float(best["value"])
+    )
+    beyond = _scatter_within(axes, finished, limits, s=24, color="tab:blue", label=f"finished ({len(finished)})")
+    if not finished.empty:
+        values = finished["value"].astype(float)
+        best_so_far = (values.cummax() if trials.maximize else values.cummin()).to_list()
+        numbers = finished["number"].to_list()
+        last = int(frame["number"].max())
+        if last > numbers[-1]:  # the best holds until the last trial, whatever became of the later ones
+            numbers, best_so_far = [*numbers, last], [*best_so_far, best_so_far[-1]]
+        axes.step(numbers, best_so_far, where="post", color=BEST_COLOR, label="best so far", zorder=3)
+    others = frame[~frame.index.isin(finished.index)]
     for status, group in others.groupby("status"):
         marker = STATUS_MARKERS.get(status, "s")
         label = f"{status.lower()} ({len(group)})"
-        valued = np.isfinite(group["value"].astype(float))
-        if valued.any():
-            axes.scatter(
-                group["number"][valued],
-                group["value"][valued],
-                marker=marker,
-                s=30,
-                facecolors="none",
-                edgecolors="grey",
-                label=label,
-            )
+        has_value = group.index.isin(valued.index)
+        if has_value.any():
+            style = {"marker": marker, "s": 30, "facecolors": "none", "edgecolors": "grey"}
+            beyond += _scatter_within(axes, group[has_value], limits, label=label, **style)
             label = None
-        if not valued.all():
-            axes.scatter(
-                group["number"][~valued],
-                np.full(int((~valued).sum()), 0.03),
+        if not has_value.all():
+            lacking = group[~has_value]
+            marks = axes.scatter(
+                lacking["number"],
+                np.full(len(lacking), 0.03),
                 transform=axes.get_xaxis_transform(),  # x in trial numbers, y in axes fractions
                 marker=marker,
                 color="black",
                 label=label,
             )
-    axes.set(
-        xlabel="trial",
-        ylabel=f"validation {trials.metric}",
-        title=f"Optimization history: validation {trials.metric} ({trials.direction})",
-    )
+            marks.set_urls(_trial_urls(lacking))
+    if limits is not None:
+        axes.set_ylim(*limits)
+    if beyond:
+        axes.scatter([], [], marker="^", color="grey", label=f"beyond the y-range, at its edge ({beyond})")
+    axes.set(xlabel="trial", ylabel=f"validation {trials.metric}")
+    axes.set_title(f"Optimization history: validation {trials.metric} ({trials.direction})", pad=10)
     axes.xaxis.get_major_locator().set_params(integer=True)
     axes.legend(loc="best")
     return figure
 
 
+def value_range(values: pd.Series, best: float | None = None) -> tuple[float, float] | None:
+    """The y-limits that show the trials that matter: the values' range less far outliers (beyond
+    ``OUTLIER_IQR`` interquartile ranges from the quartiles) but always the best, padded by ``PAD`` of the
+    span. None without a finite value (let matplotlib choose)."""
+    numbers = values.astype(float)
+    numbers = numbers[np.isfinite(numbers)]
+    if numbers.empty:
+        return None
+    low_quartile, high_quartile = numbers.quantile([0.25, 0.75])
+    fence = OUTLIER_IQR * (high_quartile - low_quartile)
+    kept = numbers[(numbers >= low_quartile - fence) & (numbers <= high_quartile + fence)]
+    low, high = float(kept.min()), float(kept.max())
+    if best is not None and np.isfinite(best):
+        low, high = min(low, best), max(high, best)
+    pad = PAD * (high - low) if high > low else max(abs(high) * PAD, 1e-9)
+    return low - pad, high + pad
+
+
+def _scatter_within(axes, rows: pd.DataFrame, limits: tuple[float, float] | None, label: str, **style) -> int:
+    """Draw the rows' values inside ``limits``; those beyond, at the edge they pass as a triangle pointing
+    out. Returns how many were beyond."""
+    values = rows["value"].astype(float)
+    low, high = limits if limits is not None else (-np.inf, np.inf)
+    inside = values.between(low, high)
+    points = axes.scatter(rows["number"][inside], values[inside], label=label, **style)
+    points.set_urls(_trial_urls(rows[inside]))
+    for edge, marker, past in ((0.99, "^", values > high), (0.01, "v", values < low)):
+        if past.any():
+            edge_style = style | {"marker": marker, "s": 40, "clip_on": False, "zorder": 4}
+            marks = axes.scatter(
+                rows["number"][past],
+                np.full(int(past.sum()), edge),
+                transform=axes.get_xaxis_transform(),  # x in trial numbers, y on the axes' edge
+                **edge_style,
+            )
+            marks.set_urls(_trial_urls(rows[past]))
+    return int((~inside).sum())
+
+
+def _trial_urls(rows: pd.DataFrame) -> list[str]:
+    return [f"#trial-{int(n)}" for n in rows["number"]]
+
+
+@dataclass(frozen=True)
+class Hotspot:
+    """Where a trial's marker lies on a drawn figure, in fractions of its width (from the left) and height
+    (from the top): what an HTML page needs to put a tooltip over the PNG at any scale."""
+
+    x: float
+    y: float
+    trial: int
+
+
+def hotspots(figure: Figure) -> list[Hotspot]:
+    """The markers of the figure that carry a trial URL (``#trial-<number>``), as laid out when drawn; the
+    figure is laid out first (without rendering), so this may follow ``savefig`` or stand alone."""
+    figure.draw_without_rendering()
+    width, height = figure.bbox.width, figure.bbox.height
+    found = []
+    for axes in figure.axes:
+        for collection in axes.collections:
+            urls = collection.get_urls()
+            offsets = np.asarray(collection.get_offsets(), dtype=float)
+            if not urls or urls[0] is None or len(urls) != len(offsets):
+                continue
+            shown = collection.get_offset_transform().transform(offsets)
+            for (x, y), url in zip(shown, urls, strict=True):
+                if url.startswith("#trial-") and np.isfinite(x) and np.isfinite(y):
+                    found.append(Hotspot(float(x / width), float(1 - y / height), int(url.removeprefix("#trial-"))))
+    return found
+
+
 def parameter_importance(trials: Trials) -> Figure:
     """How much of the metric's variation across trials each parameter accounts for (see
-    :func:`importances` for the estimate and why it changes with the number of trials)."""
-    figure = Figure(figsize=(8, 1.5 + 0.45 * max(len(trials.params), 1)), layout="constrained")
+    :func:`importances` for the estimate and why it changes with the number of trials), each bar labelled
+    with its value so that a zero reads as a zero. The title says what the scores are computed from; with
+    fewer than ``RELIABLE_IMPORTANCE_TRIALS`` finished trials it says they are too few to mean much."""
+    figure = Figure(figsize=(8, 1.9 + 0.45 * max(len(trials.params), 1)), layout="constrained")
     axes = figure.subplots()
+    figure.suptitle(f"Parameter importance for validation {trials.metric}")
+    count = len(trials.finished)
     estimate = importances(trials)
     if estimate is None:
-        _note(axes, f"{len(trials.finished)} finished trial(s): too few to tell which parameter matters")
-        axes.set_title("Parameter importance")
+        _note(axes, f"{count} finished trial(s): too few to tell which parameter matters")
         return figure
     scores, method = estimate
     scores = scores.sort_values()
-    axes.barh(scores.index, scores.to_numpy(), color="tab:blue")
-    axes.set(xlabel=method, title=f"Parameter importance for validation {trials.metric}\n({method})")
+    few = count < RELIABLE_IMPORTANCE_TRIALS
+    bars = axes.barh(scores.index, scores.to_numpy(), color="tab:gray" if few else "tab:blue")
+    axes.bar_label(bars, fmt="%.2f", padding=3, fontsize=8)
+    axes.set_xlim(0, max(float(scores.max()), 0.05) * 1.15)
+    axes.set_xlabel(IMPORTANCE_SCALES[method])
+    source = f"{method}, over {count} finished trials"
+    if few:
+        axes.set_title(
+            f"{source}:\ntoo few trials to mean much (fewer than {RELIABLE_IMPORTANCE_TRIALS}); read it as a hint",
+            color="tab:red",
+            fontsize=10,
+        )
+    else:
+        axes.set_title(source, fontsize=10)
     return figure
 
 
+FOREST = "random-forest impurity decrease"
+CORRELATION = "rank correlation"
+IMPORTANCE_SCALES = {
+    FOREST: "share of the forest's impurity decrease (sums to 1)",
+    CORRELATION: "|Spearman rho| with the metric (eta for a choice), 0 to 1",
+}
+"""What the bars' lengths mean, by estimate."""
+
+
 def importances(trials: Trials) -> tuple[pd.Series, str] | None:
-    """Each parameter's importance, with a phrase naming the estimate; None with too few finished trials.
+    """Each parameter's importance and the estimate's name (``FOREST`` or ``CORRELATION``); None with too
+    few finished trials.
 
     From ``MIN_TRIALS_FOR_FOREST`` finished trials on: a random forest is fitted from the parameters to the
     metric and each parameter scored by its mean decrease in impurity, normalised to sum to 1 (Optuna's
@@ -152,12 +275,12 @@ def importances(trials: Trials) -> tuple[pd.Series, str] | None:
         else:
             forest = RandomForestRegressor(n_estimators=64, min_samples_leaf=2, random_state=0, n_jobs=1)
             scores = forest.fit(x, y).feature_importances_
-        return pd.Series(scores, index=trials.params), "random-forest impurity decrease, sums to 1"
+        return pd.Series(scores, index=trials.params), FOREST
     scores = [
         _correlation_ratio(finished[p], y) if trials.categorical(p) else _spearman(finished[p], y)
         for p in trials.params
     ]
-    return pd.Series(scores, index=trials.params), "|Spearman rho|, eta for choices: too few trials for a forest"
+    return pd.Series(scores, index=trials.params), CORRELATION
 
 
 def parallel_coordinates(trials: Trials) -> Figure:
@@ -199,8 +322,10 @@ def parallel_coordinates(trials: Trials) -> Figure:
 
 
 def slices(trials: Trials) -> Figure:
-    """The metric against each parameter alone, one subplot per parameter, coloured by trial number (later
-    trials darker: where TPE converged); only the trials that have the parameter appear in its subplot."""
+    """The metric against each parameter alone, one subplot per parameter, coloured by trial number (from
+    purple, early, to yellow, late: where TPE converged; every point edged so that none fades into the
+    background); only the trials that have the parameter appear in its subplot. Each point carries the URL
+    ``#trial-<number>`` (see :func:`hotspots`)."""
     finished = trials.finished
     if finished.empty or not trials.params:
         figure = Figure(figsize=(6, 3))
@@ -220,7 +345,17 @@ def slices(trials: Trials) -> Figure:
     for axes, param in zip(grid, trials.params, strict=False):
         present = finished[finished[param].notna()]
         x = _slice_positions(trials, param, present)
-        axes.scatter(x, present["value"].astype(float), c=present["number"], cmap="Blues", norm=norm, s=22)
+        points = axes.scatter(
+            x,
+            present["value"].astype(float),
+            c=present["number"],
+            cmap=SEQUENTIAL,
+            norm=norm,
+            s=24,
+            edgecolors="0.25",
+            linewidths=0.4,
+        )
+        points.set_urls(_trial_urls(present))
         if best is not None and pd.notna(best[param]):
             axes.scatter(x[present.index.get_loc(best.name)], best["value"], color=BEST_COLOR, marker="*", s=160)
         if trials.categorical(param):
@@ -228,28 +363,74 @@ def slices(trials: Trials) -> Figure:
             axes.set_xticks(range(len(categories)), categories, rotation=30, ha="right")
         elif _log_scaled(present[param]):
             axes.set_xscale("log")
+        axes.margins(y=0.1)  # room for the best trial's star at the edge
         shown = f"{param} ({len(present)} of {len(finished)} trials)" if len(present) < len(finished) else param
         axes.set(xlabel=shown, ylabel=trials.metric)
     for axes in grid[len(trials.params) :]:
         axes.set_visible(False)
     colorbar = figure.add_axes((1 - 0.95 / width, 0.6 / height, 0.15 / width, 1 - 1.4 / height))
-    figure.colorbar(ScalarMappable(norm=norm, cmap="Blues"), cax=colorbar, label="trial")
+    figure.colorbar(ScalarMappable(norm=norm, cmap=SEQUENTIAL), cax=colorbar, label="trial")
     figure.suptitle(f"Slices: validation {trials.metric} against each parameter ({trials.direction}; red: best)")
     return figure
 
 
 def learning_curves(curves: Mapping[str, pd.Series], best_iteration: int | None, title: str) -> Figure:
     """Per-round curves of one trial (``validation_rmse_curve``, ``train_rmse_curve``, ... as Series indexed
-    by round), with the round early stopping kept: where training and validation part shows overfitting."""
+    by round), with the round early stopping kept: where training and validation part shows overfitting.
+
+    The y-axis is named after the curves' metric and zoomed on the rounds that matter (see
+    :func:`curve_range`): the first rounds' large errors would otherwise flatten the part where the curves
+    part and the validation curve turns; the x-axis label says from which round on the zoom holds.
+    """
     figure = Figure(figsize=(9, 5), layout="constrained")
     axes = figure.subplots()
     for name, curve in sorted(curves.items()):
         axes.plot(curve.index, curve.to_numpy(), label=name.removesuffix("_curve").replace("_", " ", 1))
     if best_iteration is not None:
         axes.axvline(best_iteration, color=BEST_COLOR, ls="--", label=f"best iteration ({best_iteration})")
-    axes.set(xlabel="boosting round", ylabel="metric", title=title)
+    metric = curve_metric(curves)
+    zoom = curve_range(curves, best_iteration)
+    xlabel = "boosting round"
+    if zoom is not None:
+        low, high, first = zoom
+        axes.set_ylim(low, high)
+        if first > min(int(c.index.min()) for c in curves.values()):
+            xlabel += f" (y-axis zoomed on rounds {first} on; earlier rounds run off the plot)"
+    axes.set(xlabel=xlabel, ylabel=f"{metric} per round" if metric else "metric per round", title=title)
     axes.legend(loc="best")
     return figure
+
+
+def curve_metric(curves: Mapping[str, pd.Series]) -> str | None:
+    """The metric the curves are in (``rmse`` for ``train_rmse_curve`` and ``validation_rmse_curve``), or
+    None when they are in several or there is none."""
+    names = {key.removesuffix("_curve").split("_", 1)[-1] for key in curves}
+    return names.pop() if len(names) == 1 else None
+
+
+def curve_range(curves: Mapping[str, pd.Series], best_iteration: int | None) -> tuple[float, float, int] | None:
+    """The y-limits and first round of the zoom on learning curves: every curve from the round where the
+    validation curve has made ``ZOOM_SHARE`` of its gain (from its first round to the best iteration, or to
+    its extreme furthest from the start), padded by ``PAD``. None when there is no validation curve of at least
+    ``MIN_ROUNDS_TO_ZOOM`` rounds, or it never moved."""
+    validation = next((c for key, c in sorted(curves.items()) if key.startswith("validation_")), None)
+    if validation is None or len(validation) < MIN_ROUNDS_TO_ZOOM:
+        return None
+    values = validation.astype(float)
+    start = float(values.iloc[0])
+    if best_iteration is not None and best_iteration in values.index:
+        best = float(values.loc[best_iteration])
+    else:
+        best = max((float(values.min()), float(values.max())), key=lambda v: abs(v - start))
+    gain = best - start
+    if gain == 0 or not np.isfinite(gain):
+        return None
+    first = int(values.index[np.argmax(((values - start) / gain).to_numpy() >= ZOOM_SHARE)])
+    shown = pd.concat([c[c.index >= first].astype(float) for c in curves.values()])
+    shown = shown[np.isfinite(shown)]
+    low, high = float(shown.min()), float(shown.max())
+    pad = PAD * (high - low) if high > low else max(abs(high) * PAD, 1e-9)
+    return low - pad, high + pad, first
 
 
 def predicted_vs_actual(y_true: np.ndarray, y_pred: np.ndarray, target: str) -> Figure:
@@ -424,7 +605,7 @@ def _slice_positions(trials: Trials, param: str, rows: pd.DataFrame) -> np.ndarr
 def _points(figure: Figure, axes, x: np.ndarray, y: np.ndarray) -> None:
     """Points, or their density once there are too many to see."""
     if len(x) > DENSE_POINTS:
-        cells = axes.hexbin(x, y, gridsize=60, mincnt=1, cmap="Blues", norm=LogNorm())
+        cells = axes.hexbin(x, y, gridsize=60, mincnt=1, cmap=SEQUENTIAL, norm=LogNorm())
         figure.colorbar(cells, ax=axes, label="rows")
     else:
         axes.scatter(x, y, s=8, alpha=0.5, color="tab:blue")

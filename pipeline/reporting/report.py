@@ -119,16 +119,18 @@ def gather(client: MlflowClient, run_id: str) -> Study:
 
 
 def write(study: Study, folder: Path) -> list[Path]:
-    """Write each plot that applies to the study as PNG, then ``report.html`` embedding them all; returns
-    the files written, the page last."""
+    """Write each plot that applies to the study as PNG, then ``report.html`` embedding them all (with a
+    tooltip over each trial's marker); returns the files written, the page last."""
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
+    written, spots = [], {}
     for name, _, draw in _plots(study):
         path = folder / f"{name}.png"
-        draw().savefig(path, dpi=DPI)
+        figure = draw()
+        figure.savefig(path, dpi=DPI)
         written.append(path)
+        spots[name] = plots.hotspots(figure)
     page = folder / PAGE
-    page.write_text(_page(study, written), encoding="utf-8")
+    page.write_text(_page(study, written, spots), encoding="utf-8")
     return [*written, page]
 
 
@@ -156,6 +158,9 @@ def _plots(study: Study) -> list[tuple[str, str, Callable[[], Figure]]]:
     ]
     if study.curves:
         title = f"Learning curves of the best trial ({study.summary['best trial']})"
+        shown = plots.curve_metric(study.curves)
+        if shown is not None and shown != trials.metric:
+            title += f"\nper round in {shown}, the metric early stopping watches"
         curves = partial(plots.learning_curves, study.curves, study.best_iteration, title)
         out.append(("learning_curves", "Learning curves", curves))
     evaluation = study.evaluation
@@ -244,14 +249,14 @@ def _evaluation(client: MlflowClient, run_id: str) -> Evaluation | None:
 
 def _summary(parent: Run, experiment: str, trials: plots.Trials) -> dict[str, str]:
     metric = trials.metric
-    finished, best = trials.finished, trials.best
+    best = trials.best
     tags, metrics = parent.data.tags, parent.data.metrics
     started = datetime.fromtimestamp(parent.info.start_time / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
     summary = {
         "study": f"{parent.info.run_name} (experiment {experiment})",
         "parent run": f"{parent.info.run_id} ({parent.info.status}, started {started})",
         "metric": f"{metric}, {trials.direction}",
-        "trials": f"{len(finished)} finished, {len(trials.frame) - len(finished)} not finished",
+        "trials": _trial_counts(trials.frame["status"]),
         "stopped": tags.get("stop_reason", "-"),
         "best trial": "-",
         "best parameters": "-",
@@ -276,23 +281,75 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.6g}"
 
 
+def _trial_counts(statuses: pd.Series) -> str:
+    """ "12 trials: 7 finished, 5 pruned, 0 failed", killed ones (runs a dead process left) counted if any."""
+    counts = statuses.value_counts()
+    text = runs.trial_counts(
+        int(counts.get(plots.FINISHED, 0)), int(counts.get(plots.PRUNED, 0)), int(counts.get("FAILED", 0))
+    )
+    killed = int(counts.get("KILLED", 0))
+    return f"{text}, {killed} killed" if killed else text
+
+
 def _top_trials(trials: plots.Trials) -> pd.DataFrame:
     finished = trials.finished.sort_values("value", ascending=not trials.maximize).head(TOP_TRIALS)
     table = finished[["number", "value", "status", "seconds", *trials.params]]
     return table.rename(columns={"number": "trial", "value": trials.metric, "seconds": "duration (s)"})
 
 
-def _page(study: Study, images: list[Path]) -> str:
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "" if np.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def _top_table(trials: plots.Trials) -> str:
+    """The best finished trials as an HTML table, each row's id ``trial-<number>`` (what a plot's marker
+    links to), in a box of its own that scrolls sideways when the parameters are too many for the page."""
+    top = _top_trials(trials)
+    # a long parameter name may break after its underscores, so a column is as wide as its values
+    header = "".join(f"<th>{html.escape(str(c)).replace('_', '_<wbr>')}</th>" for c in top.columns)
+    rows = "\n".join(
+        f'<tr id="trial-{int(row.iloc[0])}">' + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
+        for _, row in top.astype(object).iterrows()
+    )
+    return f'<div class="scroll">\n<table class="trials">\n<tr>{header}</tr>\n{rows}\n</table>\n</div>'
+
+
+def _tooltip(trials: plots.Trials, number: int) -> str:
+    """A trial as its tooltip shows it: number, status and metric, then each parameter it had."""
+    row = trials.frame.loc[trials.frame["number"] == number].iloc[0]
+    value = _cell(float(row["value"])) or "none"
+    lines = [f"trial {number} ({row['status'].lower()}): {trials.metric} {value}"]
+    lines += [f"{p} = {_cell(row[p])}" for p in trials.params if pd.notna(row[p])]
+    return "\n".join(lines)
+
+
+def _figure(study: Study, path: Path, heading: str, spots: list[plots.Hotspot], ranked: set[int]) -> str:
+    """A plot as a heading and its embedded PNG, with an invisible marker over each trial's point that shows
+    the trial's parameters on hover (the browser's own tooltip: no script) and, for a ranked trial, links to
+    its row of the table. Positions are percentages of the image, so they hold at any displayed size."""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    marks = []
+    for spot in spots:
+        tag = "a" if spot.trial in ranked else "span"
+        link = f' href="#trial-{spot.trial}"' if spot.trial in ranked else ""
+        title = html.escape(_tooltip(study.trials, spot.trial)).replace("\n", "&#10;")
+        marks.append(
+            f'<{tag}{link} class="spot" style="left:{100 * spot.x:.2f}%;top:{100 * spot.y:.2f}%" '
+            f'title="{title}"></{tag}>'
+        )
+    image = f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
+    return "\n".join([f"<h2>{html.escape(heading)}</h2>", '<div class="plot">', image, *marks, "</div>"])
+
+
+def _page(study: Study, images: list[Path], spots: dict[str, list[plots.Hotspot]]) -> str:
     summary = "\n".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in study.summary.items()
     )
-    top = _top_trials(study.trials).to_html(index=False, na_rep="", float_format=lambda v: f"{v:.5g}", border=0)
     headings = {name: heading for name, heading, _ in _plots(study)}
-    figures = "\n".join(
-        f'<h2>{html.escape(headings[path.stem])}</h2>\n<img alt="{html.escape(path.name)}" '
-        f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode("ascii")}">'
-        for path in images
-    )
+    ranked = set(_top_trials(study.trials)["trial"].astype(int))
+    figures = "\n".join(_figure(study, path, headings[path.stem], spots.get(path.stem, []), ranked) for path in images)
     title = html.escape(f"Study {study.name}")
     return f"""<!doctype html>
 <html lang="en">
@@ -300,10 +357,22 @@ def _page(study: Study, images: list[Path]) -> str:
 <meta charset="utf-8">
 <title>{title}</title>
 <style>
-body {{ font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+body {{ font-family: sans-serif; margin: 2em auto; padding: 0 1em; max-width: 1100px; color: #222; }}
 table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
-th, td {{ padding: 0.25em 0.8em; text-align: left; border-bottom: 1px solid #ddd; }}
-img {{ max-width: 100%; }}
+th, td {{ padding: 0.25em 0.8em; text-align: left; border-bottom: 1px solid #ddd; vertical-align: top; }}
+table.summary td {{ overflow-wrap: anywhere; }}
+.scroll {{ max-width: 100%; overflow-x: auto; margin-bottom: 1.5em; }}
+.scroll table {{ margin-bottom: 0; font-size: 0.85em; }}
+table.trials th, table.trials td {{ padding: 0.25em 0.6em; white-space: nowrap; }}
+table.trials th, table.trials td {{ text-align: right; font-variant-numeric: tabular-nums; }}
+table.trials th {{ white-space: normal; vertical-align: bottom; }}
+table.trials td:nth-child(3) {{ text-align: left; }}
+table.trials tr > :first-child {{ position: sticky; left: 0; background: #fff; }}
+table.trials tr:target td {{ background: #fde9e9; }}
+.plot {{ position: relative; display: inline-block; max-width: 100%; }}
+.plot img {{ display: block; max-width: 100%; }}
+.spot {{ position: absolute; width: 12px; height: 12px; margin: -6px 0 0 -6px; border-radius: 50%; }}
+.spot:hover {{ box-shadow: 0 0 0 2px #d62728; }}
 </style>
 </head>
 <body>
@@ -312,7 +381,8 @@ img {{ max-width: 100%; }}
 {summary}
 </table>
 <h2>Top trials</h2>
-{top}
+<p>Hover a point of a trial plot to see that trial's parameters; a ranked trial's point links to its row.</p>
+{_top_table(study.trials)}
 {figures}
 </body>
 </html>

@@ -1,14 +1,32 @@
-"""The ``runs`` command: studies and their best trials in the terminal, a thin layer over MLflow's search."""
+"""The ``runs`` command and the end-of-run summary: studies and their best trials as plain-text tables.
+
+MLflow is read in a few small functions (:func:`studies`, :func:`top_trials`, :func:`model_aliases`) that fill
+plain records (:class:`StudyRow`, :class:`TrialRow`); the tables are drawn from those records alone, at most
+``WIDTH`` columns wide, in ASCII without colour or escape codes, so the same text reads in a terminal, a cron
+log or a CI transcript.
+"""
 
 from __future__ import annotations
 
+import textwrap
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipeline.config import MODEL_KEY
 from pipeline.errors import InputError
 from pipeline.metrics import METRICS
+
+WIDTH = 100
+"""Columns a table may use: it reads in a default 100-column terminal and stays unwrapped in most logs."""
+GAP = "  "
+MIN_WRAPPED = 12
+"""A wrapped column is never narrowed below this (a parameter and its value still fit on one line)."""
+PRUNED = "PRUNED"
 
 
 def studies(client: MlflowClient, experiment: str | None) -> list[Run]:
@@ -38,33 +56,235 @@ def top_trials(client: MlflowClient, parent: Run, count: int) -> list[Run]:
     return trials
 
 
-def render(client: MlflowClient, experiment: str | None, count: int) -> str:
-    lines = []
-    for parent in studies(client, experiment):
-        metric = parent.data.params.get("metric", "rmse")
-        best = parent.data.metrics.get(f"best_val_{metric}")
-        test = parent.data.metrics.get(f"test_{metric}")
-        lines.append(
-            f"{parent.info.run_name}  [{parent.info.status}]  run {parent.info.run_id}  "
-            f"trials {int(parent.data.metrics.get('trials_finished', 0))}  "
-            f"best val {metric} {_number(best)}  test {_number(test)}  "
-            f"model {_model(parent)}"
+def model_aliases(client: MlflowClient, name: str) -> dict[str, list[str]]:
+    """The registered model's aliases as they are now, by version (``{"3": ["champion"]}``); empty when the
+    model is not (or no longer) registered."""
+    try:
+        aliases = client.get_registered_model(name).aliases
+    except MlflowException:
+        return {}
+    by_version: dict[str, list[str]] = {}
+    for alias, version in sorted(aliases.items()):
+        by_version.setdefault(str(version), []).append(alias)
+    return by_version
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One trial as the tables show it: its searched parameters as logged (strings)."""
+
+    number: str
+    value: float | None
+    """The validation metric; for a pruned trial its best before it was stopped."""
+    seconds: float | None
+    status: str
+    """FINISHED, PRUNED, FAILED or KILLED."""
+    params: dict[str, str]
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    """One study (its parent run) as ``runs`` lists it."""
+
+    name: str
+    run_id: str
+    status: str
+    metric: str
+    finished: int | None
+    """Trials that ran to the end (pruned ones not included); None while the study has not logged its counts."""
+    pruned: int | None
+    failed: int | None
+    best: float | None
+    test: float | None
+    model: str | None
+    version: str | None
+    aliases: tuple[str, ...]
+    """The aliases that point at this study's version now (they move when a later version is promoted)."""
+    trials: list[TrialRow]
+
+
+def trial_rows(client: MlflowClient, parent: Run, count: int) -> list[TrialRow]:
+    """The study's ``count`` best trials (:func:`top_trials`) as table rows."""
+    metric = parent.data.params.get("metric", "rmse")
+    rows = []
+    for trial in top_trials(client, parent, count):
+        metrics, pruned = trial.data.metrics, trial.data.tags.get("trial_state") == PRUNED
+        rows.append(
+            TrialRow(
+                number=trial.data.tags.get("trial_number", "?"),
+                value=metrics.get(f"{metric}_when_pruned" if pruned else metric),
+                seconds=metrics.get("trial_seconds"),
+                status=PRUNED if pruned else trial.info.status,
+                params=searched(parent, trial.data.params),
+            )
         )
-        lines += trial_lines(client, parent, count)
-    return "\n".join(lines) if lines else "no studies yet"
+    return rows
+
+
+def study_row(
+    client: MlflowClient, parent: Run, count: int, aliases: Callable[[str], Mapping[str, list[str]]]
+) -> StudyRow:
+    """A study's line in ``runs`` and its top trials; ``aliases`` gives a model's aliases by version."""
+    params, metrics, tags = parent.data.params, parent.data.metrics, parent.data.tags
+    metric = params.get("metric", "rmse")
+    uri, version = tags.get("model_uri"), tags.get("model_version")
+    model = params.get("model_name") or (uri.removeprefix("models:/").split("@")[0] if uri else None)
+    counted = "trials_finished" in metrics
+    finished, pruned = int(metrics.get("trials_finished", 0)), int(metrics.get("trials_pruned", 0))
+    return StudyRow(
+        name=parent.info.run_name,
+        run_id=parent.info.run_id,
+        status=parent.info.status,
+        metric=metric,
+        finished=finished - pruned if counted else None,
+        pruned=pruned if counted else None,
+        failed=int(metrics.get("trials_failed", 0)) if counted else None,
+        best=metrics.get(f"best_val_{metric}"),
+        test=metrics.get(f"test_{metric}"),
+        model=model if version else None,
+        version=version,
+        aliases=tuple(aliases(model).get(version, ())) if model and version else (),
+        trials=trial_rows(client, parent, count),
+    )
+
+
+def listing(client: MlflowClient, experiment: str | None, count: int) -> list[StudyRow]:
+    """Every study of ``experiment`` (or of all), newest first, with its ``count`` best trials; each
+    registered model's aliases are read once."""
+    known: dict[str, dict[str, list[str]]] = {}
+
+    def aliases(name: str) -> dict[str, list[str]]:
+        if name not in known:
+            known[name] = model_aliases(client, name)
+        return known[name]
+
+    return [study_row(client, parent, count, aliases) for parent in studies(client, experiment)]
+
+
+def render(client: MlflowClient, experiment: str | None, count: int) -> str:
+    """What ``python -m pipeline runs`` prints."""
+    return format_listing(listing(client, experiment, count))
 
 
 def trial_lines(client: MlflowClient, parent: Run, count: int) -> list[str]:
-    """The study's top trials, one line each: number, metric, duration, status and searched parameters."""
-    metric = parent.data.params.get("metric", "rmse")
+    """The study's top trials as a table (header, rule, rows), best first."""
+    return trials_table(trial_rows(client, parent, count), parent.data.params.get("metric", "rmse"))
+
+
+def format_listing(rows: Sequence[StudyRow], width: int = WIDTH) -> str:
+    """A table of the studies, then each study's run id and top trials; "no studies yet" when empty."""
+    if not rows:
+        return "no studies yet"
+    columns = [
+        Column("study", wrap=True),
+        Column("status"),
+        Column("finished", right=True),
+        Column("pruned", right=True),
+        Column("failed", right=True),
+        Column("best val"),
+        Column("test", right=True),
+        Column("model version", wrap=True),
+        Column("aliases", wrap=True),
+    ]
+    cells = [
+        [
+            row.name,
+            row.status,
+            _count(row.finished),
+            _count(row.pruned),
+            _count(row.failed),
+            f"{row.metric} {_number(row.best)}",
+            _number(row.test),
+            f"{row.model} v{row.version}" if row.model else "-",
+            ", ".join(row.aliases) or "-",
+        ]
+        for row in rows
+    ]
+    blocks = ["\n".join(["Studies, newest first", *table(columns, cells, width)])]
+    for row in rows:
+        heading = f"{row.name} (run {row.run_id}): "
+        heading += f"top {len(row.trials)} trials by validation {row.metric}" if row.trials else "no finished trial"
+        blocks.append("\n".join([heading, *trials_table(row.trials, row.metric, width)]))
+    return "\n\n".join(blocks)
+
+
+def trials_table(rows: Sequence[TrialRow], metric: str, width: int = WIDTH) -> list[str]:
+    """Trial number, metric, duration, status and searched parameters (wrapped to fit), one row per trial."""
+    if not rows:
+        return []
+    columns = [
+        Column("trial", right=True),
+        Column(metric, right=True),
+        Column("seconds", right=True),
+        Column("status"),
+        Column("parameters", wrap=True),
+    ]
+    cells = [
+        [
+            row.number,
+            _number(row.value),
+            _number(row.seconds, 3),
+            row.status,
+            ", ".join(f"{k}={_short(v)}" for k, v in sorted(row.params.items())) or "-",
+        ]
+        for row in rows
+    ]
+    return table(columns, cells, width)
+
+
+def trial_counts(finished: int, pruned: int, failed: int) -> str:
+    """The end-of-run count of a study's trials, by how each ended: ``"30 trials: 7 finished, 23 pruned,
+    0 failed"``. ``finished`` counts the trials that ran to the end, not the pruned ones."""
+    total = finished + pruned + failed
+    return f"{total} trial{'' if total == 1 else 's'}: {finished} finished, {pruned} pruned, {failed} failed"
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    right: bool = False
+    """Right-aligned (numbers), else left."""
+    wrap: bool = False
+    """May be narrowed to fit the width, its cells then wrapped over several lines at spaces."""
+
+
+def table(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int = WIDTH) -> list[str]:
+    """Rows under a header and a rule of dashes, columns two spaces apart, no line longer than ``width``
+    as long as the columns that do not wrap fit in it (never below ``MIN_WRAPPED`` for those that do).
+
+    Wrapped columns give up width in proportion to what they ask beyond ``MIN_WRAPPED``; a word longer than
+    its column is cut across lines rather than overflowing.
+    """
+    widths = [max([len(column.header), *(len(row[i]) for row in rows)]) for i, column in enumerate(columns)]
+    excess = sum(widths) + len(GAP) * (len(columns) - 1) - width
+    flexible = {i: widths[i] - MIN_WRAPPED for i, c in enumerate(columns) if c.wrap and widths[i] > MIN_WRAPPED}
+    spare = sum(flexible.values())
+    if excess > 0 and spare:
+        cut = min(excess, spare)
+        for i, slack in flexible.items():
+            widths[i] -= -(-cut * slack // spare)  # ceiling: the cuts together cover the excess
+    lines = _cells_line(columns, widths, [[c.header] for c in columns])
+    lines += _cells_line(columns, widths, [["-" * w] for w in widths])
+    for row in rows:
+        wrapped = [
+            textwrap.wrap(cell, w, break_on_hyphens=False) or [""] if column.wrap else [cell]
+            for column, cell, w in zip(columns, row, widths, strict=True)
+        ]
+        lines += _cells_line(columns, widths, wrapped)
+    return lines
+
+
+def _cells_line(columns: Sequence[Column], widths: Sequence[int], cells: Sequence[list[str]]) -> list[str]:
+    """One table row, over as many lines as its tallest wrapped cell."""
+    height = max(len(cell) for cell in cells)
     lines = []
-    for trial in top_trials(client, parent, count):
-        params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(searched(parent, trial.data.params).items()))
-        seconds = trial.data.metrics.get("trial_seconds")
-        lines.append(
-            f"    trial {trial.data.tags.get('trial_number', '?'):>4}  {metric} "
-            f"{_number(trial.data.metrics.get(metric))}  {_number(seconds)} s  {trial.info.status}  {params}"
-        )
+    for line in range(height):
+        parts = [
+            (text.rjust(w) if column.right else text.ljust(w))
+            for column, cell, w in zip(columns, cells, widths, strict=True)
+            for text in [cell[line] if line < len(cell) else ""]
+        ]
+        lines.append(GAP.join(parts).rstrip())
     return lines
 
 
@@ -80,14 +300,12 @@ def searched(parent: Run, params: dict[str, str]) -> dict[str, str]:
     }
 
 
-def _model(parent: Run) -> str:
-    """The registered version (its alias at registration may have moved since)."""
-    uri, version = parent.data.tags.get("model_uri"), parent.data.tags.get("model_version")
-    return f"{uri.split('@')[0]} version {version}" if uri and version else "-"
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
+def _number(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
 
 
 def _short(value: str) -> str:

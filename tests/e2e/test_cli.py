@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import mlflow
@@ -143,14 +144,17 @@ def test_runs_lists_the_studies_and_their_best_trials_first(two_studies):
     done = run_cli(workdir, "runs", "--experiment", "e2e-flights", "--top", "2")
 
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    studies = [line for line in lines if not line.startswith(" ")]
-    assert len(studies) == 2 and second["parent_run_id"] in studies[0]  # newest first
-    assert "models:/e2e-air-time version 2" in studies[0]
-    trials = lines[1:3]
-    values = [float(line.split("rmse ")[1].split()[0]) for line in trials]
+    assert max(len(line) for line in done.stdout.splitlines()) <= 100 and "\x1b" not in done.stdout
+    studies, newest, _ = done.stdout.strip().split("\n\n")
+    header, _, *rows = studies.splitlines()[1:]
+    assert header.split()[:2] == ["study", "status"] and len(rows) == 2
+    assert "e2e-air-time v2" in rows[0] and "challenger" in rows[0]  # newest first, with its alias now
+    assert "e2e-air-time v1" in rows[1] and "champion" in rows[1]
+    assert f"(run {second['parent_run_id']}): top 2 trials by validation rmse" in newest.splitlines()[0]
+    trials = [line for line in newest.splitlines()[3:] if re.match(r"\s*\d+\s+\d", line)]
+    values = [float(line.split()[1]) for line in trials]
     assert values == sorted(values) and values[0] == pytest.approx(second["best_val_metric"], rel=1e-3)
-    assert "max_bin" not in trials[0]  # fixed values are not repeated per trial
+    assert "max_bin" not in newest  # fixed values are not repeated per trial
 
 
 def test_report_redraws_a_past_study_from_mlflow_as_the_study_logged_it(two_studies, tmp_path):

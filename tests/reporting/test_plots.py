@@ -75,10 +75,10 @@ def test_importance_ranks_the_parameter_that_drives_the_metric_first():
     many, few = sampled("xgboost.yaml", 24), sampled("xgboost.yaml", 6)
 
     forest, method = plots.importances(many)
-    assert "random-forest" in method and forest.sum() == pytest.approx(1.0)
+    assert method == plots.FOREST and forest.sum() == pytest.approx(1.0)
     assert forest.idxmax() == "learning_rate"
     correlation, method = plots.importances(few)
-    assert "Spearman" in method and correlation.idxmax() == "learning_rate"
+    assert method == plots.CORRELATION and correlation.idxmax() == "learning_rate"
     assert plots.importances(sampled("xgboost.yaml", 2)) is None
 
 
@@ -93,16 +93,123 @@ def test_choice_importance_is_the_share_of_the_spread_between_options():
     assert scores.drop("booster").max() < 1.0
 
 
-def test_history_follows_the_best_so_far_in_the_metric_s_direction():
+def test_history_follows_the_best_so_far_in_the_metric_s_direction_to_the_last_trial():
     for maximize in (False, True):
         trials = sampled("xgboost.yaml", 10, maximize=maximize)
+        trials.frame.loc[9, ["status", "value"]] = ["FAILED", np.nan]  # the best still reaches the last trial
         finished = trials.finished["value"].astype(float)
 
         best_line = plots.optimization_history(trials).axes[0].lines[0]
 
         expected = finished.cummax() if maximize else finished.cummin()
-        np.testing.assert_allclose(best_line.get_ydata(), expected)
+        np.testing.assert_allclose(best_line.get_ydata(), [*expected, expected.iloc[-1]])
+        assert best_line.get_xdata()[-1] == 9
         assert 2 not in trials.finished["number"].to_list()  # the pruned trial never counts as the best
+
+
+def squashed(maximize: bool = False) -> plots.Trials:
+    """Ten finished trials within 0.2 of each other and ten pruned ones far worse, as a pruned study logs
+    them: one pruned trial just inside the finished range, one far better than any (a case to mark too)."""
+    trials = sampled("xgboost.yaml", 20, maximize=maximize)
+    frame = trials.frame.assign(status="FINISHED")
+    rng = np.random.default_rng(1)
+    values = np.concatenate([10.7 + rng.uniform(0, 0.2, 10), 15 + rng.uniform(0, 20, 10)])
+    values[12], values[13] = 10.8, 2.0
+    frame["value"] = -values if maximize else values
+    frame.loc[10:, "status"] = plots.PRUNED
+    return plots.Trials(frame, trials.params, trials.metric, maximize)
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+def test_pruned_trials_do_not_squash_the_history_they_are_marked_at_the_edge(maximize):
+    trials = squashed(maximize)
+    finished = trials.finished["value"]
+
+    axes = plots.optimization_history(trials).axes[0]
+
+    low, high = axes.get_ylim()
+    assert low < finished.min() and finished.max() < high
+    assert high - low < 2 * (finished.max() - finished.min())  # zoomed on the finished trials
+    edges = [c for c in axes.collections if c.get_offsets().shape[0] and c.get_offset_transform() != axes.transData]
+    marked = sorted(int(url.removeprefix("#trial-")) for c in edges for url in c.get_urls())
+    assert marked == [10, 11, 13, 14, 15, 16, 17, 18, 19]  # every pruned trial beyond the range; 12 is inside
+    assert any("beyond the y-range" in t.get_text() and "(9)" in t.get_text() for t in axes.get_legend().texts)
+
+
+def test_the_value_range_leaves_out_far_outliers_but_never_the_best():
+    values = pd.Series([10.0, 10.1, 10.2, 10.3, 10.4, 50.0, np.nan])
+
+    low, high = plots.value_range(values)
+    assert low < 10.0 and 10.4 < high < 11  # 50 is far out
+    low, high = plots.value_range(values, best=50.0)
+    assert high > 50  # a maximised study's best is never cut
+    assert plots.value_range(pd.Series([np.nan])) is None
+    low, high = plots.value_range(pd.Series([3.0]))
+    assert low < 3.0 < high
+
+
+def test_every_trial_of_a_slice_stands_out_from_the_white_page():
+    trials = sampled("xgboost.yaml", 12)
+
+    figure = plots.slices(trials)
+
+    points = figure.axes[0].collections[0]
+    faces = points.to_rgba(points.get_array())  # the colour each trial's number maps to
+    assert len(faces) == len(trials.finished)
+    assert faces[:, :3].mean(axis=1).max() < 0.9  # the lightest trial is not near-white (Blues' start was)
+    assert points.get_edgecolors()[:, :3].max() < 0.5  # and every point has a dark edge
+
+
+def test_importance_says_what_it_is_computed_from_and_when_that_is_too_few_trials():
+    few, many = sampled("xgboost.yaml", 9), sampled("xgboost.yaml", 30)
+    few.frame.loc[few.frame["number"] >= 3, "subsample"] = 0.7  # a parameter with no effect scores 0
+
+    few_axes, many_axes = plots.parameter_importance(few).axes[0], plots.parameter_importance(many).axes[0]
+
+    count = len(few.finished)
+    assert count < plots.RELIABLE_IMPORTANCE_TRIALS <= len(many.finished)
+    assert f"rank correlation, over {count} finished trials" in few_axes.get_title()
+    assert "too few trials to mean much" in few_axes.get_title()
+    assert f"random-forest impurity decrease, over {len(many.finished)} finished trials" == many_axes.get_title()
+    assert few_axes.get_xlabel() != few_axes.get_title() and "Spearman" in few_axes.get_xlabel()
+    labels = {t.get_text() for t in few_axes.texts}
+    assert "0.00" in labels or "0.01" in labels  # a zero reads as a number, not as a missing bar
+
+
+def test_learning_curves_name_their_metric_and_zoom_past_the_first_rounds():
+    rounds = np.arange(200)
+    validation = pd.Series(10 + 80 * np.exp(-rounds / 20) + 0.002 * rounds, index=rounds)
+    train = pd.Series(9 + 81 * np.exp(-rounds / 20), index=rounds)
+    curves = {"validation_rmse_curve": validation, "train_rmse_curve": train}
+    best = int(validation.idxmin())
+
+    axes = plots.learning_curves(curves, best, "best trial").axes[0]
+
+    assert axes.get_ylabel() == "rmse per round"
+    low, high = axes.get_ylim()
+    assert low < train.iloc[-1] and validation.loc[best] < high < 20  # the first rounds' 90 is off the plot
+    assert "zoomed" in axes.get_xlabel()
+    assert plots.curve_metric({"validation_auc_curve": validation, "train_logloss_curve": train}) is None
+    rising = {"validation_auc_curve": 1 - validation / 100}  # a maximised curve zooms the same way
+    low, high, first = plots.curve_range(rising, best)
+    assert first > 0 and high > rising["validation_auc_curve"].max() and low > 0.2
+
+
+def test_hotspots_lie_on_the_drawn_markers_of_their_trials():
+    trials = squashed()
+    for figure in (plots.optimization_history(trials), plots.slices(trials)):
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=60)
+        pixels = matplotlib.image.imread(io.BytesIO(buffer.getvalue()), format="png")[:, :, :3]
+
+        spots = plots.hotspots(figure)
+
+        assert {s.trial for s in spots} >= set(trials.finished["number"])
+        height, width = pixels.shape[:2]
+        for spot in spots:
+            row, column = round(spot.y * height), round(spot.x * width)
+            around = pixels[max(row - 2, 0) : row + 3, max(column - 2, 0) : column + 3]
+            assert around.min() < 0.8, f"nothing drawn under trial {spot.trial}'s hotspot"
 
 
 def test_parallel_coordinates_skip_the_axis_of_a_parameter_a_trial_lacks():

@@ -7,6 +7,7 @@ regression report (predicted vs actual, residuals) is drawn by the end-to-end st
 from __future__ import annotations
 
 import base64
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -69,7 +70,11 @@ class Page(HTMLParser):
         super().__init__()
         self.images: dict[str, bytes] = {}
         self.tables: list[list[list[str]]] = []
+        self.row_ids: list[str] = []
+        self.spots: dict[str, list[dict[str, str]]] = {}
+        """Per image, the tooltip markers laid over it: their tag, link and tooltip text."""
         self._cell: list[str] | None = None
+        self._image: str | None = None
         self.feed(text)
         self.close()
 
@@ -78,11 +83,16 @@ class Page(HTMLParser):
         if tag == "img":
             prefix = "data:image/png;base64,"
             assert attributes["src"].startswith(prefix), "images must be embedded, not linked"
-            self.images[attributes["alt"]] = base64.b64decode(attributes["src"].removeprefix(prefix))
+            self._image = attributes["alt"]
+            self.images[self._image] = base64.b64decode(attributes["src"].removeprefix(prefix))
+            self.spots[self._image] = []
+        elif attributes.get("class") == "spot":
+            self.spots[self._image].append({"tag": tag, "href": attributes.get("href"), "title": attributes["title"]})
         elif tag == "table":
             self.tables.append([])
         elif tag == "tr":
             self.tables[-1].append([])
+            self.row_ids.append(attributes.get("id"))
         elif tag in ("td", "th"):
             self._cell = []
 
@@ -129,6 +139,7 @@ def test_the_page_summarises_the_study_and_ranks_its_top_trials(study, tmp_path)
     pruned = summary["trials_pruned"]
     assert pruned > 0
     assert trials.frame["status"].value_counts().to_dict() == {"FINISHED": TRIALS - pruned, "PRUNED": pruned}
+    assert page.summary["trials"] == f"{TRIALS} trials: {TRIALS - pruned} finished, {pruned} pruned, 0 failed"
     assert gathered.best_iteration == summary["best_iteration"]
     assert set(gathered.curves) == {"validation_auc_curve", "train_auc_curve"}
     best = trials.best
@@ -138,6 +149,34 @@ def test_the_page_summarises_the_study_and_ranks_its_top_trials(study, tmp_path)
     assert len(rows) == TRIALS - pruned  # pruned trials are not ranked
     values = [float(row[1]) for row in rows]
     assert values == sorted(values, reverse=True) and rows[0][0] == str(best["number"])  # AUC: highest first
+    assert [i for i in page.row_ids if i] == [f"trial-{row[0]}" for row in rows]  # what the plots' markers link to
+
+
+def test_hovering_a_trial_s_point_shows_its_parameters(study, tmp_path):
+    summary, client = study
+    page = Page(logged_report(client, summary["parent_run_id"], tmp_path)[report.PAGE].decode("utf-8"))
+    trials = report.gather(client, summary["parent_run_id"]).trials
+
+    history, slices = page.spots["optimization_history.png"], page.spots["slices.png"]
+
+    assert len(history) == TRIALS  # every trial has a value here: finished, or pruned with its value when stopped
+    assert len(slices) >= len(trials.params) * len(trials.finished) - trials.finished[trials.params].isna().sum().sum()
+    best = trials.best
+    tooltip = next(s for s in history if s["title"].startswith(f"trial {best['number']} "))
+    lines = tooltip["title"].splitlines()
+    assert lines[0] == f"trial {best['number']} (finished): auc {best['value']:.4g}"
+    assert f"learning_rate = {best['learning_rate']:.4g}" in lines
+    assert tooltip["tag"] == "a" and tooltip["href"] == f"#trial-{best['number']}"
+    pruned = [s for s in history if "(pruned)" in s["title"]]
+    assert pruned and all(s["tag"] == "span" and s["href"] is None for s in pruned)  # not in the ranking
+
+
+def test_the_page_is_one_file_that_needs_nothing_from_the_network(study, tmp_path):
+    summary, client = study
+    text = logged_report(client, summary["parent_run_id"], tmp_path)[report.PAGE].decode("utf-8")
+
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)
+    assert "<script" not in text and "@import" not in text and "url(" not in text
 
 
 def test_rebuilding_from_mlflow_alone_reproduces_the_logged_files(study, tmp_path):
@@ -164,3 +203,34 @@ def test_the_study_asked_for_is_found_or_refused_with_a_clear_error(study):
         with pytest.raises(InputError, match=message) as raised:
             report.find_study(client, experiment, asked)
         assert raised.value.exit_code == 2
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)")
+@pytest.mark.parametrize("width", [1280, 800])
+def test_the_page_fits_the_window_and_its_points_answer_the_pointer(study, tmp_path, width):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is missing: pip install -e '.[test]'")
+    summary, client = study
+    logged = Path(client.download_artifacts(summary["parent_run_id"], report.ARTIFACT_PATH, str(tmp_path)))
+    best = report.gather(client, summary["parent_run_id"]).trials.best
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            page.goto((logged / report.PAGE).as_uri())
+            page.screenshot(path=tmp_path / f"report-{width}.png", full_page=True)
+            page_width, window = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            spot = page.locator(f'img[alt="optimization_history.png"] ~ .spot[href="#trial-{best["number"]}"]')
+            box = spot.bounding_box()
+            hit = page.evaluate(
+                "([x, y]) => document.elementFromPoint(x, y).getAttribute('title')",
+                [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2],
+            )
+        finally:
+            browser.close()
+
+    assert page_width <= window  # nothing, the trials table included, pushes the page sideways
+    assert hit.startswith(f"trial {best['number']} (finished)")
