@@ -337,13 +337,15 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _human_summary(result: StudyResult) -> str:
+    from pipeline.reporting.runs import trial_counts
+
     params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_params.items())
     resumed = f" ({result.resumed_trials} of them before a resume)" if result.resumed_trials else ""
     iteration = f" (best iteration {result.best_iteration})" if result.best_iteration is not None else ""
     return "\n".join(
         [
-            f"study {result.study_name}: {len(result.trials)} trials: {result.finished} completed, {result.pruned} "
-            f"pruned, {result.failed} failed, {result.timings.get('wall_s', 0):.1f} s{resumed}",
+            f"study {result.study_name}: {trial_counts(result.finished, result.pruned, result.failed)}, "
+            f"{result.timings.get('wall_s', 0):.1f} s{resumed}",
             f"stopped: {result.stop_reason}",
             f"best validation {result.metric}: {result.best_value:.4f}{iteration}",
             f"best params: {params}",
