@@ -15,7 +15,9 @@ if anything raises.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -36,7 +38,7 @@ from pipeline.metrics import METRICS, Metric
 from pipeline.model import finalize, registry
 from pipeline.search import history, optimizer, resume, spark
 from pipeline.search.history import DEFAULT_STATE_DIR
-from pipeline.search.loop import RunContext, SearchResult, SearchSettings, StopRules, run_search
+from pipeline.search.loop import RunContext, SearchResult, SearchSettings, StopRules, best_of, run_search
 from pipeline.search.pruning import MedianRule
 from pipeline.search.trial import TrialOutcome
 from pipeline.tracking import ParentRun, names
@@ -86,18 +88,24 @@ class StudyResult:
     """The registered model's metric on the test split, scored once."""
     model_name: str
     model_version: str
-    alias: str
-    """The alias the version holds after the study: ``champion`` or ``challenger``."""
+    alias: str | None
+    """The alias the version holds after the study: ``champion``, ``challenger``, or None for a version
+    that has since lost its role (a study returned as it was, whose challenger a later one replaced)."""
     model_id: str
     stop_reason: str
     resumed_trials: int
     tracking_uri: str
     trials: tuple[TrialOutcome, ...] = field(repr=False)
+    origin: str = "new"
+    """``new``; ``continued`` (resumed or extended); ``unchanged``: the study was complete with these inputs
+    and is returned as it was, nothing run or registered."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds: ``search_s``, ``search_train_s``, ``finalize_s``, ``final_train_s``, ``wall_s``."""
 
     @property
     def model_uri(self) -> str:
+        if self.alias is None:
+            return f"models:/{self.model_name}/{self.model_version}"
         return f"models:/{self.model_name}@{self.alias}"
 
     @property
@@ -153,6 +161,7 @@ class StudyResult:
             "alias": self.alias,
             "model_id": self.model_id,
             "tracking_uri": self.tracking_uri,
+            "origin": self.origin,
             **self.timings,
         }
 
@@ -363,29 +372,71 @@ class Study:
     def run(self) -> StudyResult:
         """Search, retrain the best trial's parameters, evaluate once on test, log, register, alias.
 
-        Resumes the unfinished study of the same name where it stopped. Raises InputError for invalid
-        input (before anything is written to MLflow), StudyLocked when another process runs this study,
-        and other PipelineError subclasses for the rest.
+        The same study (its name in its experiment) run again continues where it is: an unfinished one
+        resumes at the first step not done (the search, then each step after it), reusing what exists, so a
+        crash at any point never makes a second model version; a finished one with identical inputs is
+        returned as it is, writing nothing; a larger ``max_evals`` extends it (the same parent run, the
+        algorithm knowing every past trial) and registers a new version. ``fresh`` starts a new study.
+        The local history is rebuilt from the tracking store when it is gone (a fresh container).
+
+        Raises InputError for invalid input (before anything is written to MLflow), StudyLocked when another
+        process runs this study, and other PipelineError subclasses for the rest.
         """
         started = time.perf_counter()
         dataset = self.dataset  # validated before any write
+        identity = resume.identity(self.config, self.space, dataset.fingerprint)
         folder = history.study_folder(self.execution.state_dir, self.config.experiment, self.config.name)
         with history.study_lock(folder, self.config.name), tracking.pointed_at(self.execution.tracking_uri) as uri:
+            client = tracking.connect(uri)
+            experiment_id = tracking.experiment_id(client, self.config.experiment)
             trial_history = history.History(folder / "history.jsonl")
-            if self.execution.fresh and trial_history.path.exists():
+            where = self._where_to_start(client, experiment_id, trial_history, identity)
+            if isinstance(where, tracking.runs.LoggedStudy):
+                result = self._recorded(client, where)
+            else:
+                result = self._run(client, experiment_id, dataset, trial_history, where, identity)
+        return replace(result, timings=result.timings | {"wall_s": round(time.perf_counter() - started, 3)})
+
+    def _where_to_start(
+        self, client: tracking.Client, experiment_id: str, trial_history: history.History, identity: dict[str, Any]
+    ) -> history.StudyState | tracking.runs.LoggedStudy | None:
+        """The state to resume or extend, the finished study to return as it is, or None for a new study."""
+        name = self.config.name
+        if self.execution.fresh:
+            if trial_history.path.exists():
                 set_aside = trial_history.archive(f"abandoned-{int(time.time())}")
                 log.info("--fresh: the unfinished study's history was moved to %s", set_aside)
-            state = trial_history.read()
-            identity = resume.identity(self.config, self.space, dataset.fingerprint)
-            if state is not None:
-                resume.check_resumable(state.study, identity, self.config.name)
-            client = tracking.connect(uri)
-            result = self._run(client, dataset, trial_history, state, identity)
-        return replace(result, timings=result.timings | {"wall_s": round(time.perf_counter() - started, 3)})
+            return None
+        state = trial_history.read()
+        if state is not None:
+            resume.check_resumable(state.study, identity, name)
+            return state
+        latest = tracking.runs.latest_study(client, experiment_id, name)
+        if latest is None or names.IDENTITY not in latest.tags:
+            return None
+        saved = json.loads(latest.tags[names.IDENTITY]) | {"parent_run_id": latest.run_id}
+        difference = resume.changed(saved, identity)
+        if names.STEP_DONE in latest.tags and difference is not None:
+            log.info("study %r: %s changed since its last run: a new study", name, difference)
+            return None
+        resume.check_resumable(saved, identity, name)  # an unfinished study resumes only as it started
+        trials = resume.contiguous(tracking.runs.logged_trials(client, latest))
+        if names.STEP_DONE in latest.tags:
+            if len(trials) >= self.config.max_evals:
+                log.info("study %r is complete with these inputs (%d trials): nothing to do", name, len(trials))
+                return latest
+            log.info("extending study %r (parent run %s) from %d to %d trials", name, latest.run_id, len(trials),
+                     self.config.max_evals)  # fmt: skip
+            tracking.runs.delete_tags(client, latest.run_id, names.STEPS)
+        else:
+            log.info("study %r: no local history; rebuilt from the tracking store (parent run %s, %d trials)",
+                     name, latest.run_id, len(trials))  # fmt: skip
+        return resume.rebuild(trial_history, latest, trials, self.space, self.metric)
 
     def _run(
         self,
         client: tracking.Client,
+        experiment_id: str,
         dataset: data.Dataset,
         trial_history: history.History,
         state: history.StudyState | None,
@@ -397,7 +448,6 @@ class Study:
             len(dataset.train), len(dataset.validation), len(dataset.test), len(dataset.feature_columns),
             dataset.fingerprint,
         )  # fmt: skip
-        experiment_id = tracking.experiment_id(client, study.experiment)
         provenance = {
             names.SPACE_SHA256: self.space.sha256,
             names.DATA_FINGERPRINT: dataset.fingerprint,
@@ -418,7 +468,9 @@ class Study:
                 client,
                 experiment_id=experiment_id,
                 run_name=study.name,
-                tags=provenance | {names.PIPELINE_VERSION: pipeline.__version__} | self.tags,
+                tags=provenance
+                | {names.PIPELINE_VERSION: pipeline.__version__, names.IDENTITY: json.dumps(identity, sort_keys=True)}
+                | self.tags,
             )
         )
         with opened as parent:
@@ -430,12 +482,17 @@ class Study:
             else:
                 resumes = int(parent.tags.get(names.RESUMED, "0")) + 1
                 parent.set_tags({names.RESUMED: str(resumes), f"resumed_at_trial_{resumes}": str(len(past))})
-            searched = self._search(client, parent, dataset, trial_history, past, provenance, fresh=state is None)
+            if names.STEP_SEARCH in parent.tags:
+                searched = searched_before(past, metric, parent.tags.get(names.STOP_REASON, ""))
+            else:
+                searched = self._search(client, parent, dataset, trial_history, past, provenance, fresh=state is None)
+                parent.set_tags({names.STEP_SEARCH: "done"})
             final_started = time.perf_counter()
             registration, test_value, final_seconds = self._finalize(client, parent, dataset, searched, provenance)
             finalize_seconds = time.perf_counter() - final_started
+            self._report(client, parent)
+            parent.set_tags({names.STEP_DONE: "true"})
         trial_history.archive(parent.run_id)
-        self._report(client, parent.run_id)
         best = searched.best
         return StudyResult(
             study_name=study.name,
@@ -454,12 +511,41 @@ class Study:
             resumed_trials=searched.resumed_trials,
             tracking_uri=client.tracking_uri,
             trials=tuple(searched.trials),
+            origin="new" if state is None else "continued",
             timings={
                 "search_s": round(searched.wall_seconds, 3),
                 "search_train_s": round(searched.train_seconds, 3),
                 "finalize_s": round(finalize_seconds, 3),
                 "final_train_s": round(final_seconds, 3),
             },
+        )
+
+    def _recorded(self, client: tracking.Client, study: tracking.runs.LoggedStudy) -> StudyResult:
+        """A finished study's result as the tracking store holds it: nothing is written."""
+        metric = self.metric
+        logged = resume.contiguous(tracking.runs.logged_trials(client, study))
+        outcomes = [resume.from_logged(t, self.space, metric)[0] for t in logged]
+        best = best_of(outcomes, metric)
+        assert best is not None, "a finished study registered a model, so one of its trials completed"
+        version = study.tags[names.MODEL_VERSION]
+        return StudyResult(
+            study_name=self.config.name,
+            experiment_id=study.experiment_id,
+            parent_run_id=study.run_id,
+            metric=metric.name,
+            best_params=best.params,
+            best_value=best.value,
+            best_iteration=best.best_iteration,
+            test_metric=study.metrics.get(names.test_metric(metric.name), math.nan),
+            model_name=self.config.model_name,
+            model_version=version,
+            alias=registry.role_of(client, self.config.model_name, version),
+            model_id=tracking.models.version_model_id(client, self.config.model_name, version),
+            stop_reason=study.tags.get(names.STOP_REASON, ""),
+            resumed_trials=len(outcomes),
+            tracking_uri=client.tracking_uri,
+            trials=tuple(outcomes),
+            origin="unchanged",
         )
 
     def _search(
@@ -532,8 +618,10 @@ class Study:
         searched: SearchResult,
         provenance: dict[str, str],
     ) -> tuple[registry.Registration, float, float]:
-        """Refit the best trial, score the test split once, log, register, verify, alias."""
-        study, metric = self.config, self.metric
+        """Refit the best trial, score the test split once, then the steps after it, each recorded on the
+        parent run once done: model logged, registered, verified, aliased. A rerun reuses the version this
+        study (at this number of trials) registered, found by its tags, rather than registering another."""
+        study, metric, name = self.config, self.metric, self.config.model_name
         final = finalize.refit(dataset, searched.best, study.refit_on, study.seed)
         x_test, y_test = dataset.xy("test")
         predictions = finalize.predict(final, x_test)
@@ -541,11 +629,31 @@ class Study:
         parent.log_metrics({names.test_metric(metric.name): test_value, names.FINAL_TRAIN_SECONDS: final.train_seconds})
         if final.rounds is not None:
             parent.log_metrics({names.FINAL_ROUNDS: final.rounds})
-        finalize.log_evaluation(parent, final, x_test, y_test, predictions, metric, study.seed)
-        tags = provenance | {names.PARENT_RUN_ID: parent.run_id}
-        registration = finalize.publish(client, parent, final, x_test, predictions, study.model_name, tags)
-        parent.set_tags({names.MODEL_URI: registration.uri, names.MODEL_VERSION: registration.version})
-        return registration, test_value, final.train_seconds
+        trials = str(len(searched.trials))
+        tags = provenance | {names.PARENT_RUN_ID: parent.run_id, names.STUDY_TRIALS: trials}
+        version = parent.tags.get(names.STEP_REGISTERED) or tracking.models.find_version(
+            client, name, {names.PARENT_RUN_ID: parent.run_id, names.STUDY_TRIALS: trials}
+        )
+        if version is None:
+            finalize.log_evaluation(parent, final, x_test, y_test, predictions, metric, study.seed)
+            model_uri = parent.tags.get(names.STEP_MODEL)
+            if model_uri is None:
+                model_uri = finalize.log_model(parent, final, x_test, predictions, tags).uri
+                parent.set_tags({names.STEP_MODEL: model_uri})
+            version = tracking.models.register(client, model_uri, name, tags)
+            log.info("registered %s version %s", name, version)
+        else:
+            log.info("%s version %s was registered by this study before it stopped: reusing it", name, version)
+        parent.set_tags({names.STEP_REGISTERED: version})
+        if names.STEP_VERIFIED not in parent.tags:
+            finalize.verify(client, name, version, x_test, predictions, final.task)
+            parent.set_tags({names.STEP_VERIFIED: "passed"})
+        alias = registry.place_new_version(client, name, version)
+        parent.set_tags(
+            {names.STEP_ALIASED: alias, names.MODEL_URI: f"models:/{name}@{alias}", names.MODEL_VERSION: version}
+        )
+        model_id = tracking.models.version_model_id(client, name, version)
+        return registry.Registration(name, version, alias, model_id), test_value, final.train_seconds
 
     def _log_inputs(self, parent: ParentRun, dataset: data.Dataset) -> None:
         """The study's configuration as params, its three files as artifacts, and the splits as datasets."""
@@ -577,16 +685,30 @@ class Study:
             name=dataset.config.name,
         )
 
-    def _report(self, client: tracking.Client, parent_run_id: str) -> None:
+    def _report(self, client: tracking.Client, parent: ParentRun) -> None:
+        """The report step: drawn and logged once; a report that fails is a warning, never a failed study."""
+        if names.STEP_REPORT in parent.tags:
+            return
         if not self.config.report:
+            parent.set_tags({names.STEP_REPORT: "skipped"})
             return
         try:
             from pipeline.reporting import report  # matplotlib's import (about 1 s) is paid only here
 
-            report.publish(client, parent_run_id)
+            report.publish(client, parent.run_id)
+            parent.set_tags({names.STEP_REPORT: "done"})
         except Exception as error:  # the study is complete and registered; a plot that fails must not undo that
             log.warning("study report not logged (%s: %s); rebuild it: python -m pipeline report --run-id %s",
-                        type(error).__name__, error, parent_run_id)  # fmt: skip
+                        type(error).__name__, error, parent.run_id)  # fmt: skip
+            parent.set_tags({names.STEP_REPORT: f"failed: {type(error).__name__}"})
+
+
+def searched_before(past: list[TrialOutcome], metric: Metric, stop_reason: str) -> SearchResult:
+    """The search of a study that stopped after it: its trials as the history holds them."""
+    best = best_of(past, metric)
+    if best is None:
+        raise PipelineError("the study's search finished without a completed trial; rerun with --fresh")
+    return SearchResult(trials=past, best=best, wall_seconds=0.0, stop_reason=stop_reason, resumed_trials=len(past))
 
 
 def training_data(dataset: data.Dataset, space: spaces.SearchSpace) -> TrainingData:

@@ -133,7 +133,7 @@ def run_search(
         writes[outcome.number].add_done_callback(partial(_note_logged, history, outcome.number))
         if reason := stop_reason(outcomes, metric, settings, time.perf_counter() - started):
             stop.append(reason)
-        best = _best(outcomes, metric)
+        best = best_of(outcomes, metric)
         bar.update(1)
         if best is not None:
             bar.set_postfix({f"best {metric.name}": f"{best.value:.4f}"}, refresh=False)
@@ -178,7 +178,7 @@ def run_search(
     failed = [o for o in outcomes if not o.ok]
     if stop and stop[0].startswith(FAILURES):
         raise TooManyFailures(f"study stopped: {stop[0]}; first error: {failed[0].error}")
-    best = _best(outcomes, metric)
+    best = best_of(outcomes, metric)
     if best is None:
         first_error = failed[0].error if failed else "no trial ran"
         raise PipelineError(f"all {len(outcomes)} trials failed; first error: {first_error}")
@@ -203,7 +203,7 @@ def stop_reason(
     failed = sum(not o.ok for o in outcomes)
     if len(outcomes) >= rules.min_trials_for_failed_share and failed > rules.max_failed_share * len(outcomes):
         return f"{FAILURES}: {failed} of {len(outcomes)} (more than {rules.max_failed_share:.0%})"
-    best = _best(outcomes, metric)
+    best = best_of(outcomes, metric)
     threshold = rules.metric_threshold
     if best is not None and threshold is not None and not metric.better(threshold, best.value):
         return f"metric threshold reached: best {metric.name} {best.value:.6g} vs {rules.metric_threshold:g}"
@@ -219,7 +219,8 @@ def _note_logged(history: History, number: int, write: Future[str]) -> None:
         history.append_logged(number, write.result())
 
 
-def _best(outcomes: Sequence[TrialOutcome], metric: Metric) -> TrialOutcome | None:
+def best_of(outcomes: Sequence[TrialOutcome], metric: Metric) -> TrialOutcome | None:
+    """The completed (not pruned, not failed) trial with the best value; ties go to the earlier one."""
     ok = [o for o in outcomes if o.ok and not o.pruned]
     return min(ok, key=lambda o: (metric.loss(o.value), o.number)) if ok else None
 

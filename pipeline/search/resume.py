@@ -6,16 +6,22 @@ last few (their write was queued when the process died) or hold one half-written
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+from dataclasses import asdict
 from typing import Any
 
+from pipeline import spaces
 from pipeline.config import StudyConfig
 from pipeline.errors import InputError
+from pipeline.metrics import Metric
 from pipeline.search.history import History, StudyState
 from pipeline.search.loop import outcome_from_history, record_from_history
-from pipeline.search.trial import TrialOutcome
+from pipeline.search.trial import TrialOutcome, TrialRecord
 from pipeline.spaces import SearchSpace
 from pipeline.tracking import Client, child_runs, log_trial, names, retire_run
+from pipeline.tracking.runs import LoggedStudy, LoggedTrial
 
 log = logging.getLogger(__name__)
 
@@ -101,3 +107,68 @@ def reconcile(client: Client, experiment_id: str, history: History, state: Study
             history.append_logged(number, run_id)
         past.append(outcome_from_history(entry, run_id))
     return past
+
+
+def from_logged(trial: LoggedTrial, space: SearchSpace, metric: Metric) -> tuple[TrialOutcome, TrialRecord]:
+    """A trial as its MLflow run holds it, turned back into what the history keeps (outcome and record)."""
+    params: dict[str, Any] = spaces.point_from_logged(space, trial.params) or dict(trial.params)
+    pruned = trial.tags.get(names.TRIAL_STATE) == "PRUNED"
+    ok = trial.status == "FINISHED"
+    value = trial.metrics.get(metric.name, trial.metrics.get(f"{metric.name}_when_pruned", math.nan))
+    error = f"{trial.tags.get(names.ERROR_CLASS, 'Error')}: {trial.tags.get(names.ERROR_MESSAGE, '')}"
+    curve = next((v for k, v in trial.curves.items() if k.startswith("validation_")), [])
+    best_iteration = trial.metrics.get("best_iteration")
+    outcome = TrialOutcome(
+        number=trial.number,
+        params=params,
+        value=value if ok else math.nan,
+        best_iteration=int(best_iteration) if best_iteration is not None else None,
+        run_id=trial.run_id,
+        train_seconds=trial.metrics.get("train_seconds", 0.0),
+        ok=ok,
+        error=None if ok else error,
+        pruned=pruned,
+        curve=list(curve),
+    )
+    record = TrialRecord(
+        number=trial.number,
+        params=params,
+        metrics=dict(trial.metrics),
+        curves={k: list(v) for k, v in trial.curves.items()},
+        tags={k: v for k, v in trial.tags.items() if k != names.TRIAL_NUMBER},
+        status=trial.status,
+        start_ms=trial.start_ms,
+        end_ms=trial.end_ms,
+    )
+    return outcome, record
+
+
+def contiguous(trials: list[LoggedTrial]) -> list[LoggedTrial]:
+    """The trials numbered 0, 1, ... up to the first gap (a later one outlived a lost write)."""
+    kept = []
+    for expected, trial in enumerate(trials):
+        if trial.number != expected:
+            break
+        kept.append(trial)
+    return kept
+
+
+def rebuild(
+    history: History, study: LoggedStudy, trials: list[LoggedTrial], space: SearchSpace, metric: Metric
+) -> StudyState:
+    """Write ``history`` anew from the tracking store: the study's parent run and its trial runs hold
+    parameters, metrics, curves, trial numbers and states, so a study whose local history is gone (a fresh
+    container, a deleted ``.pipeline/``) resumes, extends and replays as if it had never left. Trials are
+    taken in order up to the first gap; a later one (its write outlived a lost one) is run again."""
+    identity = json.loads(study.tags.get(names.IDENTITY, "{}"))
+    history.start(
+        {"parent_run_id": study.run_id, "experiment_id": study.experiment_id, "study": study.tags.get(names.STUDY)}
+        | identity
+    )
+    for trial in contiguous(trials):
+        outcome, record = from_logged(trial, space, metric)
+        history.append_trial({"number": trial.number, "outcome": asdict(outcome), "record": asdict(record)})
+        history.append_logged(trial.number, trial.run_id)
+    state = history.read()
+    assert state is not None, "a history just written has its study line"
+    return state

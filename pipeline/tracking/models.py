@@ -135,6 +135,21 @@ def versions_tagged(client: MlflowClient, name: str, tag: str, value: str) -> li
     return sorted((str(v.version) for v in found), key=int)
 
 
+def find_version(client: MlflowClient, name: str, tags: Mapping[str, str]) -> str | None:
+    """The newest version of ``name`` carrying every one of ``tags``, or None."""
+    (first, value), *rest = tags.items()
+    for version in reversed(versions_tagged(client, name, first, value)):
+        held = version_tags(client, name, version)
+        if all(held.get(k) == v for k, v in rest):
+            return version
+    return None
+
+
+def version_model_id(client: MlflowClient, name: str, version: str) -> str:
+    """The id of the logged model a version was registered from (``m-...``), or '' if MLflow has none."""
+    return str(getattr(client.get_model_version(name, version), "model_id", "") or "")
+
+
 def set_version_tags(client: MlflowClient, name: str, version: str, tags: Mapping[str, str]) -> None:
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, str(value))

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
@@ -11,6 +12,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -274,3 +276,85 @@ def _forget_active_run() -> None:
     from mlflow.tracking import fluent
 
     fluent._active_run_stack.set([])
+
+
+@dataclass(frozen=True)
+class LoggedStudy:
+    """A study's parent run as MLflow holds it: what a rerun needs to tell what is left to do."""
+
+    run_id: str
+    experiment_id: str
+    status: str
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    params: dict[str, str]
+
+
+@dataclass(frozen=True)
+class LoggedTrial:
+    """A trial's child run as MLflow holds it, curves included: enough to rebuild the study's history."""
+
+    run_id: str
+    number: int
+    status: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+    curves: dict[str, list[float]]
+    tags: dict[str, str]
+    start_ms: int
+    end_ms: int
+
+
+def _logged_study(run: Run) -> LoggedStudy:
+    return LoggedStudy(
+        run.info.run_id,
+        run.info.experiment_id,
+        run.info.status,
+        dict(run.data.tags),
+        dict(run.data.metrics),
+        dict(run.data.params),
+    )
+
+
+def latest_study(client: MlflowClient, experiment: str, study: str) -> LoggedStudy | None:
+    """The newest parent run of the study of this name, or None."""
+    found = studies_named(client, experiment, study)
+    return _logged_study(found[0]) if found else None
+
+
+def read_study(client: MlflowClient, run_id: str) -> LoggedStudy:
+    return _logged_study(client.get_run(run_id))
+
+
+def logged_trials(client: MlflowClient, study: LoggedStudy) -> list[LoggedTrial]:
+    """The study's trial runs in trial order, each with its per-round curves (one call per curve); runs a
+    dead process left RUNNING are left out (their trial is run again)."""
+    trials = []
+    for run in child_runs(client, study.experiment_id, study.run_id):
+        if run.info.status == "RUNNING" or names.TRIAL_NUMBER not in run.data.tags:
+            continue
+        curves = {
+            key: [m.value for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]
+            for key in run.data.metrics
+            if key.endswith("_curve")
+        }
+        trials.append(
+            LoggedTrial(
+                run_id=run.info.run_id,
+                number=int(run.data.tags[names.TRIAL_NUMBER]),
+                status=run.info.status,
+                params=dict(run.data.params),
+                metrics={k: v for k, v in run.data.metrics.items() if k not in curves},
+                curves=curves,
+                tags={k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
+                start_ms=run.info.start_time or 0,
+                end_ms=run.info.end_time or 0,
+            )
+        )
+    return sorted(trials, key=lambda t: t.number)
+
+
+def delete_tags(client: MlflowClient, run_id: str, keys: Sequence[str]) -> None:
+    for key in keys:
+        with contextlib.suppress(Exception):  # a tag never set: nothing to delete
+            client.delete_tag(run_id, key)
