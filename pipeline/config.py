@@ -483,6 +483,18 @@ class PruningConfig(_Strict):
     """Rounds every trial runs before it may be pruned: slow learners start badly and catch up."""
 
 
+class GateConfig(_Strict):
+    """How the retrain's champion/challenger gate tells a real gain from the new test month's noise."""
+
+    method: Literal["paired_bootstrap", "point"] = "paired_bootstrap"
+    """paired_bootstrap: promote when the lower bound of the gain's bootstrap interval (the same resampled
+    rows for both models) clears the margin; point: when the gain on the test month itself does."""
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    """Two-sided confidence of the interval (paired_bootstrap)."""
+    resamples: Annotated[int, Field(ge=100, le=100_000)] = 2000
+    """Bootstrap resamples of the test month's rows (paired_bootstrap)."""
+
+
 class RetrainConfig(_Strict):
     """Scheduled retraining (``python -m pipeline retrain``) over monthly partitions named YYYY-MM."""
 
@@ -495,6 +507,8 @@ class RetrainConfig(_Strict):
     """Trials per retrain: fewer than a fresh study, since it starts from the champion's best trials."""
     warm_start_trials: Annotated[int, Field(ge=0)] = 5
     """How many of the champion study's best trials are evaluated first."""
+    gate: GateConfig = GateConfig()
+    """When the challenger replaces the champion: ``margin`` is what the gain must clear."""
 
 
 MAX_NAME_LENGTH = 200

@@ -1,8 +1,9 @@
 """A study's trial history on local disk, and the lock that keeps two processes off one study.
 
 The history is an append-only JSON Lines file, ``<state>/<experiment>/<study>/history.jsonl``: one line
-for the study (its parent run, space hash, data fingerprint, seed), one line per finished trial (written
-and fsync'ed before the trial is sent to MLflow), and one line per trial once its MLflow run is written.
+for the study (its parent run, space hash, data fingerprint, seed, and the warm-start points it was given),
+one line per finished trial (written and fsync'ed before the trial is sent to MLflow; marked when it ran a
+warm-start point), and one line per trial once its MLflow run is written.
 A crash can only tear the line being appended; that last line is ignored on reading, so every trial whose
 line is complete survives, whatever the moment of the kill. Nothing is ever rewritten in place.
 When a study finishes, its file is renamed to ``<parent_run_id>.jsonl``: the next run starts a new study.
@@ -17,7 +18,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from pipeline.errors import PipelineError, StudyLocked
 log = logging.getLogger(__name__)
 
 DEFAULT_STATE_DIR = Path(".pipeline")
+WARM_START = "warm_start"
 
 
 @dataclass
@@ -38,6 +40,16 @@ class StudyState:
     trials: list[dict[str, Any]] = field(default_factory=list)
     logged: dict[int, str] = field(default_factory=dict)
     """Trial number -> id of its MLflow run, for the trials whose run was fully written."""
+
+    @property
+    def warm_start(self) -> list[dict[str, Any]]:
+        """The typed warm-start points the study started with: what a resume passes again as ``Plan.first``."""
+        return list(self.study.get(WARM_START, []))
+
+    @property
+    def warm_start_numbers(self) -> set[int]:
+        """The trials that evaluated a warm-start point (``PastTrial.warm_start`` on resume)."""
+        return {t["number"] for t in self.trials if t.get(WARM_START)}
 
 
 def study_folder(state_dir: Path, experiment: str, study: str) -> Path:
@@ -89,17 +101,21 @@ class History:
                 state.logged[entry["number"]] = entry["run_id"]
         return state
 
-    def start(self, study: dict[str, Any]) -> None:
+    def start(self, study: dict[str, Any], warm_start: Sequence[dict[str, Any]] = ()) -> None:
+        """Begin a new study's file (replacing any), recording its warm-start points (typed parameters;
+        JSON keeps ints, floats, strings and booleans exactly) so that a resume queues the same ones."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
+        line = {"type": "study", **study} | ({WARM_START: list(warm_start)} if warm_start else {})
         with tmp.open("w") as handle:
-            handle.write(json.dumps({"type": "study", **study}) + "\n")
+            handle.write(json.dumps(line) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
         tmp.replace(self.path)
 
-    def append_trial(self, trial: dict[str, Any]) -> None:
-        self._append({"type": "trial", **trial})
+    def append_trial(self, trial: dict[str, Any], *, warm_start: bool = False) -> None:
+        """``warm_start``: the trial evaluated one of the study's warm-start points (``Plan.is_warm_start``)."""
+        self._append({"type": "trial", **trial} | ({WARM_START: True} if warm_start else {}))
 
     def append_logged(self, number: int, run_id: str) -> None:
         self._append({"type": "logged", "number": number, "run_id": run_id})

@@ -6,11 +6,12 @@ hyperopt is barely maintained; keeping it behind this module means a replacement
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 import numpy as np
@@ -112,6 +113,20 @@ def _distribution(label: str, d: Any) -> Any:
     raise ValueError(f"unsupported distribution {kind}")  # config.Distribution lists exactly the kinds above
 
 
+def derived_seed(seed: int, *parts: str) -> int:
+    """A seed in ``[0, 2**31 - 1)`` derived from ``seed`` and ``parts`` (a retrain's as-of month, say).
+
+    Stable across processes, machines and Python versions (SHA-256, not the salted ``hash()``), so a rerun
+    draws exactly what the first run drew while each month's study explores differently. Parts are kept
+    apart: ``("2013", "05")`` and ``("2013-05",)`` give different seeds.
+
+    >>> derived_seed(42, "2013-05") == derived_seed(42, "2013-05") != derived_seed(42, "2013-06")
+    True
+    """
+    text = "\x1f".join([str(seed), *parts])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") % (2**31 - 1)
+
+
 @dataclass(frozen=True)
 class PastTrial:
     """A finished trial fed back to the algorithm on resume: its typed parameters and its loss."""
@@ -120,6 +135,17 @@ class PastTrial:
     params: dict[str, Any]
     loss: float | None
     """None for a failed trial (hyperopt's STATUS_FAIL)."""
+    warm_start: bool = False
+    """It evaluated one of the study's warm-start points (``Plan.first``), as its history records."""
+
+
+REDRAWS = 8
+"""Proposals asked of the algorithm (with derived seeds) before a repeated configuration is given up on."""
+PRIOR_DRAWS = 256
+"""Then draws from the prior; when none is new either, the space counts as exhausted."""
+
+Key = frozenset[tuple[str, type, Any]]
+"""A configuration's identity: its typed parameters, each with its type (``1``, ``1.0`` and ``True`` differ)."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +155,16 @@ class Plan:
     Past trials are inserted as already evaluated, and the random stream is advanced past the draws they
     used, so a study resumed after a crash proposes what the uninterrupted study would have proposed.
     ``first`` are typed parameters to evaluate before the algorithm proposes anything (a warm start from
-    earlier studies). The search ends at ``max_evals`` trials (past ones included) or once ``should_stop()``.
+    earlier studies): each is one proposal of the budget, so a budget smaller than ``first`` runs its first
+    points only. A resumed study must pass the same ``first`` (its history records them): those already
+    evaluated are skipped, the others still come first. The search ends at ``max_evals`` trials (past ones
+    included), once ``should_stop()``, or when the space is exhausted.
+
+    A study never evaluates one configuration (typed parameters) twice: a proposal equal to an evaluated or
+    queued trial, or to a warm-start point, is asked again of the algorithm with seeds derived from the
+    proposal's own (``REDRAWS`` times), then drawn from the prior (``PRIOR_DRAWS`` times). When none is new,
+    as in a small discrete space whose every configuration was evaluated, the search stops and ``run`` says
+    why. Derived seeds leave hyperopt's random stream alone, so seeds still replay and resumes stay exact.
     """
 
     space: SearchSpace
@@ -140,34 +175,63 @@ class Plan:
     first: Sequence[dict[str, Any]] = ()
     should_stop: Callable[[], bool] = lambda: False
 
+    @cached_property
+    def compiled(self) -> Any:
+        return compile_space(self.space)
+
+    @cached_property
+    def _warm_keys(self) -> list[Key]:
+        return [self.key(params) for params in self.first]
+
+    def key(self, params: dict[str, Any]) -> Key:
+        """The identity of typed parameters, read back as a trial would receive them (so ``1`` given for a
+        float parameter is the same configuration as ``1.0`` sampled)."""
+        return _key_of_vals(self.space, self.compiled, encode(self.space, params))
+
+    def is_warm_start(self, params: dict[str, Any]) -> bool:
+        """Whether a trial's typed parameters are one of the warm-start points: the flag its history records.
+        (No proposal of the algorithm equals a warm-start point, so this tells them apart.)"""
+        return self.key(params) in self._warm_keys
+
     def run(
         self, objective: Callable[[dict[str, Any]], dict[str, Any]], trials: Trials, compiled: Any, **fmin_args: Any
-    ) -> None:
-        """fmin over ``trials``, which proposes nothing once ``should_stop()``. fmin's last step looks up the
+    ) -> str | None:
+        """fmin over ``trials``, which proposes nothing once ``should_stop()``; returns why the search stopped
+        before ``max_evals`` on its own account (the space exhausted), or None. fmin's last step looks up the
         best trial and raises if all failed: the caller reports those."""
+        self._check_warm_start()
+        proposer = _Proposer(self)
         with contextlib.suppress(AllTrialsFailed):
             fmin(
                 objective,
                 compiled,
-                algo=partial(_unless_stopped, self.algorithm, self.should_stop),
+                algo=partial(_unless_stopped, proposer, self.should_stop),
                 max_evals=self.max_evals,
-                trials=_queued(
-                    _trials_from(trials, self.space, self.past),
-                    self.space,
-                    self.first[: self.max_evals - len(self.past)],
-                    start=len(self.past),
-                ),
+                trials=_trials_from(trials, self.space, self.past),
                 rstate=_advanced_rng(self.seed, len(self.past)),
                 show_progressbar=False,
                 **fmin_args,
             )
+        return proposer.exhausted
+
+    def _check_warm_start(self) -> None:
+        """Raises ValueError when a past trial is marked as a warm-start point that ``first`` lacks: the caller
+        resumed without the study's warm-start points, and the resume would not replay the study."""
+        unknown = [t.number for t in self.past if t.warm_start and self.key(t.params) not in self._warm_keys]
+        if unknown:
+            raise ValueError(
+                f"past trials {unknown} ran warm-start points that Plan.first lacks: "
+                "resume with the warm-start points the study started with (its history records them)"
+            )
 
 
-def minimize(objective: Callable[[dict[str, Any]], dict[str, Any]], plan: Plan) -> None:
+def minimize(objective: Callable[[dict[str, Any]], dict[str, Any]], plan: Plan) -> str | None:
     """Run ``plan``'s trials one after the other; the objective receives the sampled values (choices
-    resolved, not yet typed)."""
-    if len(plan.past) < plan.max_evals:  # a stop is checked after each trial, not only before a proposal
-        plan.run(objective, Trials(), compile_space(plan.space), early_stop_fn=lambda _, *a: (plan.should_stop(), a))
+    resolved, not yet typed). Returns ``Plan.run``'s stop reason."""
+    if len(plan.past) >= plan.max_evals:
+        return None
+    # A stop is checked after each trial, not only before a proposal.
+    return plan.run(objective, Trials(), plan.compiled, early_stop_fn=lambda _, *a: (plan.should_stop(), a))
 
 
 def minimize_on_spark(
@@ -176,7 +240,7 @@ def minimize_on_spark(
     spark: Any,
     parallelism: int,
     on_finished: Callable[[dict[str, Any], dict[str, Any] | None, str | None], None],
-) -> None:
+) -> str | None:
     """``minimize`` with ``parallelism`` trials at once on Spark workers (hyperopt's SparkTrials).
 
     ``objective`` runs on a worker; ``on_finished(values, result, error)`` runs here, on the driver, once per
@@ -185,12 +249,73 @@ def minimize_on_spark(
     Proposals depend on which trials have finished, so a parallel study is not replayed exactly.
     """
     if len(plan.past) >= plan.max_evals:
-        return
-    compiled = compile_space(plan.space)
+        return None
     settled = {t.number for t in plan.past}
-    trials = _observed_spark_trials(compiled, on_finished, parallelism, spark, settled)
-    plan.run(objective, trials, compiled)  # no early_stop_fn: SparkTrials would cancel the running trials
+    trials = _observed_spark_trials(plan.compiled, on_finished, parallelism, spark, settled)
+    reason = plan.run(objective, trials, plan.compiled)  # no early_stop_fn: SparkTrials would cancel the running
     trials.refresh()  # the trials that finished after fmin's last look
+    return reason
+
+
+class _Proposer:
+    """hyperopt's ``algo`` for one ``Plan.run``: the warm-start points first, then the algorithm's proposals,
+    never a configuration already evaluated, queued or proposed in the same batch.
+
+    Several ids at once (Spark) are proposed one after the other, the first with hyperopt's seed and the
+    others with seeds derived from it.
+    """
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.keys: dict[int, Key] = {}
+        """Trial id -> key, for the trials already in hyperopt's record."""
+        self.exhausted: str | None = None
+
+    def __call__(self, new_ids: Sequence[int], domain: Any, trials: Trials, seed: int) -> list[dict[str, Any]]:
+        taken = {self._key_of(doc) for doc in trials.trials}
+        docs = []
+        for position, tid in enumerate(new_ids):
+            doc = self._propose(
+                tid, domain, trials, seed if position == 0 else derived_seed(seed, "batch", str(position)), taken
+            )
+            if doc is None:
+                break
+            taken.add(self._key_of(doc))
+            docs.append(doc)
+        return docs
+
+    def _propose(self, tid: int, domain: Any, trials: Trials, seed: int, taken: set[Key]) -> dict[str, Any] | None:
+        space = self.plan.space
+        for params, key in zip(self.plan.first, self.plan._warm_keys, strict=True):
+            if key not in taken:  # not evaluated before a resume, nor a repeat of an earlier point
+                return trials.new_trial_docs([tid], [None], [domain.new_result()], [_misc(space, tid, params)])[0]
+        taken = taken | set(self.plan._warm_keys)
+        attempts = [(self.plan.algorithm, seed)]
+        attempts += [(self.plan.algorithm, derived_seed(seed, "redraw", str(i))) for i in range(1, REDRAWS)]
+        attempts += [(rand.suggest, derived_seed(seed, "prior", str(i))) for i in range(PRIOR_DRAWS)]
+        for algorithm, attempt_seed in attempts:
+            docs = algorithm([tid], domain, trials, attempt_seed)
+            if not docs:
+                return None
+            if _key_of_vals(space, self.plan.compiled, docs[0]["misc"]["vals"]) not in taken:
+                return docs[0]
+        self.exhausted = (
+            f"search space exhausted: {len(taken)} distinct configurations evaluated, and neither "
+            f"{REDRAWS} proposals nor {PRIOR_DRAWS} draws from the prior found a new one"
+        )
+        return None
+
+    def _key_of(self, doc: dict[str, Any]) -> Key:
+        tid = doc["tid"]
+        if tid not in self.keys:
+            self.keys[tid] = _key_of_vals(self.plan.space, self.plan.compiled, doc["misc"]["vals"])
+        return self.keys[tid]
+
+
+def _key_of_vals(space: SearchSpace, compiled: Any, vals: dict[str, list[Any]]) -> Key:
+    """The key of a configuration as hyperopt records it (per label, ``[value]`` when active)."""
+    typed = space.typed(space_eval(compiled, {label: value[0] for label, value in vals.items() if value}))
+    return frozenset((name, type(value), value) for name, value in typed.items())
 
 
 def _unless_stopped(algorithm: Callable[..., Any], should_stop: Callable[[], bool], *args: Any) -> list[Any]:
@@ -247,17 +372,6 @@ def _trials_from(trials: Trials, space: SearchSpace, past: Sequence[PastTrial]) 
     for doc in docs:
         doc["state"] = JOB_STATE_DONE
     trials.insert_trial_docs(docs)
-    trials.refresh()
-    return trials
-
-
-def _queued(trials: Trials, space: SearchSpace, points: Sequence[dict[str, Any]], start: int) -> Trials:
-    """``trials`` with typed parameters queued for hyperopt to evaluate before it proposes its own."""
-    if not points:
-        return trials
-    tids = list(range(start, start + len(points)))
-    miscs = [_misc(space, tid, params) for tid, params in zip(tids, points, strict=True)]
-    trials.insert_trial_docs(trials.new_trial_docs(tids, [None] * len(tids), [{"status": "new"}] * len(tids), miscs))
     trials.refresh()
     return trials
 

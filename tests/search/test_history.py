@@ -264,3 +264,31 @@ def test_appends_from_two_threads_never_interleave(tmp_path):
     state = history.read()
     assert sorted(state.logged) == [*range(per_thread), *range(10_000, 10_000 + per_thread)]
     assert all(run_id == f"run-{number}-" + "x" * 200 for number, run_id in state.logged.items())
+
+
+WARM_POINTS = [
+    {"model": "xgboost", "max_depth": 4, "learning_rate": 0.1},
+    {"model": "xgboost", "max_depth": 7, "learning_rate": 0.03},
+]
+
+
+def test_warm_start_points_and_the_trials_that_ran_them_are_recorded(tmp_path):
+    history = History(tmp_path / "study" / "history.jsonl")
+    history.start(STUDY, warm_start=WARM_POINTS)
+    history.append_trial(trial(0), warm_start=True)
+    history.append_trial(trial(1), warm_start=True)
+    history.append_trial(trial(2))
+
+    state = History(history.path).read()
+
+    assert state.warm_start == WARM_POINTS
+    assert state.warm_start_numbers == {0, 1}
+    assert state.trials[2] == {"type": "trial", **trial(2)}, "an ordinary trial's entry is unchanged"
+
+
+def test_a_history_without_warm_start_has_none(tmp_path):
+    state = started(tmp_path).read()
+
+    assert state.warm_start == []
+    assert state.warm_start_numbers == set()
+    assert "warm_start" not in state.study

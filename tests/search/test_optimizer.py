@@ -3,6 +3,7 @@ at any depth), every trial's values respect it, seeds replay, and a resumed sear
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import itertools
@@ -38,6 +39,7 @@ from pipeline.config import (
 )
 from pipeline.errors import InputError
 from pipeline.search import optimizer
+from pipeline.search.history import History
 
 ROOT = Path(__file__).resolve().parents[2]
 FEW = settings(max_examples=20, deadline=None)
@@ -213,8 +215,10 @@ def run(
         return {"loss": loss_of(params), "status": optimizer.OK}
 
     suggest = optimizer.algorithm_for(algorithm, options or None)
-    optimizer.minimize(objective, optimizer.Plan(space, max_evals, seed, suggest))
-    assert len(seen) == max_evals
+    stopped = optimizer.minimize(objective, optimizer.Plan(space, max_evals, seed, suggest))
+    # A space with fewer configurations than the budget (a lone randint, say) is exhausted early.
+    assert len(seen) == max_evals or "exhausted" in (stopped or ""), (len(seen), stopped)
+    assert len({repr(sorted(p.items())) for p in seen}) == len(seen), "a configuration was evaluated twice"
     return seen
 
 
@@ -651,3 +655,201 @@ def test_should_stop_ends_the_search_after_the_current_trial():
     optimizer.minimize(objective, optimizer.Plan(space, 10, 1, should_stop=lambda: len(seen) >= 3))
 
     assert len(seen) == 3
+
+
+# --- warm start, no repeated configuration, seeds per retrain month ---------------------------------------------
+
+WARM_SPACE = """\
+parameters:
+  max_depth: {distribution: quniform, low: 3, high: 12, q: 1}
+  learning_rate: {distribution: loguniform, low: 0.02, high: 0.3}
+  booster: {distribution: choice, options: [gbtree, dart]}
+  num_boost_round: 100
+"""
+# 3 x 3 = 9 configurations: small enough for TPE to propose one it already evaluated.
+TINY_SPACE = """\
+parameters:
+  max_depth: {distribution: quniform, low: 3, high: 5, q: 1}
+  booster: {distribution: choice, options: [gbtree, dart, gblinear]}
+"""
+
+
+def load_space(tmp_path_factory, text: str) -> spaces.SearchSpace:
+    path = tmp_path_factory.mktemp("space") / "space.yaml"
+    path.write_text(text)
+    return spaces.load(path)
+
+
+@pytest.fixture(scope="module")
+def warm_space(tmp_path_factory) -> spaces.SearchSpace:
+    return load_space(tmp_path_factory, WARM_SPACE)
+
+
+@pytest.fixture(scope="module")
+def tiny_space(tmp_path_factory) -> spaces.SearchSpace:
+    return load_space(tmp_path_factory, TINY_SPACE)
+
+
+def cheap_loss(params: dict[str, Any]) -> float:
+    return params["max_depth"] * params.get("learning_rate", 0.1) + (params["booster"] == "dart")
+
+
+def search_plan(plan: optimizer.Plan) -> tuple[list[dict[str, Any]], str | None]:
+    """The typed parameters of each trial the plan ran, in order, and the optimizer's own stop reason."""
+    seen: list[dict[str, Any]] = []
+
+    def objective(values: dict[str, Any]) -> dict[str, Any]:
+        seen.append(plan.space.typed(values))
+        return {"status": optimizer.OK, "loss": cheap_loss(seen[-1])}
+
+    return seen, optimizer.minimize(objective, plan)
+
+
+def keys(trials: list[dict[str, Any]]) -> list[str]:
+    return [repr(sorted(p.items())) for p in trials]
+
+
+WARM = 4
+DERIVED_42_2013_05 = 1012290579
+
+
+@pytest.mark.parametrize("budget", range(1, WARM + 2))
+def test_warm_start_points_run_first_whatever_the_budget(warm_space, budget):
+    """hyperopt counts queued points toward max_evals: with points >= budget nothing used to run at all."""
+    points = optimizer.sample(warm_space, WARM, seed=1)
+    suggest = optimizer.algorithm_for("tpe", {"n_startup_jobs": 2})
+
+    seen, stopped = search_plan(optimizer.Plan(warm_space, budget, 3, suggest, first=points))
+
+    assert stopped is None
+    assert len(seen) == budget
+    assert seen[: min(budget, WARM)] == points[:budget]
+    assert len(set(keys(seen))) == budget, "the proposal after the warm start repeats one of its points"
+    for params in seen:
+        check_trial(warm_space, params)
+
+
+def test_should_stop_also_stops_between_warm_start_points(warm_space):
+    points = optimizer.sample(warm_space, WARM, seed=1)
+    seen: list[dict[str, Any]] = []
+
+    def objective(values: dict[str, Any]) -> dict[str, Any]:
+        seen.append(warm_space.typed(values))
+        return {"status": optimizer.OK, "loss": 1.0}
+
+    plan = optimizer.Plan(warm_space, 10, 3, first=points, should_stop=lambda: len(seen) >= 2)
+    optimizer.minimize(objective, plan)
+
+    assert seen == points[:2]
+
+
+def test_duplicate_warm_start_points_run_once(warm_space):
+    points = optimizer.sample(warm_space, 2, seed=1)
+
+    seen, _ = search_plan(optimizer.Plan(warm_space, 3, 3, first=[points[0], points[1], points[0]]))
+
+    assert seen[:2] == points
+    assert len(set(keys(seen))) == 3
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_study_never_evaluates_a_configuration_twice(tiny_space, seed):
+    suggest = optimizer.algorithm_for("tpe", {"n_startup_jobs": 2})
+    points = optimizer.sample(tiny_space, 2, seed=seed)
+
+    for first in ((), points):
+        seen, stopped = search_plan(optimizer.Plan(tiny_space, 8, seed, suggest, first=first))
+
+        assert len(seen) == 8 and stopped is None
+        assert len(set(keys(seen))) == 8, keys(seen)
+
+
+def test_an_exhausted_space_stops_the_study_with_a_reason(tiny_space):
+    seen, stopped = search_plan(optimizer.Plan(tiny_space, 12, 0, optimizer.algorithm_for("tpe")))
+
+    assert len(seen) == 9
+    assert len(set(keys(seen))) == 9
+    assert stopped is not None and "exhausted" in stopped and "9 distinct" in stopped
+
+
+@pytest.mark.parametrize("algorithm", ["tpe", "rand", "anneal"])
+def test_proposals_without_repeats_replay_for_a_seed_and_after_a_resume(tiny_space, algorithm):
+    """Re-draws use seeds derived from hyperopt's, not its random stream: a resume still replays."""
+    suggest = optimizer.algorithm_for(algorithm, {"n_startup_jobs": 2} if algorithm == "tpe" else None)
+
+    def plan(past=()) -> optimizer.Plan:
+        return optimizer.Plan(tiny_space, 8, 5, suggest, past=past)
+
+    uninterrupted, _ = search_plan(plan())
+    assert search_plan(plan())[0] == uninterrupted
+    for stop_after in (1, 4, 7):
+        past = [optimizer.PastTrial(i, p, cheap_loss(p)) for i, p in enumerate(uninterrupted[:stop_after])]
+        assert search_plan(plan(past))[0] == uninterrupted[stop_after:]
+
+
+def test_a_resumed_warm_started_study_replays_exactly_from_its_history(tmp_path, warm_space):
+    """The history records the warm-start points and marks the trials that ran them; a resume built from it
+    alone proposes what the uninterrupted study did, whether it stopped inside the warm start or after."""
+    points = optimizer.sample(warm_space, WARM, seed=2)
+    suggest = optimizer.algorithm_for("tpe", {"n_startup_jobs": 3})
+
+    def study(path: Path, max_evals: int, kill_after: int | None = None) -> list[dict[str, Any]]:
+        """A study that records its trials as run_search does, killed (its process gone) after a few."""
+        history = History(path)
+        state = history.read()
+        if state is None:
+            history.start({"parent_run_id": "p"}, warm_start=points)
+            state = history.read()
+        past = [
+            optimizer.PastTrial(t["number"], t["params"], t["loss"], warm_start=t["number"] in state.warm_start_numbers)
+            for t in state.trials
+        ]
+        plan = optimizer.Plan(warm_space, max_evals, 9, suggest, past=past, first=state.warm_start)
+        seen: list[dict[str, Any]] = []
+
+        def objective(values: dict[str, Any]) -> dict[str, Any]:
+            if kill_after is not None and len(seen) == kill_after:
+                raise KeyboardInterrupt  # the process dies before this trial finishes
+            params = warm_space.typed(values)
+            seen.append(params)
+            number = len(past) + len(seen) - 1
+            history.append_trial(
+                {"number": number, "params": params, "loss": cheap_loss(params)}, warm_start=plan.is_warm_start(params)
+            )
+            return {"status": optimizer.OK, "loss": cheap_loss(params)}
+
+        with contextlib.suppress(KeyboardInterrupt):
+            optimizer.minimize(objective, plan)
+        return seen
+
+    uninterrupted = study(tmp_path / "whole.jsonl", 9)
+    assert uninterrupted[:WARM] == points
+    assert History(tmp_path / "whole.jsonl").read().warm_start_numbers == set(range(WARM))
+    for kill_after in (1, WARM - 1, WARM, WARM + 2):
+        path = tmp_path / f"killed-{kill_after}.jsonl"
+        before = study(path, 9, kill_after)
+        after = study(path, 9)
+        assert before + after == uninterrupted, kill_after
+
+
+def test_a_resume_that_lacks_the_warm_start_points_it_used_is_refused(warm_space):
+    points = optimizer.sample(warm_space, 2, seed=2)
+    past = [optimizer.PastTrial(0, points[0], 1.0, warm_start=True)]
+
+    with pytest.raises(ValueError, match="warm-start"):
+        optimizer.minimize(
+            lambda values: {"status": optimizer.OK, "loss": 1.0}, optimizer.Plan(warm_space, 3, 1, past=past)
+        )
+
+
+def test_derived_seed_is_stable_31_bit_and_differs_by_month():
+    months = [f"2013-{m:02d}" for m in range(1, 13)]
+    seeds = [optimizer.derived_seed(42, month) for month in months]
+
+    assert len(set(seeds)) == len(months)
+    assert all(0 <= s < 2**31 for s in seeds)
+    assert seeds == [optimizer.derived_seed(42, month) for month in months]
+    assert optimizer.derived_seed(43, "2013-01") != seeds[0]
+    assert optimizer.derived_seed(42, "2013", "01") != seeds[0], "parts are kept apart, not concatenated"
+    # A fixed value: the same in every process and Python version (no salted hash()).
+    assert optimizer.derived_seed(42, "2013-05") == DERIVED_42_2013_05
