@@ -17,8 +17,8 @@ from pipeline import data, outputs, spaces, tracking
 from pipeline.config import PartitionSplit
 from pipeline.errors import InputError
 from pipeline.metrics import METRICS
-from pipeline.model import registry
-from pipeline.search import history
+from pipeline.model import gate, registry
+from pipeline.search import history, optimizer
 from pipeline.study import Study, StudyResult
 from pipeline.tracking import names
 
@@ -38,9 +38,9 @@ class RetrainResult:
     previous_run_id: str | None = None
     """The retrain run that already covered these inputs, when skipped."""
     champion_version: str | None = None
-    champion_metric: float | None = None
-    challenger_metric: float | None = None
-    margin: float | None = None
+    """The champion the challenger was compared with (None on a model's first retrain)."""
+    gate: dict[str, Any] | None = None
+    """The gate's decision: method, gain and its interval, margin, both scores (``GateDecision.as_dict``)."""
     warm_start_points: int = 0
     windows: dict[str, list[str]] | None = None
 
@@ -52,9 +52,7 @@ class RetrainResult:
             "reason": self.reason,
             "previous_run_id": self.previous_run_id,
             "champion_version": self.champion_version,
-            "champion_metric": self.champion_metric,
-            "challenger_metric": self.challenger_metric,
-            "margin": self.margin,
+            "gate": self.gate,
             "warm_start_points": self.warm_start_points,
             "windows": self.windows,
         }
@@ -114,13 +112,15 @@ def retrain(study: Study, as_of: str | None = None, max_evals: int | None = None
         month = base.for_window(
             split,
             name=f"{study.config.name}-{as_of}",
-            seed=study.config.seed,
+            seed=optimizer.derived_seed(study.config.seed, as_of),
             max_evals=budget,
             warm_start=tuple(warm),
             tags={names.AS_OF: as_of},
         )
         result = month.run()
-        decision = _gate(client, month, dataset, champion, result)
+        decision = _gate(
+            client, month, dataset, champion, result, optimizer.derived_seed(study.config.seed, as_of, "gate")
+        )
         tracking.runs.set_run_tags(client, result.parent_run_id, {names.RETRAIN_KEY: key})
     return replace(
         decision,
@@ -154,44 +154,60 @@ def _warm_start(
 
 
 def _gate(
-    client: tracking.Client, study: Study, dataset: data.Dataset, champion: str | None, result: StudyResult
+    client: tracking.Client, study: Study, dataset: data.Dataset, champion: str | None, result: StudyResult, seed: int
 ) -> RetrainResult:
-    """Score the champion on the new test month; promote the challenger only if better by the margin.
+    """The champion and the challenger, both loaded from the registry, scored on the same new test month;
+    the challenger is promoted only if the gate says its gain clears the margin (``retrain.gate``).
 
-    The decision is tagged on the new version and on the study's run; the result reports the registry as
+    The decision is tagged on the new version and on the study's run before any alias moves, so a rerun
+    after a crash finds it and completes it rather than deciding again; the result reports the registry as
     it is after the gate (a promoted version is champion, no longer challenger).
     """
-    name, version, margin = study.config.model_name, result.model_version, study.config.retrain.margin
-    if champion is None:
-        return RetrainResult("promoted", "", "", reason="first champion of the model", study=result)
+    name, version, settings = study.config.model_name, result.model_version, study.config.retrain
+    decided = tracking.runs.read_study(client, result.parent_run_id).tags
+    if champion is None or champion == version:  # the first retrain, or a rerun after this one's promotion
+        first = champion is None and names.GATE_PREFIX + "action" not in decided
+        reason = "first champion of the model" if first else decided.get(names.GATE_PREFIX + "reason", "")
+        registry.promote(client, name, version, reason=reason)
+        tracking.runs.set_run_tags(client, result.parent_run_id, {names.GATE_PREFIX + "action": "promoted"})
+        return RetrainResult("promoted", "", "", reason=reason, study=replace(result, alias=registry.CHAMPION))
     metric = METRICS[study.config.metric]
     x_test, y_test = dataset.xy("test")
-    served = tracking.models.load_pyfunc(f"models:/{name}/{champion}").predict(x_test)
-    champion_value = metric.score(y_test, outputs.predictions(served, dataset.task))
-    challenger_value = result.test_metric
-    gain = metric.loss(champion_value) - metric.loss(challenger_value)
-    promoted = gain > margin
-    if promoted:
-        registry.promote(client, name, version, reason=f"retrain gate: {metric.name} better by {gain:.6g}")
+    if names.GATE_PREFIX + "action" in decided:
+        promote = decided[names.GATE_PREFIX + "action"] == "promoted"
+        reason, record = decided.get(names.GATE_PREFIX + "reason", ""), {}
+    else:
+        scored = [
+            outputs.predictions(tracking.models.load_pyfunc(f"models:/{name}/{v}").predict(x_test), dataset.task)
+            for v in (champion, version)
+        ]
+        decision = gate.decide(
+            y_test,
+            scored[0],
+            scored[1],
+            metric,
+            margin=settings.margin,
+            method=settings.gate.method,
+            confidence=settings.gate.confidence,
+            resamples=settings.gate.resamples,
+            seed=seed,
+        )
+        promote, reason = decision.promote, decision.reason(metric.name)
+        record = {"action": "promoted" if promote else "kept", "reason": reason, "champion_version": champion}
+        record |= decision.as_dict()
+        tags = {f"{names.GATE_PREFIX}{k}": str(v) for k, v in record.items() if v is not None}
+        tracking.models.set_version_tags(client, name, version, tags)
+        tracking.runs.set_run_tags(client, result.parent_run_id, tags)
+    if promote:
+        registry.promote(client, name, version, reason=f"retrain gate: {reason}")
         result = replace(result, alias=registry.CHAMPION)
-    decision = RetrainResult(
-        "promoted" if promoted else "kept",
+    log.info("gate: %s (%s)", "promoted" if promote else "kept", reason)
+    return RetrainResult(
+        "promoted" if promote else "kept",
         "",
         "",
-        reason=f"challenger {metric.name} {challenger_value:.6g} vs champion {champion_value:.6g}, "
-        f"gain {gain:.6g} {'>' if promoted else '<='} margin {margin:g}",
+        reason=reason,
         study=result,
         champion_version=champion,
-        champion_metric=champion_value,
-        challenger_metric=challenger_value,
-        margin=margin,
+        gate={k: v for k, v in record.items() if k not in ("action", "reason", "champion_version")} or None,
     )
-    tags = {
-        f"{names.GATE_PREFIX}{k}": str(v)
-        for k, v in decision.to_dict().items()
-        if k in ("action", "reason", "champion_version", "champion_metric", "challenger_metric", "margin")
-    }
-    tracking.models.set_version_tags(client, name, version, tags)
-    tracking.runs.set_run_tags(client, result.parent_run_id, tags)
-    log.info("gate: %s (%s)", decision.action, decision.reason)
-    return decision

@@ -470,13 +470,15 @@ class Study:
                 run_name=study.name,
                 tags=provenance
                 | {names.PIPELINE_VERSION: pipeline.__version__, names.IDENTITY: json.dumps(identity, sort_keys=True)}
+                | ({names.WARM_START: json.dumps(list(self.warm_start))} if self.warm_start else {})
                 | self.tags,
             )
         )
         with opened as parent:
             if resumed_id is None:
                 trial_history.start(
-                    {"parent_run_id": parent.run_id, "experiment_id": experiment_id, "study": study.name} | identity
+                    {"parent_run_id": parent.run_id, "experiment_id": experiment_id, "study": study.name} | identity,
+                    warm_start=self.warm_start,
                 )
                 self._log_inputs(parent, dataset)
             else:
@@ -485,7 +487,8 @@ class Study:
             if names.STEP_SEARCH in parent.tags:
                 searched = searched_before(past, metric, parent.tags.get(names.STOP_REASON, ""))
             else:
-                searched = self._search(client, parent, dataset, trial_history, past, provenance, fresh=state is None)
+                first = self.warm_start if state is None else tuple(state.warm_start)
+                searched = self._search(client, parent, dataset, trial_history, past, provenance, first)
                 parent.set_tags({names.STEP_SEARCH: "done"})
             final_started = time.perf_counter()
             registration, test_value, final_seconds = self._finalize(client, parent, dataset, searched, provenance)
@@ -556,7 +559,7 @@ class Study:
         trial_history: history.History,
         past: list[TrialOutcome],
         provenance: dict[str, str],
-        fresh: bool,
+        first: tuple[dict[str, Any], ...],
     ) -> SearchResult:
         study, metric, execution = self.config, self.metric, self.execution
         parallel = execution.parallelism > 1 or execution.spark_master is not None
@@ -583,7 +586,7 @@ class Study:
                 trial_history,
                 past,
                 execution.progress,
-                first=self.warm_start if fresh else (),
+                first=first,
             )
         except PipelineError as error:
             if not isinstance(error, TrackingError):

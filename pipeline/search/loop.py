@@ -126,9 +126,13 @@ def run_search(
 
     def settle(outcome: TrialOutcome, record: TrialRecord) -> dict[str, Any]:
         """The driver's side of a finished trial: history, MLflow, stop rules, progress; hyperopt's result."""
+        if plan.is_warm_start(outcome.params):
+            outcome = replace(outcome, warm_start=True)
+            record.tags[tracking.names.WARM_START] = "true"
         outcomes.append(outcome)
         trainer.note_completed(outcome)
-        history.append_trial({"number": outcome.number, "outcome": asdict(outcome), "record": asdict(record)})
+        entry = {"number": outcome.number, "outcome": asdict(outcome), "record": asdict(record)}
+        history.append_trial(entry, warm_start=outcome.warm_start)
         writes[outcome.number] = writer.submit(record)
         writes[outcome.number].add_done_callback(partial(_note_logged, history, outcome.number))
         if reason := stop_reason(outcomes, metric, settings, time.perf_counter() - started):
@@ -157,22 +161,27 @@ def run_search(
             outcome, record = failed_trial(number, start.params, error or "the Spark task failed", start)
         settle(outcome, record)
 
-    known = [optimizer.PastTrial(o.number, o.params, metric.loss(o.value) if o.ok else None) for o in past]
+    known = [
+        optimizer.PastTrial(o.number, o.params, metric.loss(o.value) if o.ok else None, warm_start=o.warm_start)
+        for o in past
+    ]
     plan = optimizer.Plan(
         space, settings.max_evals, settings.seed, settings.algorithm, known, first, should_stop=lambda: bool(stop)
     )
     try:
         if settings.parallel is None:
-            optimizer.minimize(objective, plan)
+            exhausted = optimizer.minimize(objective, plan)
         else:
             session = spark.session(settings.parallel)
             remote = spark.remote_objective(session, trainer, settings.parallel)
             try:
-                optimizer.minimize_on_spark(remote, plan, session, settings.parallel.workers, settle_remote)
+                exhausted = optimizer.minimize_on_spark(remote, plan, session, settings.parallel.workers, settle_remote)
             finally:
                 remote.data.destroy()
     finally:
         bar.close()
+    if exhausted:
+        stop.append(exhausted)
         writer.close()
     outcomes = [replace(o, run_id=writes[o.number].result()) if o.number in writes else o for o in outcomes]
     failed = [o for o in outcomes if not o.ok]

@@ -129,6 +129,7 @@ def from_logged(trial: LoggedTrial, space: SearchSpace, metric: Metric) -> tuple
         error=None if ok else error,
         pruned=pruned,
         curve=list(curve),
+        warm_start=trial.tags.get(names.WARM_START) == "true",
     )
     record = TrialRecord(
         number=trial.number,
@@ -163,11 +164,13 @@ def rebuild(
     identity = json.loads(study.tags.get(names.IDENTITY, "{}"))
     history.start(
         {"parent_run_id": study.run_id, "experiment_id": study.experiment_id, "study": study.tags.get(names.STUDY)}
-        | identity
+        | identity,
+        warm_start=json.loads(study.tags.get(names.WARM_START, "[]")),
     )
     for trial in contiguous(trials):
         outcome, record = from_logged(trial, space, metric)
-        history.append_trial({"number": trial.number, "outcome": asdict(outcome), "record": asdict(record)})
+        entry = {"number": trial.number, "outcome": asdict(outcome), "record": asdict(record)}
+        history.append_trial(entry, warm_start=outcome.warm_start)
         history.append_logged(trial.number, trial.run_id)
     state = history.read()
     assert state is not None, "a history just written has its study line"

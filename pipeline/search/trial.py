@@ -37,6 +37,8 @@ class TrialOutcome:
     """Stopped early by the pruning rule: ``value`` is its best so far, and it is never the study's best."""
     curve: list[float] = field(default_factory=list)
     """The early-stopping metric per round on the validation split, what later trials are pruned against."""
+    warm_start: bool = False
+    """It evaluated one of the study's warm-start points rather than a proposal of the algorithm."""
 
 
 @dataclass

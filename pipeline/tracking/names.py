@@ -46,6 +46,8 @@ or dropped."""
 # Tags of a trial's child run
 TRIAL_NUMBER = "trial_number"
 TRIAL_STATE = "trial_state"
+WARM_START = "warm_start"
+"""On a trial run: it evaluated a warm-start point. On a study's parent run: the points, as JSON."""
 ERROR_CLASS = "error_class"
 ERROR_MESSAGE = "error_message"
 RETIRED_BY = "retired_by"

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
 from pipeline.errors import TrackingError
+from pipeline.tracking.bootstrap import ensure_store
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 T = TypeVar("T")
@@ -45,6 +46,7 @@ def pointed_at(uri: str | None) -> Iterator[str]:
 def connect(uri: str | None) -> MlflowClient:
     """Point MLflow at the store and prove it answers before any study work starts."""
     resolved = resolve_uri(uri)
+    ensure_store(resolved)
     mlflow.set_tracking_uri(resolved)
     client = MlflowClient(resolved)
     try:

@@ -66,13 +66,19 @@ def test_the_first_retrain_makes_a_champion_and_later_ones_follow_the_gate(month
     assert march["action"] == "promoted" and march["model_version"] == "1"
     assert march["windows"] == {"train": ["2013-01"], "validation": ["2013-02"], "test": ["2013-03"]}
     assert april["windows"] == {"train": ["2013-02"], "validation": ["2013-03"], "test": ["2013-04"]}
-    gain = april["champion_metric"] - april["challenger_metric"]  # rmse: lower is better
-    assert april["action"] == ("promoted" if gain > april["margin"] else "kept")
+    gate = april["gate"]  # rmse: the gain is the champion's minus the challenger's
+    assert gate["method"] == "paired_bootstrap" and gate["low"] <= gate["gain"] <= gate["high"]
+    assert gate["gain"] == pytest.approx(gate["champion_score"] - gate["challenger_score"])
+    assert april["action"] == ("promoted" if gate["low"] > gate["margin"] else "kept")
     assert april["champion_version"] == "1" and april["model_version"] == "2"
     assert april["warm_start_points"] > 0  # started from the champion study's best trials
     assert client.get_model_version("monthly", "2").tags["gate_action"] == april["action"]
     champion = "2" if april["action"] == "promoted" else "1"
     assert str(client.get_model_version_by_alias("monthly", "champion").version) == champion
+    assert april["alias"] == ("champion" if april["action"] == "promoted" else "challenger")  # as after the gate
+    roles = {a: str(client.get_model_version_by_alias("monthly", a).version) for a in ("champion", "challenger")
+             if client.get_registered_model("monthly").aliases.get(a)}  # fmt: skip
+    assert len(set(roles.values())) == len(roles), "one version holds one role"
 
 
 def test_a_repeat_with_unchanged_inputs_is_skipped(monthly):
@@ -94,7 +100,7 @@ def test_a_worse_challenger_keeps_the_champion(monthly):
 
     result = retrain_here(workdir, study, "2013-04")
 
-    assert result["action"] == "kept" and result["challenger_metric"] > result["champion_metric"]
+    assert result["action"] == "kept" and result["gate"]["challenger_score"] > result["gate"]["champion_score"]
     assert str(client.get_model_version_by_alias("monthly", "champion").version) == champion
     assert str(client.get_model_version_by_alias("monthly", "challenger").version) == result["model_version"]
 

@@ -180,7 +180,7 @@ def test_failing_trials_are_failed_runs_with_the_error_and_never_the_best(tmp_pa
 
 
 def test_when_every_trial_fails_the_error_says_so_and_quotes_the_first(tmp_path, prepared, context):
-    space = write_space(tmp_path, {"max_depth": {"distribution": "choice", "options": [-1, -2]}}, failing=True)
+    space = write_space(tmp_path, {"max_depth": {"distribution": "choice", "options": [-1, -2, -3]}}, failing=True)
 
     with pytest.raises(PipelineError, match=r"^all 3 trials failed; first error: XGBoostError: .*max_depth") as raised:
         run_search(
