@@ -231,7 +231,11 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     result = study.run()
+    if result.origin == "unchanged":
+        print(f"study {result.study_name} is complete with these inputs ({len(result.trials)} trials): nothing was "
+              "run or registered; a larger --max-evals extends it, --fresh starts a new study")  # fmt: skip
     print(_human_summary(result))
+    print(f"see it: {_where_to_look(result)}")
     client = tracking.connect(result.tracking_uri)
     print("top trials:\n" + "\n".join(runs.trial_lines(client, client.get_run(result.parent_run_id), 5)))
     if args.json:
@@ -334,6 +338,14 @@ def _data(args: argparse.Namespace) -> int:
     written = materialize_flights(args.folder)
     print(f"{len(written)} partitions written under {args.folder}")
     return EXIT_OK
+
+
+def _where_to_look(result: StudyResult) -> str:
+    """The command (a local store) or the URL (a server) that shows the study in MLflow's UI."""
+    uri = result.tracking_uri
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/#/experiments/{result.experiment_id}/runs/{result.parent_run_id}"
+    return f"mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)"
 
 
 def _human_summary(result: StudyResult) -> str:

@@ -254,7 +254,7 @@ def _summary(parent: Run, experiment: str, trials: plots.Trials) -> dict[str, st
     started = datetime.fromtimestamp(parent.info.start_time / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
     summary = {
         "study": f"{parent.info.run_name} (experiment {experiment})",
-        "parent run": f"{parent.info.run_id} ({parent.info.status}, started {started})",
+        "parent run": f"{parent.info.run_id} (started {started})",  # drawn while it runs: its status would change
         "metric": f"{metric}, {trials.direction}",
         "trials": _trial_counts(trials.frame["status"]),
         "stopped": tags.get("stop_reason", "-"),

@@ -6,7 +6,6 @@ reported to hyperopt as failed, so the study goes on and the final stage can nev
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -14,14 +13,13 @@ from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Any
 
-from tqdm import tqdm
-
 from pipeline import tracking
 from pipeline.errors import PipelineError, TooManyFailures
 from pipeline.families import TrainingData
 from pipeline.metrics import Metric, Task
 from pipeline.search import optimizer, spark
 from pipeline.search.history import History
+from pipeline.search.progress import Progress
 from pipeline.search.pruning import MedianRule
 from pipeline.search.trial import Trainer, TrialOutcome, TrialRecord, failed_trial, now_ms
 from pipeline.spaces import SearchSpace
@@ -110,15 +108,7 @@ def run_search(
     writer = tracking.TrialWriter(context.client, context.experiment_id, context.parent_run_id)
     started = time.perf_counter()
     stop: list[str] = []
-    bar = tqdm(
-        total=settings.max_evals,
-        initial=len(past),
-        desc="trials",
-        unit="trial",
-        file=sys.stderr,
-        disable=not show_progress,
-        dynamic_ncols=True,
-    )
+    progress = Progress(settings.max_evals, len(past), metric.name, enabled=show_progress)
 
     trainer = Trainer(space, data, task, metric, settings.seed, context.tags, settings.pruning, settings.device)
     for outcome in past:
@@ -138,9 +128,7 @@ def run_search(
         if reason := stop_reason(outcomes, metric, settings, time.perf_counter() - started):
             stop.append(reason)
         best = best_of(outcomes, metric)
-        bar.update(1)
-        if best is not None:
-            bar.set_postfix({f"best {metric.name}": f"{best.value:.4f}"}, refresh=False)
+        progress.update(None if best is None else best.value)
         if not outcome.ok:
             return {"status": optimizer.FAIL, "error": outcome.error}
         return {"status": optimizer.OK, "loss": metric.loss(outcome.value)}
@@ -179,7 +167,7 @@ def run_search(
             finally:
                 remote.data.destroy()
     finally:
-        bar.close()
+        progress.close()
     if exhausted:
         stop.append(exhausted)
         writer.close()

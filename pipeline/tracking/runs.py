@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
 import tempfile
 import time
 import warnings
@@ -152,6 +154,7 @@ def kill_orphaned_parents(client: MlflowClient, experiment: str, study: str, kee
 
 def set_run_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None:
     """Tags on a run that is not open here (a finished study's run, after its gate)."""
+    failpoint(tags)
     _retrying(client.log_batch, run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
 
 
@@ -167,6 +170,18 @@ def best_trials(client: MlflowClient, parent_run_id: str, count: int) -> list[di
     ]
     trials.sort(key=lambda r: metric.loss(r.data.metrics[metric.name]))
     return [dict(r.data.params) for r in trials[:count]]
+
+
+FAILPOINT = "PIPELINE_FAILPOINT"
+
+
+def failpoint(tags: Mapping[str, str]) -> None:
+    """For crash tests: when ``$PIPELINE_FAILPOINT`` names one of ``tags``, the process kills itself with
+    SIGKILL (as the OOM killer or a power cut would) just before recording it, that is right after the step
+    that tag records. Unset, it costs one dictionary lookup."""
+    target = os.environ.get(FAILPOINT)
+    if target and target in tags:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def studies_named(client: MlflowClient, experiment: str, study: str) -> list[Run]:
@@ -205,6 +220,7 @@ class ParentRun:
         """The run's tags when it was opened, and those set since through this object."""
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
+        failpoint(tags)
         _retrying(self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
         self.tags.update({k: str(v)[:5000] for k, v in tags.items()})
 

@@ -10,7 +10,8 @@ from mlflow.tracking import MlflowClient
 
 @pytest.fixture(scope="session")
 def two_studies(tmp_path_factory, flights_spec):
-    """Two runs of the same study and seed in one store: the second registers version 2 as challenger.
+    """Two runs of the same study and seed in one store, the second with ``--fresh`` (the same command
+    without it would return the finished study): the second registers version 2 as challenger.
 
     Built once per session: test_cli.py checks what the studies wrote, test_mlflow_ui.py how MLflow's UI shows
     it. Only read it."""
@@ -18,6 +19,7 @@ def two_studies(tmp_path_factory, flights_spec):
     dataset = workdir / "flights.yaml"
     dataset.write_text(yaml.safe_dump(flights_spec))
     study = write_study(workdir, dataset, report=True)
-    results = [summary_of(run_cli(workdir, "run", "--study", str(study), "--json", "--no-progress")) for _ in range(2)]
+    command = ("run", "--study", str(study), "--json", "--no-progress")
+    results = [summary_of(run_cli(workdir, *command, *extra)) for extra in ((), ("--fresh",))]
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     return workdir, results, client
