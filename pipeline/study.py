@@ -648,6 +648,17 @@ class Study:
         else:
             log.info("%s version %s was registered by this study before it stopped: reusing it", name, version)
         parent.set_tags({names.STEP_REGISTERED: version})
+        described = finalize.describe(study.name, parent.run_id, dataset, searched.best, metric.name, test_value)
+        tracking.models.set_description(client, name, version, described)
+        tracking.models.set_version_tags(
+            client,
+            name,
+            version,
+            {
+                names.test_metric(metric.name): f"{test_value:.6g}",
+                names.best_val(metric.name): f"{searched.best.value:.6g}",
+            },
+        )
         if names.STEP_VERIFIED not in parent.tags:
             finalize.verify(client, name, version, x_test, predictions, final.task)
             parent.set_tags({names.STEP_VERIFIED: "passed"})

@@ -20,7 +20,7 @@ import pandas as pd
 
 import pipeline
 from pipeline import families, outputs, tracking
-from pipeline.config import MODEL_KEY
+from pipeline.config import MODEL_KEY, PartitionSplit
 from pipeline.data import Dataset
 from pipeline.errors import PipelineError
 from pipeline.features import Preprocessor
@@ -173,6 +173,27 @@ def publish(
     verify(client, name, version, x_test, expected, model.task)
     alias = registry.place_new_version(client, name, version)
     return registry.Registration(name, version, alias, logged.model_id)
+
+
+def describe(study: str, parent_run_id: str, dataset: Dataset, best: TrialOutcome, metric: str, test: float) -> str:
+    """What a registered version is, for the registry page (Markdown): why is this the champion?"""
+    split = dataset.config.split
+    window = (
+        f"train {', '.join(split.train)} / validation {', '.join(split.validation)} / test {', '.join(split.test)}"
+        if isinstance(split, PartitionSplit)
+        else f"{split.by} split: {len(dataset.train)} train / {len(dataset.validation)} validation / "
+        f"{len(dataset.test)} test rows"
+    )
+    params = ", ".join(f"`{k}={v:.4g}`" if isinstance(v, float) else f"`{k}={v}`" for k, v in best.params.items())
+    return "\n".join(
+        [
+            f"Study **{study}** (parent run `{parent_run_id}`), dataset {dataset.config.name}: {window}.",
+            "",
+            f"- validation {metric}: {best.value:.6g} (trial {best.number})",
+            f"- test {metric}: {test:.6g} (scored once, after the refit)",
+            f"- parameters: {params}",
+        ]
+    )
 
 
 def verify(client: Client, name: str, version: str, x_test: pd.DataFrame, expected: np.ndarray, task: Task) -> None:

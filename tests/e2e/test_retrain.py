@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 
 import mlflow
 import pytest
@@ -103,6 +104,26 @@ def test_a_worse_challenger_keeps_the_champion(monthly):
     assert result["action"] == "kept" and result["gate"]["challenger_score"] > result["gate"]["champion_score"]
     assert str(client.get_model_version_by_alias("monthly", "champion").version) == champion
     assert str(client.get_model_version_by_alias("monthly", "challenger").version) == result["model_version"]
+
+
+def test_a_retrain_killed_after_its_gate_is_completed_by_the_same_command_without_a_second_version(monthly):
+    """kill -9 between the gate's decision and the retrain's completion tag: the rerun neither repeats the
+    month's study nor registers another version; it records the decision the gate made."""
+    workdir, study, _, _, client = monthly
+    before = {str(v.version) for v in client.search_model_versions("name = 'monthly'")}
+    killed = run_cli(workdir, "retrain", "--study", str(study), "--as-of", "2013-05", "--no-progress",
+                     PIPELINE_FAILPOINT="retrain_key")  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    (new,) = {str(v.version) for v in client.search_model_versions("name = 'monthly'")} - before
+    decided = client.get_model_version("monthly", new).tags["gate_action"]
+
+    result = retrain_here(workdir, study, "2013-05")
+
+    assert result["model_version"] == new and result["origin"] == "unchanged"
+    assert {str(v.version) for v in client.search_model_versions("name = 'monthly'")} == before | {new}
+    assert result["action"] == decided
+    assert client.get_run(result["parent_run_id"]).data.tags["retrain_key"] == result["key"]
+    assert retrain_here(workdir, study, "2013-05")["action"] == "skipped"
 
 
 def test_an_as_of_month_without_enough_history_is_refused_naming_the_first_possible():

@@ -67,6 +67,8 @@ def test_a_study_killed_after_a_step_is_finished_by_the_same_command_with_one_ve
     assert versions(client) == ["1"]  # one study, one version
     version = client.get_model_version(MODEL, "1")
     assert version.tags["validation_status"] == "passed" and version.aliases == ["champion"]
+    assert float(version.tags["test_rmse"]) == pytest.approx(summary["test_metric"], rel=1e-5)
+    assert f"Study **{STUDY}**" in version.description and "test rmse" in version.description  # the registry page
     finished = client.get_run(parent.info.run_id)
     assert finished.info.status == "FINISHED" and finished.data.tags["step.done"] == "true"
     assert finished.data.tags["step.report"] == ("done" if step == "step.report" else "skipped")
@@ -125,7 +127,9 @@ def test_a_killed_study_whose_local_history_is_gone_is_rebuilt_from_the_store(tm
     runs = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(int(r.data.tags["trial_number"]) for r in runs) == list(range(7))
     uninterrupted = summary_of(
-        run_cli(reference, "run", "--study", str(setup(reference, flights_spec, max_evals=7)), "--json", "--no-progress")
+        run_cli(
+            reference, "run", "--study", str(setup(reference, flights_spec, max_evals=7)), "--json", "--no-progress"
+        )
     )
     expected = client_of(reference).search_runs(
         [uninterrupted["experiment_id"]], f"tags.mlflow.parentRunId = '{uninterrupted['parent_run_id']}'"
