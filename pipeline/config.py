@@ -243,7 +243,7 @@ DISTRIBUTIONS = (
 Parameter = Distribution | Scalar
 MODEL_KEY = "model"
 """The trial parameter that names the model family (and the space file's key for a single family)."""
-FAMILIES = (
+Family = Literal[
     "xgboost",
     "random_forest",
     "extra_trees",
@@ -253,8 +253,8 @@ FAMILIES = (
     "elastic_net",
     "linear_svr",
     "logistic_regression",
-)
-Family = Literal[FAMILIES]
+]
+FAMILIES: tuple[str, ...] = get_args(Family)
 
 
 class FamilySpace(_Strict):
@@ -836,10 +836,10 @@ def first_problem(error: ValidationError, raw: Any = None) -> tuple[str, str]:
             return path, f"unknown {key} {ctx['tag']!r}; allowed: {allowed}"
         return path, f"missing '{key}'; write one of: {allowed}"
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(_model_named(error.title), detail["loc"][:-1])
-        close = difflib.get_close_matches(str(detail["loc"][-1]), allowed, n=1, cutoff=0.75)
+        keys = _allowed_keys(_model_named(error.title), detail["loc"][:-1])
+        close = difflib.get_close_matches(str(detail["loc"][-1]), keys, n=1, cutoff=0.75)
         hint = f"did you mean {close[0]}? " if close else ""
-        return path, f"unknown key; {hint}allowed here: {', '.join(allowed)}" if allowed else "unknown key"
+        return path, f"unknown key; {hint}allowed here: {', '.join(keys)}" if keys else "unknown key"
     if detail.get("input", ...) is None:
         if path.startswith("parameters."):
             return path, "no value given; write a fixed value or a mapping with 'distribution'"
@@ -852,7 +852,7 @@ _UNION_MEMBERS = _SCALAR_MEMBERS | {"ConditionalOption"}
 _TAGS = {"distribution": DISTRIBUTIONS, "by": ("partition", "column", "random")}
 
 
-def _specificity(detail: dict) -> int:
+def _specificity(detail: Any) -> int:
     if detail["type"].startswith("union_tag"):
         return 0
     if detail["type"] in ("extra_forbidden", "finite_number"):

@@ -116,7 +116,8 @@ def load_dataset(config: DatasetConfig, file: Path) -> Dataset:
     for name, part in zip(SPLITS, splits, strict=True):
         if part.empty:
             raise InputError(file, f"split.{name}", "selects no rows with a target", "check the split values")
-    task = _task(config, *splits, classes, file)
+    train, validation, test = splits
+    task = _task(config, train, validation, test, classes, file)
     roles = feature_roles(config, splits[TRAIN], file, task.classification)
     keep = [*roles.raw_features, config.target]
     train, validation, test = (s[keep].reset_index(drop=True) for s in splits)
@@ -300,7 +301,10 @@ def binary_labels(target: pd.Series, rule: PositiveWhen, file: Path) -> tuple[pd
         classes = (_plain(next(v for v in present if v != value)), value)
     else:
         classes = (f"not_{rule.equals}", str(rule.equals))
-    labels = pd.Series(np.where(positive, classes[1], classes[0]), index=target.index, dtype=object)
+    named = np.array([classes[0], classes[1]], dtype=object)[
+        np.asarray(positive.fillna(False), dtype=bool).astype(np.int64)
+    ]
+    labels = pd.Series(named, index=target.index, dtype=object)
     return labels.where(target.notna()), classes
 
 

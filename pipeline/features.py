@@ -318,16 +318,16 @@ def feature_roles(config: DatasetConfig, train: pd.DataFrame, file: Path, classi
     roles += [
         (ColumnRole(cross_name(group), CROSSED, f"features.crossed: {' x '.join(group)}"), False) for group in crossed
     ]
-    roles = [_screen(role, warn, columns[role.column], train[config.target], classification) for role, warn in roles]
-    for role, warn in roles:
+    screened = [_screen(role, warn, columns[role.column], train[config.target], classification) for role, warn in roles]
+    for column, warn in screened:
         if warn:
-            log.warning("column %r (%s): %s", role.column, role.role, role.reason)
+            log.warning("column %r (%s): %s", column.column, column.role, column.reason)
     declared = [*config.features.categorical, *(config.features.numeric or [])]
     rank = {CATEGORICAL: 0, NUMERIC: 1, CROSSED: 2, DROPPED: 3, TARGET: 4}
-    roles.sort(
+    screened.sort(
         key=lambda pair: (rank[pair[0].role], declared.index(pair[0].column) if pair[0].column in declared else 0)
     )
-    result = FeatureRoles(tuple(role for role, _ in roles), tuple(map(tuple, crossed)))
+    result = FeatureRoles(tuple(role for role, _ in screened), tuple(map(tuple, crossed)))
     if not result.raw_features:
         raise InputError(file, "features", "no feature columns", "list features.categorical or features.numeric")
     return result

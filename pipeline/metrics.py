@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from sklearn import metrics as sk
 
 REGRESSION, BINARY, MULTICLASS = "regression", "binary", "multiclass"
 TASKS = (REGRESSION, BINARY, MULTICLASS)
+
+
+Value = TypeVar("Value", float, np.ndarray)
+"""A score, or an array of scores (the gate's bootstrap resamples)."""
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,9 @@ class Metric:
     """This metric from the early-stopping metric's value on ``y_true``, when it is a function of it: a
     trial then reads its score off the curve xgboost already computed instead of predicting again."""
 
-    def loss(self, value: float) -> float:
-        """What hyperopt minimises: the metric itself, or its negative when greater is better."""
+    def loss(self, value: Value) -> Value:
+        """What hyperopt minimises: the metric itself, or its negative when greater is better (elementwise for
+        an array of scores)."""
         return -value if self.greater_is_better else value
 
     def better(self, a: float, b: float) -> bool:

@@ -173,9 +173,10 @@ def _gate(
         return RetrainResult("promoted", "", "", reason=reason, study=replace(result, alias=registry.CHAMPION))
     metric = METRICS[study.config.metric]
     x_test, y_test = dataset.xy("test")
+    record: dict[str, Any] = {}
     if names.GATE_PREFIX + "action" in decided:
         promote = decided[names.GATE_PREFIX + "action"] == "promoted"
-        reason, record = decided.get(names.GATE_PREFIX + "reason", ""), {}
+        reason = decided.get(names.GATE_PREFIX + "reason", "")
     else:
         scored = [
             outputs.predictions(tracking.models.load_pyfunc(f"models:/{name}/{v}").predict(x_test), dataset.task)

@@ -251,7 +251,7 @@ def _from_logged(params: dict[str, Parameter], logged: dict[str, str]) -> dict[s
         except ValueError:
             return None
         low, high = getattr(parameter, "low", None), getattr(parameter, "high", None)
-        if low is not None and not low <= value <= high:
+        if low is not None and high is not None and not low <= value <= high:
             return None
         out[name] = value
     return out

@@ -58,6 +58,7 @@ class SklearnFamily(Family):
 
     def estimator(self, params: dict[str, Any], task: Task, seed: int) -> Any:
         cls = self._classes[task.kind]
+        assert cls is not None, f"{self.name} does not handle {task.kind} (check_compatible refuses it first)"
         settings = {k: v for k, v in params.items() if k != MODEL_KEY}
         defaults = cls().get_params()
         if "random_state" in defaults:

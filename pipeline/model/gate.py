@@ -87,14 +87,22 @@ def decide(
         raise ValueError(f"rows differ: {len(y_true)} targets, {len(champion)} and {len(challenger)} predictions")
     champion_score, challenger_score = metric.score(y_true, champion), metric.score(y_true, challenger)
     gain = metric.loss(champion_score) - metric.loss(challenger_score)
-    common = {"margin": margin, "champion_score": champion_score, "challenger_score": challenger_score}
     if method == "point":
-        return GateDecision("point", bool(gain > margin), gain, None, None, **common)
+        return GateDecision("point", bool(gain > margin), gain, None, None, margin, champion_score, challenger_score)
     gains = resampled_gains(y_true, champion, challenger, metric, resamples, seed)
     tail = (1 - confidence) / 2
     low, high = (float(q) for q in np.nanquantile(gains, [tail, 1 - tail]))
     return GateDecision(
-        "paired_bootstrap", bool(low > margin), gain, low, high, **common, confidence=confidence, resamples=resamples
+        "paired_bootstrap",
+        bool(low > margin),
+        gain,
+        low,
+        high,
+        margin,
+        champion_score,
+        challenger_score,
+        confidence=confidence,
+        resamples=resamples,
     )
 
 

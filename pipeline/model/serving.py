@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from pipeline import families
 from pipeline.features import Preprocessor
@@ -22,7 +22,7 @@ from pipeline.metrics import Task
 from pipeline.outputs import output
 
 
-class PreprocessedModel(mlflow.pyfunc.PythonModel):
+class PreprocessedModel(PythonModel):
     """Applies the fitted preprocessor, then the family's model (trained for the rounds kept)."""
 
     def load_context(self, context):

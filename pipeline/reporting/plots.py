@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from sklearn.calibration import calibration_curve
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.metrics import roc_auc_score, roc_curve
@@ -112,7 +114,7 @@ def optimization_history(trials: Trials) -> Figure:
     others = frame[~frame.index.isin(finished.index)]
     for status, group in others.groupby("status"):
         marker = STATUS_MARKERS.get(status, "s")
-        label = f"{status.lower()} ({len(group)})"
+        label: str | None = f"{status.lower()} ({len(group)})"
         has_value = group.index.isin(valued.index)
         if has_value.any():
             style = {"marker": marker, "s": 30, "facecolors": "none", "edgecolors": "grey"}
@@ -135,7 +137,7 @@ def optimization_history(trials: Trials) -> Figure:
         axes.scatter([], [], marker="^", color="grey", label=f"beyond the y-range, at its edge ({beyond})")
     axes.set(xlabel="trial", ylabel=f"validation {trials.metric}")
     axes.set_title(f"Optimization history: validation {trials.metric} ({trials.direction})", pad=10)
-    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.xaxis.set_major_locator(MaxNLocator(nbins="auto", steps=[1, 2, 2.5, 5, 10], integer=True))
     axes.legend(loc="best")
     return figure
 
@@ -158,7 +160,7 @@ def value_range(values: pd.Series, best: float | None = None) -> tuple[float, fl
     return low - pad, high + pad
 
 
-def _scatter_within(axes, rows: pd.DataFrame, limits: tuple[float, float] | None, label: str, **style) -> int:
+def _scatter_within(axes, rows: pd.DataFrame, limits: tuple[float, float] | None, label: str | None, **style) -> int:
     """Draw the rows' values inside ``limits``; those beyond, at the edge they pass as a triangle pointing
     out. Returns how many were beyond."""
     values = rows["value"].astype(float)
@@ -207,7 +209,7 @@ def hotspots(figure: Figure) -> list[Hotspot]:
                 continue
             shown = collection.get_offset_transform().transform(offsets)
             for (x, y), url in zip(shown, urls, strict=True):
-                if url.startswith("#trial-") and np.isfinite(x) and np.isfinite(y):
+                if url is not None and url.startswith("#trial-") and np.isfinite(x) and np.isfinite(y):
                     found.append(Hotspot(float(x / width), float(1 - y / height), int(url.removeprefix("#trial-"))))
     return found
 
@@ -271,7 +273,7 @@ def importances(trials: Trials) -> tuple[pd.Series, str] | None:
     if len(finished) >= MIN_TRIALS_FOR_FOREST:
         x = np.column_stack([_as_numbers(finished[p], trials.categorical(p)) for p in trials.params])
         if y.nunique() < 2:
-            scores = np.zeros(len(trials.params))
+            scores: Any = np.zeros(len(trials.params))
         else:
             forest = RandomForestRegressor(n_estimators=64, min_samples_leaf=2, random_state=0, n_jobs=1)
             scores = forest.fit(x, y).feature_importances_

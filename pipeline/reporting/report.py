@@ -150,7 +150,7 @@ def _plots(study: Study) -> list[tuple[str, str, Callable[[], Figure]]]:
     """File name, heading and drawing of each plot that applies: learning curves only when the best trial
     logged any, the final model's plots only when its test predictions were logged."""
     trials = study.trials
-    out = [
+    out: list[tuple[str, str, Callable[[], Figure]]] = [
         ("optimization_history", "Optimization history", partial(plots.optimization_history, trials)),
         ("parameter_importance", "Parameter importance", partial(plots.parameter_importance, trials)),
         ("parallel_coordinates", "Parallel coordinates", partial(plots.parallel_coordinates, trials)),
@@ -167,13 +167,13 @@ def _plots(study: Study) -> list[tuple[str, str, Callable[[], Figure]]]:
     if evaluation is None:
         return out
     if evaluation.y_pred is not None:
-        truth = (evaluation.y_true, evaluation.y_pred, study.target)
-        out.append(("predicted_vs_actual", "Predicted vs actual", partial(plots.predicted_vs_actual, *truth)))
-        out.append(("residuals", "Residuals", partial(plots.residuals, *truth)))
-    else:
-        truth = (evaluation.y_true, evaluation.proba, evaluation.classes)
-        out.append(("roc", "ROC", partial(plots.roc, *truth)))
-        out.append(("calibration", "Calibration", partial(plots.calibration, *truth)))
+        values = (evaluation.y_true, evaluation.y_pred, study.target)
+        out.append(("predicted_vs_actual", "Predicted vs actual", partial(plots.predicted_vs_actual, *values)))
+        out.append(("residuals", "Residuals", partial(plots.residuals, *values)))
+    elif evaluation.proba is not None:
+        classes = (evaluation.y_true, evaluation.proba, evaluation.classes)
+        out.append(("roc", "ROC", partial(plots.roc, *classes)))
+        out.append(("calibration", "Calibration", partial(plots.calibration, *classes)))
     importance = partial(plots.feature_importance, evaluation.importance, trials.metric, trials.maximize)
     out.append(("feature_importance", "Feature importance", importance))
     return out
