@@ -141,3 +141,10 @@ def test_in_memory_configs_are_validated_like_files_with_the_same_errors(flights
         pipeline.Study.from_config(study | {"max_evals": 0}, flights_spec, SMALL_SPACE)
     with pytest.raises(InputError, match=r"dataset config \(in memory\): split"):
         pipeline.Study.from_config(study, flights_spec | {"split": {"by": "months"}}, SMALL_SPACE)
+
+
+def test_a_keyword_the_api_does_not_know_is_a_type_error_as_for_any_function(tmp_path, dataset_file):
+    import pipeline
+
+    with pytest.raises(TypeError, match=r"from_file\(\) got an unexpected keyword argument 'max_eval'"):
+        pipeline.Study.from_file(study_file(tmp_path, dataset_file), max_eval=3)  # type: ignore[call-arg]

@@ -20,13 +20,10 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
-from pydantic import ValidationError
+from typing import Any, Unpack
 
 import pipeline
 from pipeline import config, data, families, spaces, tracking
@@ -37,133 +34,24 @@ from pipeline.features import Preprocessor
 from pipeline.metrics import METRICS, Metric
 from pipeline.model import finalize, registry
 from pipeline.search import history, optimizer, resume, spark
-from pipeline.search.history import DEFAULT_STATE_DIR
 from pipeline.search.loop import RunContext, SearchResult, SearchSettings, StopRules, best_of, run_search
 from pipeline.search.pruning import MedianRule
 from pipeline.search.trial import TrialOutcome
+from pipeline.study.options import (
+    IN_MEMORY,
+    REPO_ROOT,
+    Execution,
+    RunKeywords,
+    default_study_file,
+    split_keywords,
+    with_overrides,
+)
+from pipeline.study.result import StudyResult
 from pipeline.tracking import ParentRun, names
 
 log = logging.getLogger(__name__)
-
-REPO_ROOT = Path(pipeline.__file__).resolve().parent.parent
-DEFAULT_STUDY = Path("studies/flights.yaml")
-IN_MEMORY = "(in memory)"
-
-
-def default_study_file() -> Path:
-    """``studies/flights.yaml`` of the working directory, else the one shipped next to the package."""
-    return DEFAULT_STUDY if DEFAULT_STUDY.is_file() else REPO_ROOT / DEFAULT_STUDY
-
-
-@dataclass(frozen=True)
-class Execution:
-    """How this invocation runs the study: none of it changes which trials the study proposes."""
-
-    tracking_uri: str | None = None
-    """MLflow tracking URI; None: ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` here."""
-    parallelism: int = 1
-    """Trials at once; more than one runs them on Spark (local mode unless ``spark_master`` is set)."""
-    spark_master: str | None = None
-    fresh: bool = False
-    """Start a new study even if an unfinished one with this name exists (it is set aside, not deleted)."""
-    state_dir: Path = DEFAULT_STATE_DIR
-    """Where trial histories and locks live."""
-    progress: bool = True
-
-
-@dataclass(frozen=True)
-class StudyResult:
-    """What a finished study found and registered. ``to_dict()`` is the CLI's ``--json`` summary."""
-
-    study_name: str
-    experiment_id: str
-    parent_run_id: str
-    metric: str
-    best_params: dict[str, Any]
-    """The best trial's parameters, typed as the trial received them (``model`` names the family)."""
-    best_value: float
-    """The best trial's validation metric."""
-    best_iteration: int | None
-    test_metric: float
-    """The registered model's metric on the test split, scored once."""
-    model_name: str
-    model_version: str
-    alias: str | None
-    """The alias the version holds after the study: ``champion``, ``challenger``, or None for a version
-    that has since lost its role (a study returned as it was, whose challenger a later one replaced)."""
-    model_id: str
-    stop_reason: str
-    resumed_trials: int
-    tracking_uri: str
-    trials: tuple[TrialOutcome, ...] = field(repr=False)
-    origin: str = "new"
-    """``new``; ``continued`` (resumed or extended); ``unchanged``: the study was complete with these inputs
-    and is returned as it was, nothing run or registered."""
-    timings: dict[str, float] = field(default_factory=dict)
-    """Seconds: ``search_s``, ``search_train_s``, ``finalize_s``, ``final_train_s``, ``wall_s``."""
-
-    @property
-    def model_uri(self) -> str:
-        if self.alias is None:
-            return f"models:/{self.model_name}/{self.model_version}"
-        return f"models:/{self.model_name}@{self.alias}"
-
-    @property
-    def finished(self) -> int:
-        """Trials that completed (pruned ones excluded)."""
-        return sum(t.ok and not t.pruned for t in self.trials)
-
-    @property
-    def pruned(self) -> int:
-        return sum(t.pruned for t in self.trials)
-
-    @property
-    def failed(self) -> int:
-        return sum(not t.ok for t in self.trials)
-
-    def trials_dataframe(self) -> pd.DataFrame:
-        """One row per trial: ``number``, ``state`` (COMPLETE, PRUNED, FAIL), ``value``, ``run_id``,
-        ``train_seconds``, ``best_iteration``, ``error`` and one ``params_<name>`` column per parameter."""
-        rows = [
-            {
-                "number": t.number,
-                "state": "FAIL" if not t.ok else "PRUNED" if t.pruned else "COMPLETE",
-                "value": t.value,
-                "run_id": t.run_id,
-                "train_seconds": t.train_seconds,
-                "best_iteration": t.best_iteration,
-                "error": t.error,
-            }
-            | {f"params_{k}": v for k, v in t.params.items()}
-            for t in self.trials
-        ]
-        return pd.DataFrame(rows)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "experiment_id": self.experiment_id,
-            "parent_run_id": self.parent_run_id,
-            "study_name": self.study_name,
-            "trials": self.finished + self.pruned,
-            "trials_completed": self.finished,
-            "trials_pruned": self.pruned,
-            "trials_failed": self.failed,
-            "resumed_trials": self.resumed_trials,
-            "stop_reason": self.stop_reason,
-            "best_params": self.best_params,
-            "best_val_metric": self.best_value,
-            "best_iteration": self.best_iteration,
-            "metric": self.metric,
-            "test_metric": self.test_metric,
-            "model_name": self.model_name,
-            "model_version": self.model_version,
-            "model_uri": self.model_uri,
-            "alias": self.alias,
-            "model_id": self.model_id,
-            "tracking_uri": self.tracking_uri,
-            "origin": self.origin,
-            **self.timings,
-        }
+__all__ = ["REPO_ROOT", "Execution", "RunKeywords", "Study", "StudyResult", "check_compatible", "default_study_file",
+           "pruning_rule", "training_data"]  # fmt: skip
 
 
 class Study:
@@ -184,7 +72,7 @@ class Study:
         space: spaces.SearchSpace,
         *,
         sources: Mapping[str, Path | str],
-        execution: Execution = Execution(),
+        execution: Execution | None = None,
         warm_start: tuple[dict[str, Any], ...] = (),
         tags: Mapping[str, str] | None = None,
         config_file: Path | None = None,
@@ -195,16 +83,16 @@ class Study:
         self.sources = dict(sources)
         """File name -> the file (or, for a configuration given in memory, its YAML text): logged under
         ``config/`` on the parent run."""
-        self.execution = execution
+        self.execution = execution or Execution()
         self.warm_start = warm_start
         """Typed parameters evaluated before the algorithm proposes any (earlier studies' best trials)."""
         self.tags = dict(tags or {})
         """Extra tags on the parent run."""
         self.config_file = config_file
         """The study file, or None for a study given in memory: errors name it."""
-        if execution.parallelism < 1:
+        if self.execution.parallelism < 1:
             raise InputError(
-                "command line", "--parallelism", f"{execution.parallelism} trials at once", "give 1 or more"
+                "command line", "--parallelism", f"{self.execution.parallelism} trials at once", "give 1 or more"
             )
         optimizer.algorithm_for(config.algorithm, file=self._where)  # atpe's dependencies, before any write
 
@@ -217,47 +105,26 @@ class Study:
         *,
         dataset: str | Path | None = None,
         space: str | Path | None = None,
-        max_evals: int | None = None,
-        seed: int | None = None,
-        study_name: str | None = None,
-        experiment: str | None = None,
-        model_name: str | None = None,
-        timeout: float | None = None,
-        patience: int | None = None,
-        metric_threshold: float | None = None,
-        pruning: bool | None = None,
-        device: str | None = None,
-        tracking_uri: str | None = None,
-        parallelism: int = 1,
-        spark_master: str | None = None,
-        fresh: bool = False,
-        state_dir: str | Path = DEFAULT_STATE_DIR,
-        progress: bool = True,
+        **keywords: Unpack[RunKeywords],
     ) -> Study:
-        """The study file (default ``studies/flights.yaml``) with these keywords over it, one per flag of
-        ``python -m pipeline run``; the dataset and space files it names (or ``dataset``, ``space``) are read
-        and validated now. Raises InputError naming the file and key of the first problem.
+        """The study file (default ``studies/flights.yaml``) with ``keywords`` over it, one per flag of
+        ``python -m pipeline run`` (``RunKeywords``: ``max_evals``, ``seed``, ``study_name``, ``timeout``,
+        ``tracking_uri``, ``fresh``, ...); the dataset and space files it names (or ``dataset``, ``space``)
+        are read and validated now. Raises InputError naming the file and key of the first problem.
 
         >>> Study.from_file("studies/flights.yaml", max_evals=20, seed=7).config.max_evals  # doctest: +SKIP
         20
         """
-        study_file = config.resolve_path(
-            Path(study) if study is not None else default_study_file(), "command line", "--study"
-        )
-        loaded = config.load_study(study_file)
-        overrides = {
-            "dataset": config.resolve_path(Path(dataset), "command line", "--dataset") if dataset is not None else None,
-            "space": config.resolve_path(Path(space), "command line", "--space") if space is not None else None,
-        }
-        merged = _with_overrides(
-            loaded.model_dump() | {k: v for k, v in overrides.items() if v is not None},
-            "command line",
-            **_study_keywords(max_evals, seed, study_name, experiment, model_name, timeout, patience,
-                              metric_threshold, pruning, device),
-        )  # fmt: skip
+        overrides, execution = split_keywords(keywords, "from_file")
+        named = Path(study) if study is not None else default_study_file()
+        study_file = config.resolve_path(named, "command line", "--study")
+        raw = config.load_study(study_file).model_dump()
+        for key, path in (("dataset", dataset), ("space", space)):
+            if path is not None:
+                raw[key] = config.resolve_path(Path(path), "command line", f"--{key}")
+        merged = with_overrides(raw, "command line", overrides)
         dataset_config = config.load_dataset(merged.dataset)
         search_space = spaces.load(merged.space)
-        execution = Execution(tracking_uri, parallelism, spark_master, fresh, Path(state_dir), progress)
         sources = {p.name: p for p in (study_file, merged.dataset, merged.space)}
         return cls(merged, dataset_config, search_space, sources=sources, execution=execution, config_file=study_file)
 
@@ -269,26 +136,12 @@ class Study:
         space: Mapping[str, Any] | SpaceConfig,
         *,
         base_dir: str | Path | None = None,
-        max_evals: int | None = None,
-        seed: int | None = None,
-        study_name: str | None = None,
-        experiment: str | None = None,
-        model_name: str | None = None,
-        timeout: float | None = None,
-        patience: int | None = None,
-        metric_threshold: float | None = None,
-        pruning: bool | None = None,
-        device: str | None = None,
-        tracking_uri: str | None = None,
-        parallelism: int = 1,
-        spark_master: str | None = None,
-        fresh: bool = False,
-        state_dir: str | Path = DEFAULT_STATE_DIR,
-        progress: bool = True,
+        **keywords: Unpack[RunKeywords],
     ) -> Study:
         """A study from configurations in memory: dicts that read as the YAML files do, or the pydantic
         models; validated as the files are, with the same errors. The dataset's relative ``path`` starts at
         ``base_dir`` (default: the working directory). The study needs no ``dataset`` or ``space`` key.
+        ``keywords`` as for ``from_file``.
 
         >>> Study.from_config(  # doctest: +SKIP
         ...     {"name": "nb", "experiment": "nb", "model_name": "nb-model"},
@@ -299,15 +152,12 @@ class Study:
         ...     max_evals=5,
         ... ).run()
         """
+        overrides, execution = split_keywords(keywords, "from_config")
+        where = f"study config {IN_MEMORY}"
         raw_study = study.model_dump() if isinstance(study, StudyConfig) else dict(study)
         placeholders = {"dataset": Path(f"dataset {IN_MEMORY}"), "space": Path(f"space {IN_MEMORY}")}
         raw_study = placeholders | {k: v for k, v in raw_study.items() if v is not None}
-        merged = _with_overrides(
-            config.validate_mapping(StudyConfig, raw_study, f"study config {IN_MEMORY}").model_dump(),
-            f"study config {IN_MEMORY}",
-            **_study_keywords(max_evals, seed, study_name, experiment, model_name, timeout, patience,
-                              metric_threshold, pruning, device),
-        )  # fmt: skip
+        merged = with_overrides(config.validate_mapping(StudyConfig, raw_study, where).model_dump(), where, overrides)
         raw_dataset = dataset.model_dump() if isinstance(dataset, DatasetConfig) else dict(dataset)
         if "path" in raw_dataset and not Path(raw_dataset["path"]).is_absolute():
             raw_dataset["path"] = (Path(base_dir or Path.cwd()) / raw_dataset["path"]).resolve()
@@ -315,7 +165,6 @@ class Study:
         search_space = spaces.from_mapping(
             space.model_dump() if isinstance(space, SpaceConfig) else dict(space), f"space config {IN_MEMORY}"
         )
-        execution = Execution(tracking_uri, parallelism, spark_master, fresh, Path(state_dir), progress)
         sources: dict[str, Path | str] = {
             "study.yaml": config.to_yaml(merged),
             "dataset.yaml": config.to_yaml(dataset_config),
@@ -763,45 +612,3 @@ def check_compatible(study: StudyConfig, where: Path | str, dataset: data.Datase
 
 def pruning_rule(config: PruningConfig) -> MedianRule | None:
     return MedianRule(config.startup_trials, config.warmup_rounds) if config.enabled else None
-
-
-def _study_keywords(
-    max_evals: int | None,
-    seed: int | None,
-    study_name: str | None,
-    experiment: str | None,
-    model_name: str | None,
-    timeout: float | None,
-    patience: int | None,
-    metric_threshold: float | None,
-    pruning: bool | None,
-    device: str | None,
-) -> dict[str, Any]:
-    """The keywords that override study-file keys, by the file's key path (None: as the file says)."""
-    keys = {
-        ("max_evals",): max_evals,
-        ("seed",): seed,
-        ("name",): study_name,
-        ("experiment",): experiment,
-        ("model_name",): model_name,
-        ("device",): device,
-        ("stop", "timeout_s"): timeout,
-        ("stop", "patience"): patience,
-        ("stop", "metric_threshold"): metric_threshold,
-        ("pruning", "enabled"): pruning,
-    }
-    return {".".join(k): v for k, v in keys.items() if v is not None}
-
-
-def _with_overrides(raw: dict[str, Any], where: str, **overrides: Any) -> StudyConfig:
-    """``raw`` with ``overrides`` (dotted key paths) applied, validated; errors name ``where``."""
-    for dotted, value in overrides.items():
-        *parents, key = dotted.split(".")
-        target = raw
-        for part in parents:
-            target = target.setdefault(part, {})
-        target[key] = value
-    try:
-        return StudyConfig.model_validate(raw)
-    except ValidationError as error:
-        raise InputError(where, *config.first_problem(error, raw)) from None
