@@ -76,7 +76,7 @@ def main() -> None:
     studies = {
         rule: Study.from_file(
             study_file(w, rule), tracking_uri=f"sqlite:///{w / 'mlflow.db'}", state_dir=w / ".pipeline", progress=False
-        )  # fmt: skip
+        )
         for rule, w in workdirs.items()
     }
     decisions: dict[str, list[dict[str, Any]]] = {rule: [] for rule in RULES}
@@ -84,8 +84,8 @@ def main() -> None:
     for month in months(args.first, args.last):
         for rule in RULES:
             result = retrain(studies[rule], as_of=month, max_evals=args.max_evals).to_dict()
-            decisions[rule].append({k: result.get(k) for k in ("as_of", "action", "reason", "model_version",
-                                                                "champion_version", "gate", "test_metric")})  # fmt: skip
+            kept = ("as_of", "action", "reason", "model_version", "champion_version", "gate", "test_metric")
+            decisions[rule].append({k: result.get(k) for k in kept})
             print(f"{month} {rule:>16}: {result['action']} ({result.get('reason', '')})", flush=True)
     rows = []
     import mlflow
