@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline import __version__
 from pipeline.errors import PipelineError
@@ -38,25 +38,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages and tracebacks")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(commands)
+    _add_space(commands)
+    _add_retrain(commands)
+    _add_runs(commands)
+    _add_report(commands)
+    _add_predict(commands)
+    _add_promote(commands)
+    _add_rollback(commands)
+    _add_data(commands)
+    return parser
 
+
+def _add_run(commands: Any) -> None:
     run = commands.add_parser(
         "run",
         help="run a study: search, retrain the best, register it",
         description="Run a study end to end. Defaults come from the study file; flags override it. "
         "An unfinished study of the same name (killed, crashed) is resumed where it stopped; a finished one "
-        "is followed by a new one. Exit 0 on success, 2 when an input file or the data is invalid, 3 when "
-        "another process runs the same study, 1 otherwise.",
+        "with the same inputs is printed as it is (nothing run or registered), extended by a larger "
+        "--max-evals, or started anew with --fresh. Exit 0 on success, 2 when an input file or the data is "
+        "invalid, 3 when another process runs the same study, 1 otherwise.",
     )
-    run.add_argument("--study", type=Path, help="study file (default: studies/flights.yaml)")
+    _study(run)
     run.add_argument("--dataset", type=Path, help="dataset file, instead of the study's")
     run.add_argument("--space", type=Path, help="search-space file, instead of the study's")
     run.add_argument("--max-evals", type=int, help="trials in the study, those before a resume included")
     run.add_argument("--seed", type=int, help="seed of the search and of xgboost: same seed, same trials")
     run.add_argument("--study-name", help="name of the study (the parent run's name)")
-    run.add_argument(
-        "--tracking-uri",
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory)",
-    )
+    _tracking_uri(run)
     run.add_argument("--experiment", help="MLflow experiment name")
     run.add_argument("--model-name", help="registered model name")
     run.add_argument("--timeout", type=float, metavar="SECONDS", help="stop starting trials after this long")
@@ -79,12 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--spark-master", metavar="URL", help="Spark master of a cluster, e.g. spark://host:7077")
     run.add_argument("--fresh", action="store_true", help="start a new study even if an unfinished one exists")
-    run.add_argument(
-        "--state-dir", type=Path, default=Path(".pipeline"), help="where trial histories and locks live (.pipeline)"
-    )
-    run.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
-    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _state_dir(run)
+    _json(run)
+    _no_progress(run)
 
+
+def _add_space(commands: Any) -> None:
     space = commands.add_parser(
         "space",
         help="check a search-space file",
@@ -96,23 +106,28 @@ def build_parser() -> argparse.ArgumentParser:
     space.add_argument("--samples", type=int, default=3, help="configurations to sample (default 3)")
     space.add_argument("--seed", type=int, default=0, help="seed of the samples")
 
+
+def _add_retrain(commands: Any) -> None:
     retrain = commands.add_parser(
         "retrain",
         help="scheduled retraining on the newest month, with a champion/challenger gate",
         description="Run a warm-started study on the monthly window ending at --as-of (test = that month, "
         "validation = the month before, train = the months before that), then promote the new version only if "
-        "it beats the champion on the new test month by the study's margin. Does nothing when the inputs are "
+        "the gate (retrain.gate: by default a paired-bootstrap interval of its gain) says it beats the champion "
+        "on the new test month by the study's margin. Does nothing when the inputs are "
         "unchanged since the last successful retrain. Exit 0 done (promoted, kept or skipped), 2 invalid "
         "input, 3 another retrain holds the lock, 1 failure.",
     )
-    retrain.add_argument("--study", type=Path, help="study file (default: studies/flights.yaml)")
+    _study(retrain)
     retrain.add_argument("--as-of", help="YYYY-MM: the month to test on (default: the newest partition)")
     retrain.add_argument("--max-evals", type=int, help="trials (default: the study's retrain.max_evals)")
-    retrain.add_argument("--tracking-uri", help="MLflow tracking URI (default as for run)")
-    retrain.add_argument("--state-dir", type=Path, default=Path(".pipeline"), help="histories and locks")
-    retrain.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
-    retrain.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _tracking_uri(retrain)
+    _state_dir(retrain)
+    _json(retrain)
+    _no_progress(retrain)
 
+
+def _add_runs(commands: Any) -> None:
     runs = commands.add_parser(
         "runs",
         help="list studies and their best trials",
@@ -121,8 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     runs.add_argument("--experiment", help="only this experiment (default: all)")
     runs.add_argument("--top", type=int, default=5, help="trials shown per study (default 5)")
-    runs.add_argument("--tracking-uri", help="MLflow tracking URI (default as for run)")
+    _tracking_uri(runs)
 
+
+def _add_report(commands: Any) -> None:
     report = commands.add_parser(
         "report",
         help="rebuild a study's plots and HTML report from MLflow",
@@ -134,8 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--experiment", help="the latest finished study of this experiment")
     which.add_argument("--run-id", help="the study's parent run id (see `runs`)")
     report.add_argument("--output", type=Path, help="folder to write to (default: reports/<parent run id>)")
-    report.add_argument("--tracking-uri", help="MLflow tracking URI (default as for run)")
+    _tracking_uri(report)
 
+
+def _add_predict(commands: Any) -> None:
     predict = commands.add_parser(
         "predict",
         help="score a CSV/Parquet file with a registered model",
@@ -145,9 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", required=True, help="models:/NAME@ALIAS or models:/NAME/VERSION")
     predict.add_argument("--input", type=Path, required=True, help="raw rows (.csv or .parquet)")
     predict.add_argument("--output", type=Path, required=True, help="where to write (.csv or .parquet)")
-    predict.add_argument("--tracking-uri", help="MLflow tracking URI (default as for run)")
-    predict.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    _tracking_uri(predict)
+    _json(predict)
 
+
+def _add_promote(commands: Any) -> None:
     promote = commands.add_parser(
         "promote",
         help="make a model version the champion (recorded as tags)",
@@ -156,7 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     promote.add_argument("--model-name", required=True, help="the registered model's name")
     promote.add_argument("--model-version", required=True, metavar="N", help="the version to make champion")
-    promote.add_argument("--tracking-uri", help="MLflow tracking URI (default as for run)")
+    _tracking_uri(promote)
+
+
+def _add_rollback(commands: Any) -> None:
     rollback = commands.add_parser(
         "rollback",
         help="give the champion alias back to the previous champion",
@@ -164,12 +188,40 @@ def build_parser() -> argparse.ArgumentParser:
         "the champion alias back. Exit 2 when there is no previous champion.",
     )
     rollback.add_argument("--model-name", required=True, help="the registered model's name")
-    rollback.add_argument("--tracking-uri", help="MLflow tracking URI (default as for run)")
+    _tracking_uri(rollback)
 
+
+def _add_data(commands: Any) -> None:
     data = commands.add_parser("data", help="materialize the bundled flights data under data/")
     data.add_argument("action", choices=["materialize"], help="write data/flights/2013-MM.parquet")
     data.add_argument("--folder", type=Path, default=Path("data/flights"), help="target folder")
-    return parser
+
+
+def _study(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--study", type=Path, help="study file (default: studies/flights.yaml)")
+
+
+def _tracking_uri(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory)",
+    )
+
+
+def _state_dir(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--state-dir", type=Path, default=Path(".pipeline"), help="where trial histories and locks live (.pipeline)"
+    )
+
+
+def _json(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
+
+
+def _no_progress(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--no-progress", action="store_true", help="no progress (a bar on a terminal, a log line every few trials)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
