@@ -168,9 +168,9 @@ def run_search(
                 remote.data.destroy()
     finally:
         progress.close()
+        writer.close()
     if exhausted:
         stop.append(exhausted)
-        writer.close()
     outcomes = [replace(o, run_id=writes[o.number].result()) if o.number in writes else o for o in outcomes]
     failed = [o for o in outcomes if not o.ok]
     if stop and stop[0].startswith(FAILURES):
