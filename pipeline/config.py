@@ -602,6 +602,16 @@ class StudyConfig(_Strict):
     report` draws them later from MLflow either way)."""
 
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+"""The checkout the package runs from (its shipped studies, spaces and data files live there)."""
+DEFAULT_STUDY = Path("studies/flights.yaml")
+
+
+def default_study_file() -> Path:
+    """``studies/flights.yaml`` of the working directory, else the one shipped next to the package."""
+    return DEFAULT_STUDY if DEFAULT_STUDY.is_file() else REPO_ROOT / DEFAULT_STUDY
+
+
 # --- loading -------------------------------------------------------------------------------------------
 
 M = TypeVar("M", bound=BaseModel)

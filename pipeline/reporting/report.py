@@ -20,16 +20,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from mlflow.entities import Run
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipeline import config, tracking
 from pipeline.config import MODEL_KEY
 from pipeline.errors import InputError
 from pipeline.metrics import METRICS
 from pipeline.reporting import plots, runs
+from pipeline.tracking import Client, names
+from pipeline.tracking.runs import LoggedStudy, LoggedTrial
 
 ARTIFACT_PATH = "report"
 """Where the report is logged on the study's parent run."""
@@ -67,7 +65,7 @@ class Study:
     """None for a study logged before its final model's test predictions were."""
 
 
-def find_study(client: MlflowClient, experiment: str | None, run_id: str | None) -> str:
+def find_study(client: Client, experiment: str | None, run_id: str | None) -> str:
     """The parent run id of the study asked for: ``run_id`` itself once checked, else the latest finished
     study of ``experiment`` (default: the default study file's experiment).
 
@@ -75,40 +73,37 @@ def find_study(client: MlflowClient, experiment: str | None, run_id: str | None)
     a finished study.
     """
     if run_id is not None:
-        try:
-            run = client.get_run(run_id)
-        except MlflowException:
-            raise InputError(None, "--run-id", f"no run {run_id!r} in the tracking store", _LIST_STUDIES) from None
-        if MLFLOW_PARENT_RUN_ID in run.data.tags or "space_sha256" not in run.data.tags:
+        run = tracking.runs.find_run(client, run_id)
+        if run is None:
+            raise InputError(None, "--run-id", f"no run {run_id!r} in the tracking store", _LIST_STUDIES)
+        if not tracking.runs.is_study(run):
             raise InputError(None, "--run-id", f"run {run_id} is not a study's parent run", _LIST_STUDIES)
         return run_id
     if experiment is None:
-        from pipeline.study import default_study_file  # the run command's module pulls in the whole pipeline
-
-        experiment = config.load_study(default_study_file()).experiment
-    finished = [r for r in runs.studies(client, experiment) if r.info.status == "FINISHED"]
+        experiment = config.load_study(config.default_study_file()).experiment
+    finished = [r for r in runs.studies(client, experiment) if r.status == "FINISHED"]
     if not finished:
         raise InputError(None, "--experiment", f"no finished study in experiment {experiment!r}", _LIST_STUDIES)
-    return finished[0].info.run_id
+    return finished[0].run_id
 
 
 _LIST_STUDIES = "`python -m pipeline runs` lists the studies and their run ids"
 
 
-def gather(client: MlflowClient, run_id: str) -> Study:
+def gather(client: Client, run_id: str) -> Study:
     """Everything the report shows, read from MLflow."""
-    parent = client.get_run(run_id)
-    params = parent.data.params
+    parent = tracking.runs.read_study(client, run_id)
+    params = parent.params
     metric = METRICS[params["metric"]]
-    children = tracking.child_runs(client, parent.info.experiment_id, run_id)
+    children = tracking.runs.logged_trials(client, parent, with_curves=False)
     frame, searched = _trial_frame(parent, children), _searched(parent, children)
     trials = plots.Trials(frame, searched, metric.name, metric.greater_is_better)
-    best = next((r for r in children if r.info.run_id == parent.data.tags.get("best_trial_run_id")), None)
+    best = next((r for r in children if r.run_id == parent.tags.get(names.BEST_TRIAL_RUN_ID)), None)
     curves = _curves(client, best) if best is not None else {}
-    best_iteration = best.data.metrics.get("best_iteration") if best is not None else None
-    experiment = client.get_experiment(parent.info.experiment_id).name
+    best_iteration = best.metrics.get("best_iteration") if best is not None else None
+    experiment = tracking.runs.experiment_name(client, parent.experiment_id)
     return Study(
-        name=parent.info.run_name,
+        name=parent.name,
         target=params.get("target", "target"),
         trials=trials,
         summary=_summary(parent, experiment, trials),
@@ -134,16 +129,16 @@ def write(study: Study, folder: Path) -> list[Path]:
     return [*written, page]
 
 
-def build(client: MlflowClient, run_id: str, folder: Path) -> list[Path]:
+def build(client: Client, run_id: str, folder: Path) -> list[Path]:
     return write(gather(client, run_id), folder)
 
 
-def publish(client: MlflowClient, run_id: str) -> None:
+def publish(client: Client, run_id: str) -> None:
     """Build the study's report and log it on its parent run under ``report/``, all files or none: they
     are drawn in a temporary folder and uploaded once every one of them was written."""
     with tempfile.TemporaryDirectory() as tmp:
         build(client, run_id, Path(tmp))
-        client.log_artifacts(run_id, tmp, artifact_path=ARTIFACT_PATH)
+        tracking.runs.log_folder(client, run_id, Path(tmp), ARTIFACT_PATH)
 
 
 def _plots(study: Study) -> list[tuple[str, str, Callable[[], Figure]]]:
@@ -179,24 +174,24 @@ def _plots(study: Study) -> list[tuple[str, str, Callable[[], Figure]]]:
     return out
 
 
-def _trial_frame(parent: Run, children: list[Run]) -> pd.DataFrame:
+def _trial_frame(parent: LoggedStudy, children: list[LoggedTrial]) -> pd.DataFrame:
     """One row per trial run: number, status, metric (a pruned trial's best before it was stopped), duration,
     run id, then its parameters, typed."""
-    metric = parent.data.params["metric"]
+    metric = parent.params["metric"]
     fields = pd.DataFrame(
         [
             {
-                "number": int(run.data.tags.get("trial_number", -1)),
-                "status": plots.PRUNED if run.data.tags.get("trial_state") == plots.PRUNED else run.info.status,
-                "value": run.data.metrics.get(metric, run.data.metrics.get(f"{metric}_when_pruned", np.nan)),
-                "seconds": run.data.metrics.get("trial_seconds", np.nan),
-                "run_id": run.info.run_id,
+                "number": run.number,
+                "status": plots.PRUNED if run.tags.get(names.TRIAL_STATE) == plots.PRUNED else run.status,
+                "value": run.metrics.get(metric, run.metrics.get(f"{metric}_when_pruned", np.nan)),
+                "seconds": run.metrics.get("trial_seconds", np.nan),
+                "run_id": run.run_id,
             }
             for run in children
         ],
         columns=["number", "status", "value", "seconds", "run_id"],
     )
-    params = pd.DataFrame([run.data.params for run in children], index=fields.index).apply(_typed)
+    params = pd.DataFrame([run.params for run in children], index=fields.index).apply(_typed)
     return pd.concat([fields, params], axis=1).sort_values("number", ignore_index=True)
 
 
@@ -208,33 +203,33 @@ def _typed(logged: pd.Series) -> pd.Series:
         return logged.astype(object)
 
 
-def _searched(parent: Run, children: list[Run]) -> list[str]:
+def _searched(parent: LoggedStudy, children: list[LoggedTrial]) -> list[str]:
     """Every parameter some trial searched: the family first when the space has several, then each family's
     parameters together (in the order the families were first tried), so that plots read family by family."""
     order: dict[str, tuple[int, str]] = {}
     families: list[str | None] = []
-    for run in sorted(children, key=lambda r: int(r.data.tags.get("trial_number", -1))):
-        family = run.data.params.get(MODEL_KEY)
+    for run in sorted(children, key=lambda r: r.number):
+        family = run.params.get(MODEL_KEY)
         if family not in families:
             families.append(family)
-        for name in runs.searched(parent, run.data.params):
+        for name in runs.searched(parent, run.params):
             order.setdefault(name, (-1 if name == MODEL_KEY else families.index(family), name))
     return sorted(order, key=order.__getitem__)
 
 
-def _curves(client: MlflowClient, trial: Run) -> dict[str, pd.Series]:
-    curves = {}
-    for key in sorted(k for k in trial.data.metrics if k.endswith("_curve")):
-        history = sorted(client.get_metric_history(trial.info.run_id, key), key=lambda m: m.step)
-        curves[key] = pd.Series([m.value for m in history], index=[m.step for m in history], name=key)
-    return curves
+def _curves(client: Client, trial: LoggedTrial) -> dict[str, pd.Series]:
+    """The trial's per-round curves, indexed by round."""
+    read = tracking.runs.curves(client, trial.run_id, sorted(trial.curves))
+    return {
+        key: pd.Series([v for _, v in points], index=[s for s, _ in points], name=key) for key, points in read.items()
+    }
 
 
-def _evaluation(client: MlflowClient, run_id: str) -> Evaluation | None:
-    if not client.list_artifacts(run_id, "evaluation"):
-        return None
+def _evaluation(client: Client, run_id: str) -> Evaluation | None:
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(client.download_artifacts(run_id, "evaluation", tmp))
+        folder = tracking.runs.download(client, run_id, names.EVALUATION_FOLDER, Path(tmp))
+        if folder is None:
+            return None
         frame = pd.read_parquet(folder / "test_predictions.parquet")
         logged = json.loads((folder / "feature_importance.json").read_text())
     probabilities = [c for c in frame.columns if c.startswith("probability_")]
@@ -247,14 +242,14 @@ def _evaluation(client: MlflowClient, run_id: str) -> Evaluation | None:
     )
 
 
-def _summary(parent: Run, experiment: str, trials: plots.Trials) -> dict[str, str]:
+def _summary(parent: LoggedStudy, experiment: str, trials: plots.Trials) -> dict[str, str]:
     metric = trials.metric
     best = trials.best
-    tags, metrics = parent.data.tags, parent.data.metrics
-    started = datetime.fromtimestamp(parent.info.start_time / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    tags, metrics = parent.tags, parent.metrics
+    started = datetime.fromtimestamp(parent.start_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
     summary = {
-        "study": f"{parent.info.run_name} (experiment {experiment})",
-        "parent run": f"{parent.info.run_id} (started {started})",  # drawn while it runs: its status would change
+        "study": f"{parent.name} (experiment {experiment})",
+        "parent run": f"{parent.run_id} (started {started})",  # drawn while it runs: its status would change
         "metric": f"{metric}, {trials.direction}",
         "trials": _trial_counts(trials.frame["status"]),
         "stopped": tags.get("stop_reason", "-"),
@@ -272,8 +267,8 @@ def _summary(parent: Run, experiment: str, trials: plots.Trials) -> dict[str, st
     return summary
 
 
-def _registered(parent: Run) -> str:
-    uri, version = parent.data.tags.get("model_uri"), parent.data.tags.get("model_version")
+def _registered(parent: LoggedStudy) -> str:
+    uri, version = parent.tags.get(names.MODEL_URI), parent.tags.get(names.MODEL_VERSION)
     return f"{uri} (version {version})" if uri else "-"
 
 

@@ -12,14 +12,12 @@ import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from mlflow.entities import Run
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-
+from pipeline import tracking
 from pipeline.config import MODEL_KEY
 from pipeline.errors import InputError
 from pipeline.metrics import METRICS
+from pipeline.tracking import Client, names
+from pipeline.tracking.runs import LoggedStudy, LoggedTrial
 
 WIDTH = 100
 """Columns a table may use: it reads in a default 100-column terminal and stays unwrapped in most logs."""
@@ -29,44 +27,24 @@ MIN_WRAPPED = 12
 PRUNED = "PRUNED"
 
 
-def studies(client: MlflowClient, experiment: str | None) -> list[Run]:
+def studies(client: Client, experiment: str | None) -> list[LoggedStudy]:
     """Parent runs (one per study), newest first, of one experiment or of all."""
-    if experiment is not None:
-        found = client.get_experiment_by_name(experiment)
-        if found is None:
-            names = ", ".join(e.name for e in client.search_experiments())
-            raise InputError(None, "--experiment", f"no experiment {experiment!r}", f"experiments: {names}")
-        ids = [found.experiment_id]
-    else:
-        ids = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(ids, order_by=["attributes.start_time DESC"], max_results=1000)
-    return [r for r in runs if MLFLOW_PARENT_RUN_ID not in r.data.tags and "space_sha256" in r.data.tags]
+    known = tracking.runs.experiments(client)
+    if experiment is not None and experiment not in known:
+        raise InputError(None, "--experiment", f"no experiment {experiment!r}", f"experiments: {', '.join(known)}")
+    return tracking.runs.study_runs(client, [known[experiment]] if experiment is not None else list(known.values()))
 
 
-def top_trials(client: MlflowClient, parent: Run, count: int) -> list[Run]:
+def top_trials(client: Client, parent: LoggedStudy, count: int) -> list[LoggedTrial]:
     """The study's finished trials, best first by its metric."""
-    metric = parent.data.params.get("metric", "rmse")
-    maximise = METRICS[metric].greater_is_better
-    trials = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.{MLFLOW_PARENT_RUN_ID} = '{parent.info.run_id}' and attributes.status = 'FINISHED'",
-        order_by=[f"metrics.{metric} {'DESC' if maximise else 'ASC'}"],
-        max_results=count,
-    )
-    return trials
+    metric = METRICS[parent.params.get("metric", "rmse")]
+    return tracking.runs.top_trials(client, parent, metric.name, metric.greater_is_better, count)
 
 
-def model_aliases(client: MlflowClient, name: str) -> dict[str, list[str]]:
+def model_aliases(client: Client, name: str) -> dict[str, list[str]]:
     """The registered model's aliases as they are now, by version (``{"3": ["champion"]}``); empty when the
     model is not (or no longer) registered."""
-    try:
-        aliases = client.get_registered_model(name).aliases
-    except MlflowException:
-        return {}
-    by_version: dict[str, list[str]] = {}
-    for alias, version in sorted(aliases.items()):
-        by_version.setdefault(str(version), []).append(alias)
-    return by_version
+    return tracking.models.aliases_by_version(client, name)
 
 
 @dataclass(frozen=True)
@@ -103,38 +81,38 @@ class StudyRow:
     trials: list[TrialRow]
 
 
-def trial_rows(client: MlflowClient, parent: Run, count: int) -> list[TrialRow]:
+def trial_rows(client: Client, parent: LoggedStudy, count: int) -> list[TrialRow]:
     """The study's ``count`` best trials (:func:`top_trials`) as table rows."""
-    metric = parent.data.params.get("metric", "rmse")
+    metric = parent.params.get("metric", "rmse")
     rows = []
     for trial in top_trials(client, parent, count):
-        metrics, pruned = trial.data.metrics, trial.data.tags.get("trial_state") == PRUNED
+        metrics, pruned = trial.metrics, trial.tags.get(names.TRIAL_STATE) == PRUNED
         rows.append(
             TrialRow(
-                number=trial.data.tags.get("trial_number", "?"),
+                number=trial.tags.get(names.TRIAL_NUMBER, "?"),
                 value=metrics.get(f"{metric}_when_pruned" if pruned else metric),
                 seconds=metrics.get("trial_seconds"),
-                status=PRUNED if pruned else trial.info.status,
-                params=searched(parent, trial.data.params),
+                status=PRUNED if pruned else trial.status,
+                params=searched(parent, trial.params),
             )
         )
     return rows
 
 
 def study_row(
-    client: MlflowClient, parent: Run, count: int, aliases: Callable[[str], Mapping[str, list[str]]]
+    client: Client, parent: LoggedStudy, count: int, aliases: Callable[[str], Mapping[str, list[str]]]
 ) -> StudyRow:
     """A study's line in ``runs`` and its top trials; ``aliases`` gives a model's aliases by version."""
-    params, metrics, tags = parent.data.params, parent.data.metrics, parent.data.tags
+    params, metrics, tags = parent.params, parent.metrics, parent.tags
     metric = params.get("metric", "rmse")
     uri, version = tags.get("model_uri"), tags.get("model_version")
     model = params.get("model_name") or (uri.removeprefix("models:/").split("@")[0] if uri else None)
     counted = "trials_finished" in metrics
     finished, pruned = int(metrics.get("trials_finished", 0)), int(metrics.get("trials_pruned", 0))
     return StudyRow(
-        name=parent.info.run_name,
-        run_id=parent.info.run_id,
-        status=parent.info.status,
+        name=parent.name,
+        run_id=parent.run_id,
+        status=parent.status,
         metric=metric,
         finished=finished - pruned if counted else None,
         pruned=pruned if counted else None,
@@ -148,7 +126,7 @@ def study_row(
     )
 
 
-def listing(client: MlflowClient, experiment: str | None, count: int) -> list[StudyRow]:
+def listing(client: Client, experiment: str | None, count: int) -> list[StudyRow]:
     """Every study of ``experiment`` (or of all), newest first, with its ``count`` best trials; each
     registered model's aliases are read once."""
     known: dict[str, dict[str, list[str]]] = {}
@@ -161,14 +139,14 @@ def listing(client: MlflowClient, experiment: str | None, count: int) -> list[St
     return [study_row(client, parent, count, aliases) for parent in studies(client, experiment)]
 
 
-def render(client: MlflowClient, experiment: str | None, count: int) -> str:
+def render(client: Client, experiment: str | None, count: int) -> str:
     """What ``python -m pipeline runs`` prints."""
     return format_listing(listing(client, experiment, count))
 
 
-def trial_lines(client: MlflowClient, parent: Run, count: int) -> list[str]:
+def trial_lines(client: Client, parent: LoggedStudy, count: int) -> list[str]:
     """The study's top trials as a table (header, rule, rows), best first."""
-    return trials_table(trial_rows(client, parent, count), parent.data.params.get("metric", "rmse"))
+    return trials_table(trial_rows(client, parent, count), parent.params.get("metric", "rmse"))
 
 
 def format_listing(rows: Sequence[StudyRow], width: int = WIDTH) -> str:
@@ -288,15 +266,13 @@ def _cells_line(columns: Sequence[Column], widths: Sequence[int], cells: Sequenc
     return lines
 
 
-def searched(parent: Run, params: dict[str, str]) -> dict[str, str]:
+def searched(parent: LoggedStudy, params: dict[str, str]) -> dict[str, str]:
     """A trial's parameters less the values its family's space fixes (logged on the parent as
     ``fixed.<family>.<name>``), and less the family itself unless the space has several."""
     family = params.get(MODEL_KEY)
-    several = "," in parent.data.params.get("model_families", "")
+    several = "," in parent.params.get("model_families", "")
     return {
-        k: v
-        for k, v in params.items()
-        if f"fixed.{family}.{k}" not in parent.data.params and (k != MODEL_KEY or several)
+        k: v for k, v in params.items() if f"fixed.{family}.{k}" not in parent.params and (k != MODEL_KEY or several)
     }
 
 

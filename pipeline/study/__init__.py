@@ -27,7 +27,15 @@ from typing import Any, Unpack
 
 import pipeline
 from pipeline import config, data, families, spaces, tracking
-from pipeline.config import DatasetConfig, PartitionSplit, PruningConfig, SpaceConfig, StudyConfig
+from pipeline.config import (
+    REPO_ROOT,
+    DatasetConfig,
+    PartitionSplit,
+    PruningConfig,
+    SpaceConfig,
+    StudyConfig,
+    default_study_file,
+)
 from pipeline.errors import InputError, PipelineError, TrackingError
 from pipeline.families import TrainingData
 from pipeline.features import Preprocessor
@@ -37,15 +45,7 @@ from pipeline.search import history, optimizer, resume, spark
 from pipeline.search.loop import RunContext, SearchResult, SearchSettings, StopRules, best_of, run_search
 from pipeline.search.pruning import MedianRule
 from pipeline.search.trial import TrialOutcome
-from pipeline.study.options import (
-    IN_MEMORY,
-    REPO_ROOT,
-    Execution,
-    RunKeywords,
-    default_study_file,
-    split_keywords,
-    with_overrides,
-)
+from pipeline.study.options import IN_MEMORY, Execution, RunKeywords, split_keywords, with_overrides
 from pipeline.study.result import StudyResult
 from pipeline.tracking import ParentRun, names
 

@@ -9,20 +9,12 @@ from typing import Any, TypedDict
 
 from pydantic import ValidationError
 
-import pipeline
 from pipeline import config
 from pipeline.config import StudyConfig
 from pipeline.errors import InputError
 from pipeline.search.history import DEFAULT_STATE_DIR
 
-REPO_ROOT = Path(pipeline.__file__).resolve().parent.parent
-DEFAULT_STUDY = Path("studies/flights.yaml")
 IN_MEMORY = "(in memory)"
-
-
-def default_study_file() -> Path:
-    """``studies/flights.yaml`` of the working directory, else the one shipped next to the package."""
-    return DEFAULT_STUDY if DEFAULT_STUDY.is_file() else REPO_ROOT / DEFAULT_STUDY
 
 
 class RunKeywords(TypedDict, total=False):

@@ -107,6 +107,19 @@ def compatible(values: pd.Series, kind: str) -> bool:
     return True
 
 
+def aliases_by_version(client: MlflowClient, name: str) -> dict[str, list[str]]:
+    """The registered model's aliases as they are now, by version (``{"3": ["champion"]}``); empty when the
+    model is not (or no longer) registered."""
+    try:
+        aliases = client.get_registered_model(name).aliases
+    except MlflowException:
+        return {}
+    by_version: dict[str, list[str]] = {}
+    for alias, version in sorted(aliases.items()):
+        by_version.setdefault(str(version), []).append(alias)
+    return by_version
+
+
 def version_by_alias(client: MlflowClient, name: str, alias: str) -> str | None:
     try:
         return str(client.get_model_version_by_alias(name, alias).version)

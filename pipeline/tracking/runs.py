@@ -22,6 +22,7 @@ import mlflow
 import pandas as pd
 from mlflow.data.pandas_dataset import from_pandas
 from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
@@ -244,7 +245,7 @@ class ParentRun:
             self.client.log_artifacts(self.run_id, tmp, artifact_path=folder)
 
     def log_folder(self, folder: Path, artifact_path: str) -> None:
-        self.client.log_artifacts(self.run_id, str(folder), artifact_path=artifact_path)
+        log_folder(self.client, self.run_id, folder, artifact_path)
 
     def log_splits(self, splits: Sequence[tuple[str, pd.DataFrame, str]], source: str, target: str, name: str) -> None:
         """Each split as an MLflow dataset input: ``(split, frame, digest)``; contexts training/validation/testing."""
@@ -304,6 +305,9 @@ class LoggedStudy:
     tags: dict[str, str]
     metrics: dict[str, float]
     params: dict[str, str]
+    name: str = ""
+    """The run's name: the study's name."""
+    start_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -316,6 +320,7 @@ class LoggedTrial:
     params: dict[str, str]
     metrics: dict[str, float]
     curves: dict[str, list[float]]
+    """Each per-round curve's values; empty lists when the trials were read without their curves."""
     tags: dict[str, str]
     start_ms: int
     end_ms: int
@@ -329,6 +334,8 @@ def _logged_study(run: Run) -> LoggedStudy:
         dict(run.data.tags),
         dict(run.data.metrics),
         dict(run.data.params),
+        run.info.run_name or "",
+        run.info.start_time or 0,
     )
 
 
@@ -342,32 +349,92 @@ def read_study(client: MlflowClient, run_id: str) -> LoggedStudy:
     return _logged_study(client.get_run(run_id))
 
 
-def logged_trials(client: MlflowClient, study: LoggedStudy) -> list[LoggedTrial]:
-    """The study's trial runs in trial order, each with its per-round curves (one call per curve); runs a
-    dead process left RUNNING are left out (their trial is run again)."""
-    trials = []
-    for run in child_runs(client, study.experiment_id, study.run_id):
-        if run.info.status == "RUNNING" or names.TRIAL_NUMBER not in run.data.tags:
-            continue
-        curves = {
-            key: [m.value for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]
-            for key in run.data.metrics
-            if key.endswith("_curve")
-        }
-        trials.append(
-            LoggedTrial(
-                run_id=run.info.run_id,
-                number=int(run.data.tags[names.TRIAL_NUMBER]),
-                status=run.info.status,
-                params=dict(run.data.params),
-                metrics={k: v for k, v in run.data.metrics.items() if k not in curves},
-                curves=curves,
-                tags={k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
-                start_ms=run.info.start_time or 0,
-                end_ms=run.info.end_time or 0,
-            )
-        )
+def find_run(client: MlflowClient, run_id: str) -> LoggedStudy | None:
+    """The run ``run_id`` (a study's parent or not), or None when the store has none."""
+    try:
+        return read_study(client, run_id)
+    except MlflowException:
+        return None
+
+
+def is_study(run: LoggedStudy) -> bool:
+    """A study's parent run, not a trial's run nor a run of another tool."""
+    return MLFLOW_PARENT_RUN_ID not in run.tags and names.SPACE_SHA256 in run.tags
+
+
+def experiments(client: MlflowClient) -> dict[str, str]:
+    """Experiment name -> id, for every experiment of the store."""
+    return {e.name: e.experiment_id for e in client.search_experiments()}
+
+
+def experiment_name(client: MlflowClient, experiment_id: str) -> str:
+    return client.get_experiment(experiment_id).name
+
+
+def study_runs(client: MlflowClient, experiment_ids: Sequence[str]) -> list[LoggedStudy]:
+    """The parent runs of the studies in these experiments, newest first."""
+    found = client.search_runs(list(experiment_ids), order_by=["attributes.start_time DESC"], max_results=1000)
+    return [s for s in map(_logged_study, found) if is_study(s)]
+
+
+def top_trials(
+    client: MlflowClient, study: LoggedStudy, metric: str, greater_is_better: bool, count: int
+) -> list[LoggedTrial]:
+    """The study's ``count`` best finished trials by ``metric`` (curves not read)."""
+    found = client.search_runs(
+        [study.experiment_id],
+        filter_string=f"tags.{MLFLOW_PARENT_RUN_ID} = '{study.run_id}' and attributes.status = 'FINISHED'",
+        order_by=[f"metrics.{metric} {'DESC' if greater_is_better else 'ASC'}"],
+        max_results=count,
+    )
+    return [_logged_trial(client, run, with_curves=False) for run in found]
+
+
+def curves(client: MlflowClient, run_id: str, keys: Sequence[str]) -> dict[str, list[tuple[int, float]]]:
+    """Each metric's history as (step, value) pairs in step order: a trial's per-round curves."""
+    return {
+        key: [(m.step, m.value) for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+        for key in keys
+    }
+
+
+def log_folder(client: MlflowClient, run_id: str, folder: Path, artifact_path: str) -> None:
+    """Every file of ``folder`` on the run (open or not) under ``artifact_path``."""
+    client.log_artifacts(run_id, str(folder), artifact_path=artifact_path)
+
+
+def download(client: MlflowClient, run_id: str, path: str, destination: Path) -> Path | None:
+    """The run's artifact folder ``path`` downloaded under ``destination``, or None when it has none."""
+    if not client.list_artifacts(run_id, path):
+        return None
+    return Path(client.download_artifacts(run_id, path, str(destination)))
+
+
+def logged_trials(client: MlflowClient, study: LoggedStudy, with_curves: bool = True) -> list[LoggedTrial]:
+    """The study's trial runs in trial order, each with its per-round curves unless ``with_curves`` is false
+    (one call per curve); runs a dead process left RUNNING are left out (their trial is run again)."""
+    trials = [
+        _logged_trial(client, run, with_curves)
+        for run in child_runs(client, study.experiment_id, study.run_id)
+        if run.info.status != "RUNNING" and names.TRIAL_NUMBER in run.data.tags
+    ]
     return sorted(trials, key=lambda t: t.number)
+
+
+def _logged_trial(client: MlflowClient, run: Run, with_curves: bool) -> LoggedTrial:
+    keys = [key for key in run.data.metrics if key.endswith("_curve")]
+    read = curves(client, run.info.run_id, keys) if with_curves else {}
+    return LoggedTrial(
+        run_id=run.info.run_id,
+        number=int(run.data.tags.get(names.TRIAL_NUMBER, -1)),
+        status=run.info.status,
+        params=dict(run.data.params),
+        metrics={k: v for k, v in run.data.metrics.items() if k not in keys},
+        curves={k: [v for _, v in read.get(k, [])] for k in keys},
+        tags={k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
+        start_ms=run.info.start_time or 0,
+        end_ms=run.info.end_time or 0,
+    )
 
 
 def delete_tags(client: MlflowClient, run_id: str, keys: Sequence[str]) -> None:
