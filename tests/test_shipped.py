@@ -57,12 +57,10 @@ def test_there_is_an_example_space_for_every_family_and_one_over_several_for_eac
         assert over_several, f"no shipped space searches several families for a {task} task"
 
 
-def test_every_shipped_space_file_says_what_it_is_for():
-    for path in SPACES:
+def test_every_shipped_file_opens_with_a_comment_saying_what_it_is_for():
+    for path in [*SPACES, *STUDIES, *sorted((REPO / "data").glob("*.yaml"))]:
         header = path.read_text().split("\n", 1)[0]
-        assert header.startswith("# ") and len(header) > 30, (
-            f"{path.name} opens without a comment saying what it is for"
-        )
+        assert header.startswith("# ") and len(header) > 30, f"{path.name} does not open with what it is for"
 
 
 @pytest.fixture(scope="module")
