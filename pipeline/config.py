@@ -340,6 +340,28 @@ class RandomSplit(_Strict):
         return self
 
 
+MAX_FOLDS = 20
+"""The most folds a k-fold split may have. Every trial trains once per fold, and at 20 folds each one is
+validated on 5% of the rows: more would make a trial 20+ fits whose scores each rest on a handful of rows."""
+
+
+class KFoldSplit(_Strict):
+    """k-fold cross-validation, for data too small to spare one validation split: a seeded share of the rows
+    is held out as the test split, the rest is cut into ``folds`` folds, and each trial trains once per fold
+    on the other folds and scores the fold left out; its value is the mean over folds."""
+
+    by: Literal["kfold"]
+    folds: Annotated[StrictInt, Field(ge=2, le=MAX_FOLDS)] = 5
+    """How many folds (2..20): each trial trains this many times, on ``(folds - 1) / folds`` of the rows."""
+    test: Annotated[float, Field(gt=0, lt=1)]
+    """The share of the rows held out as the test split, scored once by the final model."""
+    seed: Annotated[int, Field(ge=0)] = 0
+    stratify: bool = True
+    """Classification: each class keeps its share of the rows in every fold and in the test split."""
+    group: str | None = None
+    """A column whose rows stay together: all of a group's rows are in one fold, or all in the test split."""
+
+
 class PositiveWhen(_Strict):
     """The positive class of a binary task: the target column above a value, or equal to one."""
 
@@ -381,7 +403,7 @@ class DatasetConfig(_Strict):
     features: FeaturesConfig
     drop: list[str] = []
     read: ReadOptions = ReadOptions()
-    split: Annotated[PartitionSplit | ColumnSplit | RandomSplit, Field(discriminator="by")]
+    split: Annotated[PartitionSplit | ColumnSplit | RandomSplit | KFoldSplit, Field(discriminator="by")]
 
     @model_validator(mode="after")
     def _positive_when_is_binary(self):
@@ -859,7 +881,7 @@ def first_problem(error: ValidationError, raw: Any = None) -> tuple[str, str]:
 
 _SCALAR_MEMBERS = {"bool", "int", "float", "str"}
 _UNION_MEMBERS = _SCALAR_MEMBERS | {"ConditionalOption"}
-_TAGS = {"distribution": DISTRIBUTIONS, "by": ("partition", "column", "random")}
+_TAGS = {"distribution": DISTRIBUTIONS, "by": ("partition", "column", "random", "kfold")}
 
 
 def _specificity(detail: Any) -> int:

@@ -16,7 +16,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.config import ColumnSplit, DatasetConfig, PartitionSplit, PositiveWhen, RandomSplit, ReadOptions
+from pipeline.config import (
+    ColumnSplit,
+    DatasetConfig,
+    KFoldSplit,
+    PartitionSplit,
+    PositiveWhen,
+    RandomSplit,
+    ReadOptions,
+)
 from pipeline.errors import InputError
 from pipeline.features import FeatureRoles, check_declared, feature_roles
 from pipeline.metrics import BINARY, REGRESSION, Task
@@ -30,11 +38,16 @@ PARTITION = "__partition__"
 """The column that says which file of a partitioned folder a row came from, while splitting."""
 TRAIN, VALIDATION, TEST = 0, 1, 2
 SPLITS = ("train", "validation", "test")
+IN_TEST = -1
+"""The fold of a test row in a k-fold split (training rows have folds 0, 1, ...)."""
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """The three splits of raw feature columns plus target, and where they came from."""
+    """The three splits of raw feature columns plus target, and where they came from.
+
+    With a k-fold split there is no fixed validation split: ``train`` holds every row that is not a test row,
+    ``validation`` none, and ``folds`` says which fold each training row is validated in."""
 
     config: DatasetConfig
     file: Path
@@ -47,6 +60,8 @@ class Dataset:
     task: Task
     roles: FeatureRoles
     """Every column read, with its role (categorical, numeric, crossed, dropped, target) and why."""
+    folds: np.ndarray | None = None
+    """k-fold split: the fold (0..k-1) of each ``train`` row; None for a split with a validation split."""
 
     @property
     def feature_columns(self) -> list[str]:
@@ -60,6 +75,18 @@ class Dataset:
         if self.task.classification:
             return frame[self.feature_columns], class_indices(target, self.task.classes)
         return frame[self.feature_columns], target.to_numpy(dtype=np.float64)
+
+    def fold_xy(self) -> list[tuple[tuple[pd.DataFrame, np.ndarray], tuple[pd.DataFrame, np.ndarray]]]:
+        """Per fold of a k-fold split, ``xy`` of its training rows (the other folds) and of its validation
+        rows (the fold itself), each in file order; empty for a split with a validation split."""
+        if self.folds is None:
+            return []
+        x, y = self.xy("train")
+        rows = [(np.flatnonzero(self.folds != k), np.flatnonzero(self.folds == k)) for k in np.unique(self.folds)]
+        return [
+            ((x.iloc[train].reset_index(drop=True), y[train]), (x.iloc[held_out].reset_index(drop=True), y[held_out]))
+            for train, held_out in rows
+        ]
 
 
 def class_indices(labels: pd.Series, classes: tuple) -> np.ndarray:
@@ -103,7 +130,8 @@ def load_dataset(config: DatasetConfig, file: Path) -> Dataset:
     classes: tuple = ()
     if config.positive_when is not None:
         frame[config.target], classes = binary_labels(frame[config.target], config.positive_when, file)
-    splits = [frame.iloc[rows] for rows in split_rows(frame, config, file)]
+    positions, folds = split_rows(frame, config, file)
+    splits = [frame.iloc[rows] for rows in positions]
     missing = [int(s[config.target].isna().sum()) for s in splits]
     if sum(missing):
         log.info(
@@ -112,9 +140,11 @@ def load_dataset(config: DatasetConfig, file: Path) -> Dataset:
             config.target,
             "/".join(map(str, missing)),
         )
+    if folds is not None:
+        folds = folds[splits[TRAIN][config.target].notna().to_numpy()]
     splits = [s.loc[s[config.target].notna()].drop(columns=PARTITION, errors="ignore") for s in splits]
     for name, part in zip(SPLITS, splits, strict=True):
-        if part.empty:
+        if part.empty and not (name == "validation" and folds is not None):
             raise InputError(file, f"split.{name}", "selects no rows with a target", "check the split values")
     train, validation, test = splits
     task = _task(config, train, validation, test, classes, file)
@@ -132,6 +162,7 @@ def load_dataset(config: DatasetConfig, file: Path) -> Dataset:
         dropped_missing_target=sum(missing),
         task=task,
         roles=roles,
+        folds=folds,
     )
 
 
@@ -374,12 +405,18 @@ def _check_target(frame: pd.DataFrame, config: DatasetConfig, file: Path) -> Non
 # --- splitting -----------------------------------------------------------------------------------------
 
 
-def split_rows(frame: pd.DataFrame, config: DatasetConfig, file: Path) -> list[np.ndarray]:
-    """The positions of the training, validation and test rows of ``frame``, each in file order.
+def split_rows(frame: pd.DataFrame, config: DatasetConfig, file: Path) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """The positions of the training, validation and test rows of ``frame``, each in file order, and for a
+    k-fold split the fold of each training row (its validation split is then empty), else None.
 
-    Every split kind reduces to giving each row a split; a ``kfold`` kind would give each row a fold the
-    same way (``assign_units`` with one share per fold)."""
+    Every split kind reduces to giving each row a split; a k-fold split gives each row a fold the same
+    way (``assign_units``, one fold after the other)."""
     split = config.split
+    if isinstance(split, KFoldSplit):
+        fold = _kfold_assignment(frame, split, config, file)
+        _check_folds(fold[frame[config.target].notna().to_numpy()], split, file)
+        train = np.flatnonzero(fold != IN_TEST)
+        return [train, np.array([], dtype=np.int64), np.flatnonzero(fold == IN_TEST)], fold[train]
     if isinstance(split, RandomSplit):
         assignment = _random_assignment(frame, split, config, file)
     else:
@@ -392,11 +429,42 @@ def split_rows(frame: pd.DataFrame, config: DatasetConfig, file: Path) -> list[n
         assignment = np.full(len(frame), -1)
         for index, name in enumerate(SPLITS):
             assignment[key.isin(getattr(split, name)).to_numpy()] = index
-    return [np.flatnonzero(assignment == index) for index in range(len(SPLITS))]
+    return [np.flatnonzero(assignment == index) for index in range(len(SPLITS))], None
 
 
 def _random_assignment(frame: pd.DataFrame, split: RandomSplit, config: DatasetConfig, file: Path) -> np.ndarray:
     """Each row's split: rows (or whole groups) drawn at random, per class when stratified."""
+    units, sizes, strata = _units(frame, split, config, file)
+    total = int(sizes.sum())
+    quotas = (int(total * split.test), int(total * split.validation))
+    parts = assign_units(sizes, strata, quotas, np.random.default_rng(split.seed))
+    return np.array([TRAIN, TEST, VALIDATION])[parts][units]
+
+
+def _kfold_assignment(frame: pd.DataFrame, split: KFoldSplit, config: DatasetConfig, file: Path) -> np.ndarray:
+    """Each row's fold (0..folds-1), or ``IN_TEST``: the test rows drawn first, then each fold in turn from
+    the rows left, ``left // folds_left`` rows at a time, so that fold sizes differ by at most one row
+    (whole groups: by about a group) and each class keeps its share in every fold when stratified (a fold
+    is apportioned among the classes by what each has left, so no class drifts into the last fold)."""
+    units, sizes, strata = _units(frame, split, config, file)
+    rng = np.random.default_rng(split.seed)
+    unassigned = split.folds
+    fold = np.where(assign_units(sizes, strata, (int(sizes.sum() * split.test),), rng) == 1, IN_TEST, unassigned)
+    for index in range(split.folds - 1):
+        left = np.flatnonzero(fold == unassigned)
+        if not len(left):
+            break
+        quota = int(sizes[left].sum()) // (split.folds - index)
+        fold[left[assign_units(sizes[left], strata[left], (quota,), rng) == 1]] = index
+    fold[fold == unassigned] = split.folds - 1
+    return fold[units]
+
+
+def _units(
+    frame: pd.DataFrame, split: RandomSplit | KFoldSplit, config: DatasetConfig, file: Path
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a random split draws: the unit of each row (the row itself, or its ``group``), the rows per unit,
+    and each unit's stratum (its class, a group's most frequent class; one stratum unless stratified)."""
     if split.group is None:
         units = np.arange(len(frame))
     else:
@@ -416,8 +484,21 @@ def _random_assignment(frame: pd.DataFrame, split: RandomSplit, config: DatasetC
         strata = labels if split.group is None else _majority(units, labels)
     else:
         strata = np.zeros(len(sizes), dtype=np.int64)
-    parts = assign_units(sizes, strata, (split.test, split.validation), np.random.default_rng(split.seed))
-    return np.array([TRAIN, TEST, VALIDATION])[parts][units]
+    return units, sizes, strata
+
+
+def _check_folds(folds: np.ndarray, split: KFoldSplit, file: Path) -> None:
+    """Every fold validates some rows: with fewer rows or groups than folds outside the test split, one
+    would validate none (and every trial would fail on it)."""
+    counts = np.bincount(folds[folds != IN_TEST], minlength=split.folds)
+    if (counts == 0).any():
+        units = f"{split.group} groups" if split.group else "rows with a target"
+        raise InputError(
+            file,
+            "split.folds",
+            f"{split.folds} folds, but fold {int(np.argmin(counts))} gets none of the {units} outside the test split",
+            "use fewer folds, or a smaller test share",
+        )
 
 
 def _majority(units: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -427,20 +508,17 @@ def _majority(units: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return counts.drop_duplicates("unit")["label"].to_numpy()
 
 
-def assign_units(
-    sizes: np.ndarray, strata: np.ndarray, shares: tuple[float, ...], rng: np.random.Generator
-) -> np.ndarray:
-    """Give each unit (a row, or a group of ``sizes[u]`` rows) a part: ``1 + i`` for the ``i``-th share of
-    the rows, 0 for the rows left.
+def assign_units(sizes: np.ndarray, strata: np.ndarray, rows: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Give each unit (a row, or a group of ``sizes[u]`` rows) a part: ``1 + i`` for the ``i``-th part of
+    ``rows[i]`` rows, 0 for the rows left.
 
-    Share ``i`` is ``floor(rows * shares[i])`` rows, apportioned among the strata (classes) by largest
-    remainder so that each keeps its proportion; within a stratum the units are taken in a random order
-    and fill the shares in turn (a group that crosses a boundary goes whole to the earlier share).
+    Each part's rows are apportioned among the strata (classes) by largest remainder so that each keeps its
+    proportion; within a stratum the units are taken in a random order and fill the parts in turn (a group
+    that crosses a boundary goes whole to the earlier part).
     """
     stratum_of = np.unique(strata, return_inverse=True)[1]
     stratum_rows = np.bincount(stratum_of, weights=sizes).astype(np.int64)
-    total = int(stratum_rows.sum())
-    quotas = np.column_stack([_apportion(int(total * share), stratum_rows) for share in shares])
+    quotas = np.column_stack([_apportion(count, stratum_rows) for count in rows])
     parts = np.zeros(len(sizes), dtype=np.int64)
     for stratum in range(len(stratum_rows)):
         members = np.flatnonzero(stratum_of == stratum)

@@ -666,7 +666,7 @@ def test_group_column_must_exist_and_be_filled(tmp_path):
 def test_assign_units_apportions_every_share_across_strata():
     sizes = np.ones(1000, dtype=np.int64)
     strata = np.repeat([0, 1, 2], [700, 250, 50])
-    parts = assign_units(sizes, strata, (0.1, 0.2), np.random.default_rng(0))
+    parts = assign_units(sizes, strata, (100, 200), np.random.default_rng(0))
     assert np.bincount(parts).tolist() == [700, 100, 200]
     for stratum, rows in ((0, 700), (1, 250), (2, 50)):
         counts = np.bincount(parts[strata == stratum], minlength=3)

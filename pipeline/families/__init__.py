@@ -11,7 +11,7 @@ import functools
 import os
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,28 @@ class TrainingData:
             preprocessor = self.preprocessors[encoding]
             self.cache[key] = (preprocessor.transform(self.train), preprocessor.transform(self.validation))
         return self.cache[key]
+
+    @property
+    def folds(self) -> tuple[TrainingData, ...]:
+        """What a trial fits, one split after the other: this split alone."""
+        return (self,)
+
+
+@dataclass
+class CrossValidation:
+    """The folds of a k-fold split, each a ``TrainingData`` whose validation rows are the fold and whose
+    training rows are the other folds, with its own preprocessors fitted on its training rows only (a
+    category seen only in the fold is unseen, as it would be in production).
+
+    Each fold keeps what its families build (xgboost's matrices) in an entry of ``cache``: replacing
+    ``cache`` with an empty dict, as Spark does before it ships the data, empties every fold's.
+    """
+
+    folds: tuple[TrainingData, ...]
+    cache: dict[Any, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.folds = tuple(replace(f, cache=self.cache.setdefault(k, {})) for k, f in enumerate(self.folds))
 
 
 class Family(ABC):

@@ -50,9 +50,12 @@ class FinalModel:
 
 def refit(dataset: Dataset, best: TrialOutcome, refit_on: str, seed: int) -> FinalModel:
     """Retrain the best trial's family and parameters on ``train`` (or train + validation), with the
-    preprocessor refitted on the same rows, for the best trial's number of rounds: no early stopping."""
+    preprocessor refitted on the same rows, for the best trial's number of rounds: no early stopping.
+
+    With a k-fold split, on every row but the test rows whatever ``refit_on`` says (each was validated on
+    once; its training split holds them all), for the folds' mean best iteration."""
     x, y = dataset.xy("train")
-    if refit_on == "train_validation":
+    if refit_on == "train_validation" and dataset.folds is None:
         x_validation, y_validation = dataset.xy("validation")
         x, y = pd.concat([x, x_validation], ignore_index=True), np.concatenate([y, y_validation])
     family = families.get(best.params[MODEL_KEY])

@@ -4,6 +4,16 @@ At each round past the warm-up, a trial's best validation value so far is compar
 same round, of the trials that completed before it; worse than that median, it stops. A completed trial
 that early-stopped before that round counts with its final best, since it had stopped improving.
 
+With k-fold cross-validation a trial trains its folds one after the other, and the rule must not stop it on
+one bad fold: its value is the mean over folds, and one fold is exactly the noise cross-validation averages
+away. So each fold is compared with the same fold of the completed trials (the same rows: a fold that is
+hard for every trial counts against none), and a trial is stopped only when two folds say so: during a
+fold it is worse on, after it finished an earlier fold worse than the completed trials' median there. One
+bad fold, however bad, never stops a trial, and its mean decides; a trial worse on every fold is stopped in
+its second fold, which saves up to (k - 2) / k of its cost. The running mean over the folds done so far was
+not chosen: until the second fold starts it is the first fold alone, so it stops a trial on one bad fold,
+and a mean that outweighs one fold (three folds or more) comes too late to save much.
+
 The rule sees only finished trials' curves, which the study history holds, so a resumed study prunes
 exactly as an uninterrupted one.
 """
@@ -34,7 +44,7 @@ class MedianRule:
         curves = [np.asarray(c, np.float64) for c in completed_curves if len(c)]
         if len(curves) < self.startup_trials or curve_metric is None:
             return None
-        sign = -1.0 if curve_metric in MAXIMIZED_CURVES else 1.0
+        sign = _sign(curve_metric)
         median = np.median(_running_best_padded([sign * c for c in curves]), axis=0)
         best_so_far = np.inf
         warmup = self.warmup_rounds
@@ -45,6 +55,62 @@ class MedianRule:
             return bool(round_ >= warmup and best_so_far > median[min(round_, len(median) - 1)])
 
         return check
+
+    def over_folds(
+        self, completed: Sequence[Sequence[Sequence[float]]], curve_metric: str | None, folds: int
+    ) -> FoldPruning | None:
+        """The checks for the next trial's ``folds`` folds, given each completed trial's curve per fold (a
+        single split is one fold); trials with another number of folds, or a fold without a curve, do not
+        count. None while too few trials completed to judge."""
+        usable = [trial for trial in completed if len(trial) == folds and all(len(c) for c in trial)]
+        checks = [self.checker([trial[k] for trial in usable], curve_metric) for k in range(folds)]
+        if curve_metric is None or any(check is None for check in checks):
+            return None
+        sign = _sign(curve_metric)
+        medians = [float(np.median([_best(trial[k], sign) for trial in usable])) for k in range(folds)]
+        return FoldPruning([c for c in checks if c is not None], medians, sign)
+
+
+@dataclass
+class FoldPruning:
+    """One trial's pruning over its folds (see the module docstring): ``check(k)`` during fold ``k``, then
+    ``finished(k, curve)`` once it ran to its end."""
+
+    checks: list[RoundCheck]
+    """Per fold, the median rule against that fold's curves of the completed trials."""
+    final_medians: list[float]
+    """Per fold, the median of the completed trials' best values on it (as losses: times ``sign``)."""
+    sign: float
+    worse_folds: int = 0
+    """Folds this trial finished worse than the completed trials' median on them."""
+
+    def check(self, fold: int) -> RoundCheck:
+        """The per-round check of ``fold``: the median rule, once an earlier fold finished worse (at once for
+        a single split)."""
+        rule = self.checks[fold]
+        if len(self.checks) == 1:
+            return rule
+
+        def check(round_: int, value: float) -> bool:
+            worse = rule(round_, value)  # called every round: it keeps the fold's best so far
+            return worse and self.worse_folds > 0
+
+        return check
+
+    def finished(self, fold: int, curve: Sequence[float]) -> None:
+        """Note a fold that ran to its end: worse than the median there, it is the trial's first strike."""
+        if len(curve) and _best(curve, self.sign) > self.final_medians[fold]:
+            self.worse_folds += 1
+
+
+def _sign(curve_metric: str) -> float:
+    """-1 for a curve that grows as the model improves, so that every curve reads as a loss."""
+    return -1.0 if curve_metric in MAXIMIZED_CURVES else 1.0
+
+
+def _best(curve: Sequence[float], sign: float) -> float:
+    """A curve's best value, as a loss."""
+    return float(np.min(sign * np.asarray(curve, np.float64)))
 
 
 def _running_best_padded(losses: Sequence[np.ndarray]) -> np.ndarray:

@@ -12,11 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from pipeline import families
 from pipeline.config import MODEL_KEY
-from pipeline.families import TrainingData
+from pipeline.families import CrossValidation, Family, Fitted, TrainingData
 from pipeline.metrics import Metric, Task
-from pipeline.search.pruning import MedianRule, RoundCheck
+from pipeline.search.pruning import FoldPruning, MedianRule
 from pipeline.spaces import SearchSpace
 
 
@@ -25,9 +27,11 @@ class TrialOutcome:
     number: int
     params: dict[str, Any]
     value: float
-    """The validation metric at the best iteration (NaN for a failed trial)."""
+    """The validation metric at the best iteration (NaN for a failed trial); with k-fold cross-validation,
+    the mean of the folds' values."""
     best_iteration: int | None
-    """The last boosting round kept by early stopping; None for a family without rounds or a failed trial."""
+    """The last boosting round kept by early stopping (k-fold: the rounded mean over folds, which the final
+    model trains for); None for a family without rounds or a failed trial."""
     run_id: str
     """The trial's child run; empty until its background write completed."""
     train_seconds: float
@@ -36,9 +40,17 @@ class TrialOutcome:
     pruned: bool = False
     """Stopped early by the pruning rule: ``value`` is its best so far, and it is never the study's best."""
     curve: list[float] = field(default_factory=list)
-    """The early-stopping metric per round on the validation split, what later trials are pruned against."""
+    """The early-stopping metric per round on the validation split, what later trials are pruned against
+    (k-fold: its mean over folds, each carried at its last value past its end; pruning uses ``fold_curves``)."""
     warm_start: bool = False
     """It evaluated one of the study's warm-start points rather than a proposal of the algorithm."""
+    fold_curves: list[list[float]] = field(default_factory=list)
+    """k-fold cross-validation: ``curve`` per fold, for the folds it trained; empty for a single split."""
+
+    @property
+    def curves_per_fold(self) -> list[list[float]]:
+        """The validation curve of each fold: a single split's is ``curve``."""
+        return self.fold_curves or [self.curve]
 
 
 @dataclass
@@ -59,69 +71,136 @@ class TrialRecord:
 class Trainer:
     """Runs one trial from hyperopt's sampled values; picklable, so that a Spark worker can run it too.
 
-    ``completed`` holds, per family, the validation curves of the trials that completed so far: what the
-    pruning rule compares the next trial with. The driver adds to it as trials complete.
+    ``completed`` holds, per family, the validation curves (one per fold) of the trials that completed so
+    far: what the pruning rule compares the next trial with. The driver adds to it as trials complete.
+
+    With k-fold cross-validation (``data`` a ``CrossValidation``) a trial fits each fold in turn, stopping
+    when one is pruned; its value is the mean of the folds' values and its best iteration their rounded
+    mean, and its child run gets each fold's as ``<metric>_fold_<k>`` and ``best_iteration_fold_<k>``.
     """
 
     space: SearchSpace
-    data: TrainingData | None
+    data: TrainingData | CrossValidation | None
     task: Task
     metric: Metric
     seed: int
     tags: dict[str, str]
     pruning: MedianRule | None = None
     device: str = "cpu"
-    completed: dict[str, list[list[float]]] = field(default_factory=dict)
+    completed: dict[str, list[list[list[float]]]] = field(default_factory=dict)
 
     def note_completed(self, outcome: TrialOutcome) -> None:
         if outcome.ok and not outcome.pruned and outcome.curve:
-            self.completed.setdefault(outcome.params[MODEL_KEY], []).append(outcome.curve)
+            self.completed.setdefault(outcome.params[MODEL_KEY], []).append(outcome.curves_per_fold)
 
-    def should_prune(self, family: str) -> RoundCheck | None:
+    def fold_pruning(self, family: str, folds: int) -> FoldPruning | None:
         if self.pruning is None:
             return None
-        return self.pruning.checker(self.completed.get(family, []), self.metric.early_stopping.get(self.task.kind))
+        curve_metric = self.metric.early_stopping.get(self.task.kind)
+        return self.pruning.over_folds(self.completed.get(family, []), curve_metric, folds)
+
+    def fit_folds(
+        self, family: Family, params: dict[str, Any], folds: Sequence[TrainingData]
+    ) -> list[tuple[Fitted, float]]:
+        """Each fold's fit and validation value, in order; the folds after a pruned one are not fit. Raises
+        FloatingPointError for a value that is not finite."""
+        metric, task = self.metric, self.task
+        pruning = self.fold_pruning(family.name, len(folds))
+        fits = []
+        for k, fold in enumerate(folds):
+            fitted = family.fit(params, fold, task, metric.name, self.seed, pruning.check(k) if pruning else None)
+            value = family.validation_score(fitted, fold, task, metric.name)
+            if not math.isfinite(value):
+                where = f" on fold {k}" if len(folds) > 1 else ""
+                raise FloatingPointError(f"validation {metric.name} is {value}{where}")
+            fits.append((fitted, value))
+            if fitted.pruned:
+                break
+            if pruning is not None:
+                pruning.finished(k, fitted.curve)
+        return fits
 
     def __call__(self, number: int, values: dict[str, Any]) -> tuple[TrialOutcome, TrialRecord]:
         start_ms = now_ms()
         params = self.space.typed(values)
         record = TrialRecord(number=number, params=params, tags=dict(self.tags), start_ms=start_ms)
-        metric, data, task = self.metric, self.data, self.task
+        metric, data = self.metric, self.data
         try:
             family = families.get(str(params[MODEL_KEY]))
             assert data is not None, "a Spark worker's trainer receives its data before it runs a trial"
             params = record.params = family.placed(params, self.device)
-            fitted = family.fit(params, data, task, metric.name, self.seed, self.should_prune(family.name))
-            value = family.validation_score(fitted, data, task, metric.name)
-            if not math.isfinite(value):
-                raise FloatingPointError(f"validation {metric.name} is {value}")
+            fits = self.fit_folds(family, params, data.folds)
         except Exception as exc:  # a bad trial must not end the study: recorded as FAILED, hyperopt told so
             return failed_trial(number, params, f"{type(exc).__name__}: {exc}", record)
-        record.metrics = {"train_seconds": fitted.seconds}
+        fitted = fits[-1][0]
+        value = float(np.mean([v for _, v in fits]))
+        best_iteration = mean_best_iteration([f.best_iteration for f, _ in fits])
+        seconds = sum(f.seconds for f, _ in fits)
+        curve, train_curve = mean_curve([f.curve for f, _ in fits]), mean_curve([f.train_curve for f, _ in fits])
+        record.metrics = {"train_seconds": seconds}
         if fitted.pruned:  # its value is a best-so-far: kept off the metric so no ranking by it picks this run
             record.metrics |= {f"{metric.name}_when_pruned": value, "pruned_at_round": len(fitted.curve) - 1}
         else:
             record.metrics[metric.name] = value
-        if fitted.best_iteration is not None:
-            record.metrics["best_iteration"] = fitted.best_iteration
-        if fitted.curve:
-            record.curves = {f"validation_{fitted.curve_metric}_curve": fitted.curve}
-        if fitted.train_curve:
-            record.curves[f"train_{fitted.curve_metric}_curve"] = fitted.train_curve
+        if best_iteration is not None:
+            record.metrics["best_iteration"] = best_iteration
+        if len(data.folds) > 1:
+            record.metrics |= fold_metrics(metric.name, fits)
+        if curve:
+            record.curves = {f"validation_{fitted.curve_metric}_curve": curve}
+        if train_curve:
+            record.curves[f"train_{fitted.curve_metric}_curve"] = train_curve
         record.tags["trial_state"] = "PRUNED" if fitted.pruned else "COMPLETE"
         _close(record)
         outcome = TrialOutcome(
             number=number,
             params=params,
             value=value,
-            best_iteration=fitted.best_iteration,
+            best_iteration=best_iteration,
             run_id="",
-            train_seconds=fitted.seconds,
+            train_seconds=seconds,
             ok=True,
             pruned=fitted.pruned,
-            curve=list(fitted.curve),
+            curve=curve,
+            fold_curves=[list(f.curve) for f, _ in fits] if len(data.folds) > 1 else [],
         )
         return outcome, record
+
+
+def fold_metric(name: str, fold: int) -> str:
+    """The name of a fold's own value of metric ``name`` on a k-fold trial's run: ``rmse_fold_0``."""
+    return f"{name}_fold_{fold}"
+
+
+def fold_metrics(metric: str, fits: Sequence[tuple[Fitted, float]]) -> dict[str, float]:
+    """Per fold that ran to its end, its value and best iteration; for a pruned trial, the fold it was
+    pruned in (whose value so far counts only in ``<metric>_when_pruned``)."""
+    out: dict[str, float] = {}
+    for k, (fitted, value) in enumerate(fits):
+        if fitted.pruned:
+            out["pruned_at_fold"] = k
+            continue
+        out[fold_metric(metric, k)] = value
+        if fitted.best_iteration is not None:
+            out[fold_metric("best_iteration", k)] = fitted.best_iteration
+    return out
+
+
+def mean_best_iteration(best: Sequence[int | None]) -> int | None:
+    """The folds' best iterations' rounded mean: the rounds the final model trains for on all the rows."""
+    if not best or any(b is None for b in best):
+        return None
+    return round(sum(b for b in best if b is not None) / len(best))
+
+
+def mean_curve(curves: Sequence[Sequence[float]]) -> list[float]:
+    """The per-round mean of the folds' curves, each carried at its last value past its end (a fold that
+    early-stopped has stopped improving); one split's curve as it is, and none if a fold has none."""
+    if len(curves) == 1 or not all(curves):
+        return list(curves[0]) if len(curves) == 1 else []
+    width = max(len(c) for c in curves)
+    padded = np.array([[*c, *[c[-1]] * (width - len(c))] for c in curves], dtype=np.float64)
+    return [float(v) for v in padded.mean(axis=0)]
 
 
 def failed_trial(

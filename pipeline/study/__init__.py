@@ -25,6 +25,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Unpack
 
+import numpy as np
+import pandas as pd
+
 import pipeline
 from pipeline import config, data, families, spaces, tracking
 from pipeline.config import (
@@ -37,7 +40,7 @@ from pipeline.config import (
     default_study_file,
 )
 from pipeline.errors import InputError, PipelineError, TrackingError
-from pipeline.families import TrainingData
+from pipeline.families import CrossValidation, TrainingData
 from pipeline.features import Preprocessor
 from pipeline.metrics import METRICS, Metric
 from pipeline.model import finalize, registry
@@ -574,17 +577,23 @@ def searched_before(past: list[TrialOutcome], metric: Metric, stop_reason: str) 
     return SearchResult(trials=past, best=best, wall_seconds=0.0, stop_reason=stop_reason, resumed_trials=len(past))
 
 
-def training_data(dataset: data.Dataset, space: spaces.SearchSpace) -> TrainingData:
+def training_data(dataset: data.Dataset, space: spaces.SearchSpace) -> TrainingData | CrossValidation:
     """The training and validation splits with one preprocessor, fitted on training rows only, per encoding
-    the space's model families need."""
+    the space's model families need; for a k-fold split, one such pair per fold (its validation rows the
+    fold, its training rows the other folds)."""
     roles = dataset.roles
-    x_train, y_train = dataset.xy("train")
-    x_validation, y_validation = dataset.xy("validation")
     encodings = {families.get(name).encoding for name in space.families}
-    preprocessors = {
-        e: Preprocessor.fit(x_train, roles.categorical, roles.numeric, roles.crossed, encoding=e) for e in encodings
-    }
-    return TrainingData(x_train, y_train, x_validation, y_validation, preprocessors)
+
+    def split(train: tuple[pd.DataFrame, np.ndarray], validation: tuple[pd.DataFrame, np.ndarray]) -> TrainingData:
+        x_train = train[0]
+        preprocessors = {
+            e: Preprocessor.fit(x_train, roles.categorical, roles.numeric, roles.crossed, encoding=e) for e in encodings
+        }
+        return TrainingData(*train, *validation, preprocessors)
+
+    if dataset.folds is None:
+        return split(dataset.xy("train"), dataset.xy("validation"))
+    return CrossValidation(tuple(split(train, held_out) for train, held_out in dataset.fold_xy()))
 
 
 def check_compatible(study: StudyConfig, where: Path | str, dataset: data.Dataset, space: spaces.SearchSpace) -> None:
