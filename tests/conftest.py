@@ -133,6 +133,21 @@ def flights_tasks(tmp_path_factory: pytest.TempPathFactory, flights_dir: Path) -
     return FlightsTasks(tmp_path_factory.mktemp("flights-tasks"), flights_dir)
 
 
+QUIRKS = Path(__file__).parent / "quirks"
+KFOLD = {"by": "kfold", "folds": 3, "test": 0.2, "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def kfold_dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    """tests/quirks/integer_gaps (300 rows: price from size, rooms, town and an integer column with gaps)
+    with a 3-fold split: 60 test rows, 3 folds of 80."""
+    spec = yaml.safe_load((QUIRKS / "integer_gaps.yaml").read_text())
+    spec |= {"path": str(QUIRKS / spec["path"]), "split": KFOLD}
+    file = tmp_path_factory.mktemp("kfold") / "dataset.yaml"
+    file.write_text(yaml.safe_dump(spec))
+    return load_dataset(config.load_dataset(file), file)
+
+
 @pytest.fixture(scope="module")
 def store_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A real embedded MLflow store (SQLite) shared by one test module."""

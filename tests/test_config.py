@@ -18,6 +18,7 @@ from pipeline.config import (
     Choice,
     ColumnSplit,
     ConditionalOption,
+    KFoldSplit,
     PartitionSplit,
     QUniform,
     RandomSplit,
@@ -244,6 +245,7 @@ def test_dataset_path_resolves_against_the_dataset_folder(tmp_path):
         ({"by": "partition", "train": ["a", "b"], "validation": ["c"], "test": ["d"]}, PartitionSplit),
         ({"by": "column", "column": "month", "train": [1, 2], "validation": [3], "test": [4]}, ColumnSplit),
         ({"by": "random", "validation": 0.1, "test": 0.3, "seed": 9}, RandomSplit),
+        ({"by": "kfold", "folds": 5, "test": 0.2, "seed": 0}, KFoldSplit),
     ],
 )
 def test_each_split_kind_loads(tmp_path, split, kind):
@@ -285,6 +287,37 @@ def test_random_split_must_leave_training_rows(tmp_path):
     assert error.key == "split"
 
 
+@pytest.mark.parametrize(
+    ("folds", "message"),
+    [
+        (1, "greater than or equal to 2"),
+        (0, "greater than or equal to 2"),
+        (21, "less than or equal to 20"),
+        (2.5, "valid integer"),
+        ("5", "valid integer"),
+        (True, "valid integer"),
+    ],
+)
+def test_kfold_refuses_a_number_of_folds_it_cannot_use_naming_the_key(tmp_path, folds, message):
+    path = write(tmp_path / "d.yaml", {**DATASET, "split": {"by": "kfold", "folds": folds, "test": 0.2}})
+
+    error = refused(config.load_dataset, path)
+
+    assert error.key == "split.folds"
+    assert f"{path}: split.folds: " in str(error)
+    assert message in str(error)
+
+
+def test_kfold_defaults_to_five_stratified_folds_and_lists_its_keys(tmp_path):
+    split = config.load_dataset(write(tmp_path / "d.yaml", {**DATASET, "split": {"by": "kfold", "test": 0.2}})).split
+    assert (split.folds, split.seed, split.stratify, split.group) == (5, 0, True, None)
+
+    path = write(tmp_path / "bad.yaml", {**DATASET, "split": {"by": "kfold", "test": 0.2, "validation": 0.2}})
+    error = refused(config.load_dataset, path)
+    assert error.key == "split.validation"
+    assert "allowed here: by, folds, test, seed, stratify, group" in str(error)
+
+
 def test_unknown_key_in_a_split_is_named_by_its_path(tmp_path):
     split = {"by": "column", "column": "month", "train": [1], "validation": [2], "test": [3], "tset": [4]}
     path = write(tmp_path / "d.yaml", {**DATASET, "split": split})
@@ -302,7 +335,7 @@ def test_unknown_split_kind_lists_the_split_kinds(tmp_path):
     error = refused(config.load_dataset, path)
 
     assert error.key in ("split", "split.by")
-    for kind in ("partition", "column", "random"):
+    for kind in ("partition", "column", "random", "kfold"):
         assert kind in str(error)
     assert "distribution" not in str(error)
 

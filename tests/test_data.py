@@ -663,6 +663,65 @@ def test_group_column_must_exist_and_be_filled(tmp_path):
     assert "missing in 1 rows" in str(error)
 
 
+KFOLD = {"by": "kfold", "folds": 5, "test": 0.2, "seed": 0}
+
+
+def test_kfold_cuts_the_rows_outside_the_test_split_into_folds_of_equal_size(tmp_path):
+    dataset = quirk("integer_gaps", tmp_path, split=KFOLD | {"folds": 7})
+    assert len(dataset.test) == 60 and dataset.validation.empty
+    assert dataset.folds is not None and len(dataset.folds) == len(dataset.train) == 240
+    assert np.bincount(dataset.folds).tolist() == [34, 34, 34, 34, 34, 35, 35]  # 240 rows: sizes differ by one
+    raw = pd.read_csv(QUIRKS / "integer_gaps.csv")
+    assert len(raw.merge(dataset.train).merge(dataset.test)) == 0, "no test row is in a fold"
+    pairs = dataset.fold_xy()
+    assert len(pairs) == 7
+    for k, ((x_train, y_train), (x_held_out, y_held_out)) in enumerate(pairs):
+        assert len(x_held_out) == len(y_held_out) == np.sum(dataset.folds == k)
+        assert len(x_train) + len(x_held_out) == 240
+        assert not set(x_train.index) - set(range(len(x_train))), "each fold's frames are indexed from 0"
+        assert np.array_equal(np.sort(np.concatenate([y_train, y_held_out])), np.sort(dataset.xy("train")[1]))
+
+
+def test_kfold_of_classification_data_keeps_each_class_share_in_every_fold(tmp_path):
+    dataset = quirk("yes_no", tmp_path, split=KFOLD)
+    y = dataset.xy("train")[1]
+    positives = [int(y[dataset.folds == k].sum()) for k in range(5)]
+    ideal = y.sum() / 5
+    assert all(abs(count - ideal) < 1 for count in positives), positives
+    overall = (pd.read_csv(QUIRKS / "yes_no.csv")["churned"] == "Yes").mean()
+    assert dataset.xy("test")[1].mean() == pytest.approx(overall, abs=0.01)
+    plain = quirk("yes_no", tmp_path, split=KFOLD | {"stratify": False})
+    assert not np.array_equal(plain.folds, dataset.folds)
+
+
+def test_kfold_is_seeded(tmp_path):
+    first, again = (quirk("integer_gaps", tmp_path, split=KFOLD) for _ in range(2))
+    other = quirk("integer_gaps", tmp_path, split=KFOLD | {"seed": 1})
+    assert first.train.equals(again.train) and np.array_equal(first.folds, again.folds)
+    assert not first.test.equals(other.test)
+
+
+def test_kfold_keeps_each_group_in_one_fold_or_in_the_test_split(tmp_path):
+    dataset = quirk("groups", tmp_path, split=KFOLD | {"group": "house"})
+    raw = pd.read_csv(QUIRKS / "groups.csv")
+    where = raw.merge(dataset.train.assign(fold=dataset.folds))
+    assert (where.groupby("house")["fold"].nunique() == 1).all()
+    tested = set(raw.merge(dataset.test)["house"])
+    assert not tested & set(where["house"])
+    assert len(tested) + where["house"].nunique() == raw["house"].nunique()
+    sizes = np.bincount(dataset.folds)
+    assert len(sizes) == 5 and sizes.min() >= 0.6 * sizes.max(), sizes
+
+
+def test_kfold_with_more_folds_than_groups_is_refused_naming_split_folds(tmp_path):
+    frame = pd.read_csv(QUIRKS / "groups.csv")
+    frame["house"] = frame["house"] % 4
+    frame.to_csv(tmp_path / "few.csv", index=False)
+    spec = quirk_spec("groups") | {"path": str(tmp_path / "few.csv"), "split": KFOLD | {"group": "house"}}
+    error = refused(write_spec(spec, tmp_path), "split.folds")
+    assert "5 folds, but fold" in str(error) and "house groups" in str(error) and "fewer folds" in str(error)
+
+
 def test_assign_units_apportions_every_share_across_strata():
     sizes = np.ones(1000, dtype=np.int64)
     strata = np.repeat([0, 1, 2], [700, 250, 50])

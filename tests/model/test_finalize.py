@@ -13,13 +13,15 @@ import pytest
 import xgboost as xgb
 from mlflow.tracking import MlflowClient
 
-from pipeline import families, outputs, tracking
+from pipeline import families, outputs, spaces, tracking
 from pipeline.data import Dataset
 from pipeline.families import Fitted
 from pipeline.features import Preprocessor
 from pipeline.metrics import BINARY, METRICS, REGRESSION
 from pipeline.model import finalize
 from pipeline.search.loop import TrialOutcome
+from pipeline.search.trial import Trainer
+from pipeline.study import training_data
 
 PARAMS = {"model": "xgboost", "max_depth": 4, "learning_rate": 0.5, "num_boost_round": 200, "early_stopping_rounds": 5}
 SEED = 11
@@ -343,3 +345,33 @@ def test_evaluation_logs_what_the_report_draws_the_final_model_from(store, searc
     if kind == REGRESSION:  # air time is the route's length: the destination and distance carry it
         assert max(importance, key=importance.get) in {"dest", "distance"}
         assert importance["minute"] < 0.05 * max(importance.values())
+
+
+DEPTHS = {"distribution": "randint", "low": 2, "high": 5}
+
+
+@pytest.mark.parametrize("refit_on", ["train", "train_validation"])
+def test_kfold_refits_on_every_non_test_row_for_the_folds_mean_best_iteration(kfold_dataset, refit_on):
+    params = PARAMS | {"learning_rate": 0.1, "early_stopping_rounds": 10}
+    searched = {k: v for k, v in params.items() if k != "model"} | {
+        "max_depth": {"distribution": "randint", "low": 2, "high": 5}
+    }
+    space = spaces.from_mapping({"model": "xgboost", "parameters": searched}, "space")
+    data = training_data(kfold_dataset, space)
+    best, record = Trainer(space, data, kfold_dataset.task, METRICS["rmse"], SEED, {})(0, params)
+    folds_best = [record.metrics[f"best_iteration_fold_{k}"] for k in range(3)]
+    assert best.best_iteration == round(np.mean(folds_best)) and len(set(folds_best)) > 1
+
+    model = finalize.refit(kfold_dataset, best, refit_on, SEED)
+
+    rows = len(pd.read_csv(kfold_dataset.config.path)) - len(kfold_dataset.test)
+    assert model.train_rows == len(kfold_dataset.train) == rows == 240
+    assert model.rounds == best.best_iteration + 1 == model.model.num_boosted_rounds()
+    x, y = kfold_dataset.xy("train")
+    by_hand = families.get("xgboost").refit(
+        params, model.rounds, model.preprocessor.transform(x), y, kfold_dataset.task, SEED, model.preprocessor
+    )
+    x_test, _ = kfold_dataset.xy("test")
+    assert np.array_equal(
+        finalize.predict(model, x_test), by_hand.inplace_predict(model.preprocessor.transform(x_test))
+    )

@@ -66,3 +66,57 @@ def test_a_maximised_curve_is_pruned_when_it_is_below_the_median(metric):
 
 def test_without_an_early_stopping_metric_there_is_nothing_to_compare():
     assert MedianRule(startup_trials=1, warmup_rounds=0).checker(FALLING, None) is None
+
+
+# --- k-fold cross-validation: each fold against that fold's history, never cut on one bad fold -------------
+
+HARD, EASY = [[20.0, 16.0, 12.0, 10.0, 8.0]] * 3, FALLING
+"""Three completed trials over two folds: fold 0 is hard for every trial (median 20 ... 8), fold 1 easy."""
+COMPLETED = [[HARD[i], EASY[i]] for i in range(3)]
+
+
+def run_folds(pruning, folds):
+    """Fold by fold, as a trial does: the fold and round it was stopped at, or None when it ran every fold."""
+    for fold, curve in enumerate(folds):
+        if (stopped := replay(pruning.check(fold), curve)) is not None:
+            return fold, stopped
+        pruning.finished(fold, curve)
+    return None
+
+
+def test_a_fold_is_compared_with_the_same_fold_of_the_completed_trials():
+    rule = MedianRule(startup_trials=3, warmup_rounds=0)
+    as_good = [HARD[0], EASY[0]]
+    assert run_folds(rule.over_folds(COMPLETED, "rmse", 2), as_good) is None
+    assert replay(rule.checker(FALLING, "rmse"), as_good[0]) == 0, "against a mixed history the hard fold looks bad"
+
+
+def test_one_bad_fold_never_stops_a_trial_whose_other_folds_are_good():
+    rule = MedianRule(startup_trials=3, warmup_rounds=0)
+    completed = [[c, c, c] for c in FALLING]
+    first_bad = [[30.0, 29.0, 28.0, 27.0, 26.0], [9.0, 7.0, 5.0, 4.0, 3.0], [9.0, 7.0, 5.0, 4.0, 3.0]]
+    last_bad = first_bad[1:] + first_bad[:1]
+    for folds in (first_bad, last_bad):
+        assert run_folds(rule.over_folds(completed, "rmse", 3), folds) is None
+    assert replay(rule.checker(FALLING, "rmse"), first_bad[0]) == 0, "the single-split rule would have cut it"
+
+
+def test_a_trial_worse_on_two_folds_is_stopped_in_the_second_bad_one_after_warmup():
+    rule = MedianRule(startup_trials=3, warmup_rounds=2)
+    completed = [[c, c, c, c] for c in FALLING]
+    bad, good = [10.0, 9.5, 9.0, 8.5, 8.0], [9.0, 7.0, 5.0, 4.0, 3.0]
+    assert run_folds(rule.over_folds(completed, "rmse", 4), [bad, bad, good, good]) == (1, 2)
+    assert run_folds(rule.over_folds(completed, "rmse", 4), [good, bad, good, bad]) == (3, 2)
+
+
+def test_a_single_split_is_one_fold_judged_as_before():
+    rule = MedianRule(startup_trials=3, warmup_rounds=2)
+    pruning = rule.over_folds([[c] for c in FALLING], "rmse", 1)
+    assert run_folds(pruning, [[10.0, 9.0, 8.0, 7.0, 6.0]]) == (0, 2)
+
+
+def test_only_completed_trials_with_as_many_folds_count():
+    rule = MedianRule(startup_trials=3, warmup_rounds=0)
+    assert rule.over_folds([[c] for c in FALLING], "rmse", 2) is None, "a single-split curve is no fold's history"
+    assert rule.over_folds([*COMPLETED[:2], [HARD[0], []]], "rmse", 2) is None
+    assert rule.over_folds(COMPLETED, None, 2) is None

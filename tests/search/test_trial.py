@@ -1,17 +1,25 @@
 """pipeline.search.trial: one trial from sampled values to its outcome and the record its run is written
-from, on small real flights data with real xgboost (no MLflow: a Spark worker runs this module alone)."""
+from, on small real flights data with real xgboost (no MLflow: a Spark worker runs this module alone); with
+k-fold cross-validation, on a small table nobody here wrote (tests/quirks), each fold against a fit of the
+same family by hand, and pruning across folds."""
 
 from __future__ import annotations
 
 import math
+import pickle
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import yaml
 
-from pipeline import config, spaces
+from pipeline import config, data, families, spaces
+from pipeline.families import CrossValidation
+from pipeline.features import Preprocessor
 from pipeline.metrics import METRICS, REGRESSION
 from pipeline.search.pruning import MedianRule
-from pipeline.search.trial import Trainer, failed_trial
+from pipeline.search.trial import Trainer, TrialOutcome, TrialRecord, failed_trial
+from pipeline.study import training_data
 
 TAGS = {"space_sha256": "s", "data_fingerprint": "d"}
 
@@ -57,7 +65,7 @@ def test_a_trial_the_estimator_refuses_is_a_failed_outcome_with_its_error_as_tag
 
 def test_a_trial_trailing_the_median_is_pruned_and_keeps_its_best_off_the_metric(trainer, space):
     pruning = Trainer(trainer.space, trainer.data, trainer.task, trainer.metric, 3, TAGS, MedianRule(1, 2))
-    pruning.completed["xgboost"] = [[1.0] * 300]  # an earlier trial far better at every round
+    pruning.completed["xgboost"] = [[[1.0] * 300]]  # an earlier trial (one split) far better at every round
     outcome, record = pruning(1, {"model": "xgboost", "max_depth": 2.0, "learning_rate": 0.3,
                                   "num_boost_round": 300, "early_stopping_rounds": 5})  # fmt: skip
 
@@ -74,10 +82,132 @@ def test_only_completed_trials_teach_the_pruning_rule(trainer):
     fresh.note_completed(failed)
     assert fresh.completed == {}
     fresh.note_completed(done)
-    assert fresh.completed == {"xgboost": [done.curve]}
+    assert fresh.completed == {"xgboost": [[done.curve]]}
 
 
 def test_config_model_key_names_the_family_in_every_trial(trainer):
     outcome, _ = trainer(2, {"model": "xgboost", "max_depth": 2.0, "learning_rate": 0.5, "num_boost_round": 300,
                              "early_stopping_rounds": 5})  # fmt: skip
     assert outcome.params[config.MODEL_KEY] == "xgboost"
+
+
+# --- k-fold cross-validation ----------------------------------------------------------------------------
+
+FOLDS = 3
+PARAMS = {"model": "xgboost", "max_depth": 3, "learning_rate": 0.1, "num_boost_round": 80, "early_stopping_rounds": 10}
+"""A slow learning rate: each fold runs a few dozen rounds before early stopping ends it."""
+XGB = families.get("xgboost")
+
+
+@pytest.fixture(scope="module")
+def cv_dataset(kfold_dataset: data.Dataset) -> data.Dataset:
+    assert kfold_dataset.folds is not None and len(set(kfold_dataset.folds)) == FOLDS
+    return kfold_dataset
+
+
+@pytest.fixture(scope="module")
+def cv_space() -> spaces.SearchSpace:
+    parameters = {k: v for k, v in PARAMS.items() if k != "model"}
+    parameters["max_depth"] = {"distribution": "quniform", "low": 2, "high": 4, "q": 1}
+    return spaces.from_mapping({"model": "xgboost", "parameters": parameters}, "space")
+
+
+@pytest.fixture(scope="module")
+def cv_folds(cv_dataset: data.Dataset, cv_space: spaces.SearchSpace) -> CrossValidation:
+    built = training_data(cv_dataset, cv_space)
+    assert isinstance(built, CrossValidation) and len(built.folds) == FOLDS
+    return built
+
+
+@pytest.fixture(scope="module")
+def cv_trainer(cv_space, cv_folds, cv_dataset) -> Trainer:
+    return Trainer(cv_space, cv_folds, cv_dataset.task, METRICS["rmse"], 0, {})
+
+
+@pytest.fixture(scope="module")
+def cv_unpruned(cv_trainer) -> tuple[TrialOutcome, TrialRecord]:
+    outcome, record = cv_trainer(0, PARAMS)
+    assert outcome.ok and not outcome.pruned and len(outcome.fold_curves) == FOLDS
+    return outcome, record
+
+
+def test_each_fold_has_its_own_preprocessor_fitted_on_its_training_rows(cv_dataset):
+    ridge = spaces.from_mapping(
+        {"model": "ridge", "parameters": {"alpha": {"distribution": "uniform", "low": 0.1, "high": 1}}}, "s"
+    )
+    built = training_data(cv_dataset, ridge)
+    y, roles = cv_dataset.xy("train")[1], cv_dataset.roles
+    assert isinstance(built, CrossValidation)
+    for fold in built.folds:
+        assert len(fold.train) + len(fold.validation) == len(cv_dataset.train)
+        assert np.array_equal(np.sort(np.concatenate([fold.y_train, fold.y_validation])), np.sort(y))
+        own = Preprocessor.fit(fold.train, roles.categorical, roles.numeric, roles.crossed, encoding="onehot")
+        assert fold.preprocessors["onehot"].means == own.means
+    assert len({tuple(fold.preprocessors["onehot"].means) for fold in built.folds}) == FOLDS
+
+
+def test_a_trials_value_is_the_mean_of_its_folds_fit_one_by_one_by_hand(cv_folds, cv_dataset, cv_unpruned):
+    outcome, record = cv_unpruned
+
+    by_hand, best = [], []
+    for fold in cv_folds.folds:
+        fitted = XGB.fit(PARAMS, fold, cv_dataset.task, "rmse", 0)
+        by_hand.append(XGB.validation_score(fitted, fold, cv_dataset.task, "rmse"))
+        best.append(fitted.best_iteration)
+    assert outcome.ok and not outcome.pruned
+    assert outcome.value == pytest.approx(np.mean(by_hand), rel=1e-12)
+    assert outcome.best_iteration == round(np.mean(best))
+    assert len(set(best)) > 1, "the folds stop at different rounds: the mean is what this checks"
+    assert record.metrics["rmse"] == outcome.value
+    for k in range(FOLDS):
+        assert record.metrics[f"rmse_fold_{k}"] == pytest.approx(by_hand[k], rel=1e-12)
+        assert record.metrics[f"best_iteration_fold_{k}"] == best[k]
+    curve = record.curves["validation_rmse_curve"]
+    longest = max(len(c) for c in outcome.fold_curves)
+    assert len(curve) == longest and curve[0] == pytest.approx(np.mean([c[0] for c in outcome.fold_curves]))
+
+
+def scaled(outcome: TrialOutcome, factors: list[float]) -> list[list[list[float]]]:
+    """Three completed trials whose fold ``k`` curve is this trial's times ``factors[k]`` (rmse: below 1 is
+    better than this trial on that fold)."""
+    return [
+        [[v * f * (1 + i / 100) for v in c] for c, f in zip(outcome.fold_curves, factors, strict=True)]
+        for i in range(3)
+    ]
+
+
+def test_a_trial_whose_first_fold_is_bad_but_whose_mean_is_good_is_not_pruned(cv_trainer, cv_unpruned):
+    unpruned, _ = cv_unpruned
+    history = scaled(unpruned, [0.5, 1.5, 1.5])
+    others = [np.mean([min(c) for c in trial]) for trial in history]
+    assert unpruned.value < min(others), "its mean beats every completed trial's"
+    rule = MedianRule(startup_trials=3, warmup_rounds=0)
+    single = rule.checker([trial[0] for trial in history], "rmse")
+    assert any(single(r, v) for r, v in enumerate(unpruned.fold_curves[0])), "judged on fold 0 alone, it is cut"
+
+    outcome, record = replace(cv_trainer, pruning=rule, completed={"xgboost": history})(1, PARAMS)
+
+    assert not outcome.pruned and record.tags["trial_state"] == "COMPLETE"
+    assert outcome.value == pytest.approx(unpruned.value, rel=1e-12)
+
+
+def test_a_trial_worse_on_every_fold_is_pruned_in_its_second_fold(cv_trainer, cv_unpruned):
+    unpruned, complete = cv_unpruned
+    rule = MedianRule(startup_trials=3, warmup_rounds=0)
+    history = scaled(unpruned, [0.5, 0.5, 0.5])
+
+    outcome, record = replace(cv_trainer, pruning=rule, completed={"xgboost": history})(1, PARAMS)
+
+    assert outcome.pruned and len(outcome.fold_curves) == 2, "fold 2 is never fit"
+    assert record.metrics["pruned_at_fold"] == 1 and record.metrics["pruned_at_round"] == 0
+    assert record.metrics["rmse_fold_0"] == complete.metrics["rmse_fold_0"]
+    assert "rmse_fold_1" not in record.metrics and "rmse" not in record.metrics
+    assert record.metrics["rmse_when_pruned"] == pytest.approx(outcome.value)
+
+
+def test_the_folds_ship_to_a_spark_worker_without_their_built_matrices(cv_folds, cv_unpruned):
+    assert any(fold.cache for fold in cv_folds.folds), "the trials built each fold's matrices"
+    shipped = pickle.loads(pickle.dumps(replace(cv_folds, cache={})))
+    assert [len(f.train) for f in shipped.folds] == [len(f.train) for f in cv_folds.folds]
+    assert not any(fold.cache for fold in shipped.folds)
+    assert all(fold.cache for fold in cv_folds.folds), "the driver's folds keep theirs"
