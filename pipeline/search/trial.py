@@ -45,7 +45,9 @@ class TrialOutcome:
     warm_start: bool = False
     """It evaluated one of the study's warm-start points rather than a proposal of the algorithm."""
     fold_curves: list[list[float]] = field(default_factory=list)
-    """k-fold cross-validation: ``curve`` per fold, for the folds it trained; empty for a single split."""
+    """k-fold cross-validation: ``curve`` per fold, for the folds it trained; empty for a single split. Kept
+    in the study history, not on the child run (whose curve is their mean): a study rebuilt from the tracking
+    store alone leaves its earlier k-fold trials out of the pruning rule's reference."""
 
     @property
     def curves_per_fold(self) -> list[list[float]]:
