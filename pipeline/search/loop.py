@@ -15,7 +15,7 @@ from typing import Any
 
 from pipeline import tracking
 from pipeline.errors import PipelineError, TooManyFailures
-from pipeline.families import TrainingData
+from pipeline.families import CrossValidation, TrainingData
 from pipeline.metrics import Metric, Task
 from pipeline.search import optimizer, spark
 from pipeline.search.history import History
@@ -88,7 +88,7 @@ class RunContext:
 
 def run_search(
     space: SearchSpace,
-    data: TrainingData,
+    data: TrainingData | CrossValidation,
     task: Task,
     metric: Metric,
     settings: SearchSettings,
