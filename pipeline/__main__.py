@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs(commands)
     _add_report(commands)
     _add_predict(commands)
+    _add_serve(commands)
     _add_promote(commands)
     _add_rollback(commands)
     _add_data(commands)
@@ -166,6 +167,34 @@ def _add_predict(commands: Any) -> None:
     predict.add_argument("--output", type=Path, required=True, help="where to write (.csv or .parquet)")
     _tracking_uri(predict)
     _json(predict)
+
+
+def _add_serve(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="serve a registered model over HTTP (MLflow's scoring server)",
+        description="Start MLflow's scoring server for a registered model, in this Python environment (no "
+        "activated virtualenv needed). The alias is resolved once: the server keeps the version it started with "
+        'until it is restarted. POST raw rows as JSON to /invocations ({"dataframe_records": [{column: value, '
+        '...}]} or {"dataframe_split": {"columns": [...], "data": [[...]]}}; null for a missing value); '
+        'a regressor answers {"predictions": [number, ...]}, a classifier one {"label": ..., '
+        '"probability_<class>": ...} per row. GET /ping answers once it is ready. Ctrl-C or SIGTERM stop it '
+        "(exit 0). Exit 2 for an unknown model, alias or version, an invalid study file or a port in use; 1 when "
+        "the server fails.",
+    )
+    model = serve.add_mutually_exclusive_group()
+    model.add_argument(
+        "--model", help="models:/NAME@ALIAS or models:/NAME/VERSION (default: the study's model_name @champion)"
+    )
+    model.add_argument(
+        "--study", type=Path, help="serve this study file's model @champion (default: studies/flights.yaml)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    serve.add_argument("--port", type=int, default=5001, help="port to listen on (default 5001)")
+    serve.add_argument(
+        "--workers", type=int, metavar="N", help="server processes (default: $MLFLOW_MODELS_WORKERS, else 1)"
+    )
+    _tracking_uri(serve)
 
 
 def _add_promote(commands: Any) -> None:
@@ -366,6 +395,17 @@ def _predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from pipeline import tracking
+    from pipeline.model import server
+
+    uri = tracking.resolve_uri(args.tracking_uri)
+    model_uri = args.model or server.default_model_uri(args.study)
+    served = server.serve(tracking.connect(uri), model_uri, server.Endpoint(args.host, args.port), uri, args.workers)
+    print(f"stopped serving {served.name} version {served.version}")
+    return EXIT_OK
+
+
 def _promote(args: argparse.Namespace) -> int:
     from pipeline import tracking
     from pipeline.model import registry
@@ -428,6 +468,7 @@ COMMANDS = {
     "runs": _runs,
     "report": _report,
     "predict": _predict,
+    "serve": _serve,
     "promote": _promote,
     "rollback": _rollback,
     "data": _data,

@@ -1,4 +1,5 @@
-"""Models in MLflow: logging the served pyfunc, registering versions, loading them back, aliases and tags.
+"""Models in MLflow: logging the served pyfunc, registering versions, loading them back, aliases and tags, and
+the command line of MLflow's scoring server.
 
 The policy (which version becomes champion, the gate, rollback) lives in ``pipeline.model``; this module
 only speaks MLflow, and turns its exceptions into ``PipelineError`` or ``None`` where a caller can act.
@@ -7,6 +8,7 @@ only speaks MLflow, and turns its exceptions into ``PipelineError`` or ``None`` 
 from __future__ import annotations
 
 import contextlib
+import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -187,3 +189,16 @@ def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None
 def delete_alias(client: MlflowClient, name: str, alias: str) -> None:
     with contextlib.suppress(MlflowException):  # no such alias: nothing to delete
         client.delete_registered_model_alias(name, alias)
+
+
+def scoring_server_command(model_uri: str, host: str, port: int, workers: int | None) -> list[str]:
+    """MLflow's own scoring server (``mlflow models serve``) for ``model_uri``, run by this interpreter, in
+    this environment (``--env-manager local``: no virtualenv or conda built for the model).
+
+    It starts ``uvicorn`` by name: the caller must put this interpreter's ``bin/`` on the child's PATH. MLflow
+    reads the model from the store ``MLFLOW_TRACKING_URI`` names in the child's environment. ``workers``
+    None leaves MLflow's default (``$MLFLOW_MODELS_WORKERS``, else 1).
+    """
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "--model-uri", model_uri, "--env-manager", "local",
+               "--host", host, "--port", str(port)]  # fmt: skip
+    return command if workers is None else [*command, "--workers", str(workers)]
