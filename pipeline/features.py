@@ -105,6 +105,19 @@ class Preprocessor:
             return ["q"] * len(self.feature_names)
         return ["c"] * len(self.categories) + ["q"] * len(self.numeric)
 
+    def text_in_numbers(self, frame: pd.DataFrame) -> str:
+        """The numeric columns of ``frame`` that hold text, each with an example (``transform`` would read them
+        as missing, silently); empty when there are none."""
+        found = []
+        for column in self.numeric:
+            if column not in frame.columns or pd.api.types.is_numeric_dtype(frame[column]):
+                continue
+            values = frame[column].dropna()
+            text = values[pd.to_numeric(values, errors="coerce").isna()]
+            if len(text):
+                found.append(f"column {column} holds text such as {text.iloc[0]!r}")
+        return "; ".join(found)
+
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         missing = [c for c in self.raw_columns if c not in frame.columns]
         if missing:

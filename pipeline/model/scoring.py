@@ -11,7 +11,6 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,8 +52,6 @@ def score_file(client: Client, model_uri: str, input_file: Path, output_file: Pa
                 f"the model reads: {', '.join(columns)}",
             )
         frame = frame[columns]
-    if texts := _text_in_numbers(model, frame):
-        raise InputError(input_file, None, f"{texts} where {pinned} expects numbers", "fix or blank those values")
     try:
         predictions = models.predict(model, frame)
     except models.SchemaError as error:
@@ -80,21 +77,6 @@ def _type_fix(model: object, frame: pd.DataFrame) -> str:
         if column in frame.columns and not models.compatible(frame[column], kind)
     ]
     return "; ".join(wrong) + "; convert them" if wrong else "convert the columns to the types the model was trained on"
-
-
-def _text_in_numbers(model: Any, frame: pd.DataFrame) -> str:
-    """The model's numeric columns that hold text here, with an example value each (the preprocessor
-    would read them as missing, silently)."""
-    numeric = getattr(getattr(model.unwrap_python_model(), "preprocessor", None), "numeric", [])
-    found = []
-    for column in numeric:
-        if column not in frame.columns or pd.api.types.is_numeric_dtype(frame[column]):
-            continue
-        values = frame[column].dropna()
-        bad = values[pd.to_numeric(values, errors="coerce").isna()]
-        if len(bad):
-            found.append(f"column {column} holds text such as {bad.iloc[0]!r}")
-    return "; ".join(found)
 
 
 def resolve_version(client: Client, model_uri: str) -> tuple[str, str]:

@@ -14,6 +14,8 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
 from pipeline import families
@@ -33,6 +35,8 @@ class PreprocessedModel(PythonModel):
         self.model = self.family.load(Path(context.artifacts["model"]))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> Any:
+        if problem := self.preprocessor.text_in_numbers(model_input):  # else read as missing, silently
+            raise MlflowException(f"{problem} where the model expects numbers", INVALID_PARAMETER_VALUE)
         predictions = self.family.predict(self.model, self.preprocessor.transform(model_input), self.task)
         return output(predictions, self.task)
 

@@ -95,7 +95,7 @@ def test_text_in_a_numeric_column_is_refused_naming_the_column_and_value(two_ver
     source = workdir / "text.csv"
     rows.to_csv(source, index=False)
     with pytest.raises(
-        InputError, match=r"text\.csv: column distance holds text such as 'far' where .* expects numbers"
+        InputError, match=r"text\.csv: .*column distance holds text such as 'far' where the model expects numbers"
     ):
         scoring.score_file(client, f"models:/{MODEL}@champion", source, workdir / "never.csv")
 

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -194,6 +195,12 @@ def test_a_regressor_serves_rows_with_a_gap_in_every_column_and_stops_on_sigterm
 
         assert len(served) == len(rows) and np.isfinite(served).all()
         np.testing.assert_allclose(served, model.predict(pd.DataFrame(rows, columns=columns)), rtol=1e-9)
+
+        numeric = model.unwrap_python_model().preprocessor.numeric[0]
+        with pytest.raises(urllib.error.HTTPError) as refused:  # text would otherwise be read as missing
+            post(serving.port, {"dataframe_records": [rows[0] | {numeric: "far"}]})
+        assert refused.value.code == 400
+        assert f"column {numeric} holds text such as 'far'" in refused.value.read().decode()
     finally:
         stop(serving, signal.SIGTERM, PRICE.model_name)
 
