@@ -26,7 +26,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from cli import REPO, cli_env, free_port, run_cli, write_study
+from mlflow.tracking import MlflowClient
 
+from pipeline.model import scoring
 from pipeline.study import Study
 
 QUIRKS = REPO / "tests" / "quirks"
@@ -236,3 +238,24 @@ def test_an_unknown_alias_is_one_line_and_exit_2_with_nothing_started(store):
         "check the model name and the alias or version"
     ]
     assert not processes_on(port)
+
+
+@pytest.mark.parametrize("quirk", [PRICE, CHURN], ids=lambda q: q.table)
+def test_predict_scores_the_quirk_tables_rows_with_a_gap_in_every_column(store, quirk):
+    """The same rows through batch scoring: one prediction per row, none refused for its gaps."""
+    workdir, uri = store
+    _, columns = in_process(uri, quirk.model_name)
+    rows = pd.DataFrame(rows_with_gaps(quirk, columns), columns=columns)
+    source, target = workdir / f"{quirk.table}-gaps.csv", workdir / f"{quirk.table}-scored.parquet"
+    rows.to_csv(source, index=False)
+
+    mlflow.set_tracking_uri(uri)
+    try:
+        scoring.score_file(MlflowClient(uri), f"models:/{quirk.model_name}@champion", source, target)
+    finally:
+        mlflow.set_tracking_uri(None)
+
+    scored = pd.read_parquet(target)
+    assert len(scored) == len(rows) and (scored["model_version"] == "1").all()
+    values = scored.drop(columns="model_version").select_dtypes("number")
+    assert np.isfinite(values.to_numpy()).all()
