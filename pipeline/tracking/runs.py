@@ -112,7 +112,9 @@ class TrialWriter:
     writes go on.
 
     Use it as a context manager: leaving the block normally waits for every queued write (``close``);
-    leaving it on an error stops retrying, tries each queued write once and raises nothing of its own.
+    leaving it on an error waits only for the writes the store takes at once (the first it fails ends the
+    retrying and fails the rest, which the next run of the study writes from the history) and raises
+    nothing of its own.
     """
 
     def __init__(self, client: MlflowClient, experiment: str, parent_run_id: str, grace_s: float = 0.0):
@@ -149,7 +151,11 @@ class TrialWriter:
         if not self._closed:
             self._closed = True
             self._queue.put(None)
-        self._thread.join()
+        try:
+            self._thread.join()
+        except BaseException:  # Ctrl-C while waiting out an outage: stop retrying in the background too
+            self._stop.set()
+            raise
         self.raise_if_failed()
 
     def __enter__(self) -> TrialWriter:
