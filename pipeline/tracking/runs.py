@@ -91,7 +91,7 @@ def write_trial(
         nonlocal attempts
         if attempts:
             for run in trial_runs(client, experiment, parent_run_id, record.number):
-                retire_run(client, run.info.run_id)
+                retire_run(client, run.info.run_id, by="pipeline retry")
         attempts += 1
         return log_trial(client, experiment, parent_run_id, record)
 
@@ -303,10 +303,11 @@ def trial_runs(client: MlflowClient, experiment: str, parent_run_id: str, number
     )
 
 
-def retire_run(client: MlflowClient, run_id: str) -> None:
-    """End a run a dead process left behind as KILLED, then delete it (MLflow keeps it restorable)."""
+def retire_run(client: MlflowClient, run_id: str, by: str = "pipeline resume") -> None:
+    """End as KILLED a run left behind (by a dead process, or by a write the store failed half-way), tag
+    what retired it (``by``), then delete it (MLflow keeps it restorable)."""
     client.set_terminated(run_id, status="KILLED")
-    client.set_tag(run_id, names.RETIRED_BY, "pipeline resume")
+    client.set_tag(run_id, names.RETIRED_BY, by)
     client.delete_run(run_id)
 
 
@@ -387,9 +388,9 @@ class ParentRun:
     ``open_parent`` makes it MLflow's active run for the block (what ``mlflow.pyfunc.log_model`` and
     ``mlflow.log_input`` write to) and ends it as the block ends: FINISHED, FAILED on an error, KILLED on
     Ctrl-C or SIGTERM. Each write through this object is retried for up to ``grace_s`` seconds while the
-    store is unavailable (``with_grace``), then raises TrackingError. When the store itself is what
-    failed, ending the run FAILED is tried once (a store still away leaves it RUNNING: the next run of the
-    study resumes it, and never reports it FINISHED).
+    store is unavailable (``with_grace``), then raises TrackingError. Ending the run after an error is
+    tried once: a store still away leaves it RUNNING (the next run of the study resumes it), never
+    FINISHED.
     """
 
     def __init__(self, client: MlflowClient, run: Run, grace_s: float = 0.0):
@@ -462,19 +463,22 @@ def open_parent(
         active = mlflow.start_run(run_id=run_id)
     try:
         yield ParentRun(client, active, grace_s)
-    except TrackingError:
-        _fail_once(active.info.run_id)
-        raise
     except BaseException as error:
-        mlflow.end_run("KILLED" if isinstance(error, KeyboardInterrupt | SystemExit) else "FAILED")
+        _end_once(active.info.run_id, "KILLED" if isinstance(error, KeyboardInterrupt | SystemExit) else "FAILED")
         raise
-    mlflow.end_run("FINISHED")
-
-
-def _fail_once(run_id: str) -> None:
-    """End the parent run FAILED after the store failed, in one call (no grace: the study is giving up)."""
     try:
-        mlflow.end_run("FAILED")
+        with_grace(lambda: mlflow.end_run("FINISHED"), grace_s, "the study run's end")
+    except TrackingError:
+        _forget_active_run()
+        raise
+
+
+def _end_once(run_id: str, status: str) -> None:
+    """End the parent run of a study that stopped, in one call (no grace: the study is giving up). A store
+    that does not answer leaves it RUNNING, for the next run of the study, and the error that stopped the
+    study is the one reported."""
+    try:
+        mlflow.end_run(status)
     except Exception as error:
         log.warning("parent run %s left RUNNING: the tracking store did not answer (%s); the next run of the "
                     "study resumes it", run_id, _summary(error))  # fmt: skip

@@ -245,6 +245,8 @@ def test_trial_writer_keeps_writes_queued_through_an_outage_and_writes_them_in_o
         "2": [("FINISHED", "active")],
         "3": [("FINISHED", "active")],
     }
+    retired = client.search_runs([experiment], "tags.retired_by = 'pipeline retry'", ViewType.DELETED_ONLY)
+    assert [r.data.tags["trial_number"] for r in retired] == ["1"]
 
 
 def test_trial_writer_gives_up_after_the_grace_period_in_one_line_and_fails_the_queued_writes(
