@@ -517,6 +517,16 @@ class GateConfig(_Strict):
     """Bootstrap resamples of the test month's rows (paired_bootstrap)."""
 
 
+class TrackingConfig(_Strict):
+    """How a study rides out a tracking store that goes away for a while (a server restarted or upgraded,
+    a network cut): the trials go on, and what could not be written is kept and written once it is back."""
+
+    grace_s: Annotated[float, Field(ge=0)] = 600.0
+    """Seconds a failed write (a trial's run, a tag or metric of the study's run) is retried, with backoff
+    (attempts at most 10 s apart), counted from its first failure; then the study stops with exit 1 and
+    the same command resumes it. 0 gives up at the first failure (after MLflow's own HTTP retries)."""
+
+
 class RetrainConfig(_Strict):
     """Scheduled retraining (``python -m pipeline retrain``) over monthly partitions named YYYY-MM."""
 
@@ -619,6 +629,7 @@ class StudyConfig(_Strict):
     device: Literal["cpu", "cuda"] = "cpu"
     """Where xgboost trials and the final refit train; other families always use the CPU."""
     retrain: RetrainConfig = RetrainConfig()
+    tracking: TrackingConfig = TrackingConfig()
     report: bool = True
     """Draw the study's plots and report.html on its parent run at the end (a few seconds; `python -m pipeline
     report` draws them later from MLflow either way)."""

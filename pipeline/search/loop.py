@@ -84,6 +84,8 @@ class RunContext:
     parent_run_id: str
     tags: dict[str, str]
     """Provenance tags stamped on every trial run (space hash, data fingerprint, git commit)."""
+    grace_s: float = 0.0
+    """How long a trial run that the store fails to take is retried while trials go on (``TrialWriter``)."""
 
 
 def run_search(
@@ -105,7 +107,6 @@ def run_search(
     """
     outcomes: list[TrialOutcome] = list(past)
     writes: dict[int, Future[str]] = {}
-    writer = tracking.TrialWriter(context.client, context.experiment_id, context.parent_run_id)
     started = time.perf_counter()
     stop: list[str] = []
     progress = Progress(settings.max_evals, len(past), metric.name, enabled=show_progress)
@@ -156,19 +157,22 @@ def run_search(
     plan = optimizer.Plan(
         space, settings.max_evals, settings.seed, settings.algorithm, known, first, should_stop=lambda: bool(stop)
     )
-    try:
-        if settings.parallel is None:
-            exhausted = optimizer.minimize(objective, plan)
-        else:
-            session = spark.session(settings.parallel)
-            remote = spark.remote_objective(session, trainer, settings.parallel)
-            try:
-                exhausted = optimizer.minimize_on_spark(remote, plan, session, settings.parallel.workers, settle_remote)
-            finally:
-                remote.data.destroy()
-    finally:
-        progress.close()
-        writer.close()
+    # Leaving the block waits for the queued runs (through an outage of the store, for the grace period).
+    with tracking.TrialWriter(context.client, context.experiment_id, context.parent_run_id, context.grace_s) as writer:
+        try:
+            if settings.parallel is None:
+                exhausted = optimizer.minimize(objective, plan)
+            else:
+                session = spark.session(settings.parallel)
+                remote = spark.remote_objective(session, trainer, settings.parallel)
+                try:
+                    exhausted = optimizer.minimize_on_spark(
+                        remote, plan, session, settings.parallel.workers, settle_remote
+                    )
+                finally:
+                    remote.data.destroy()
+        finally:
+            progress.close()
     if exhausted:
         stop.append(exhausted)
     outcomes = [replace(o, run_id=writes[o.number].result()) if o.number in writes else o for o in outcomes]

@@ -313,11 +313,13 @@ class Study:
         past = resume.reconcile(client, experiment_id, trial_history, state) if state is not None else []
         if resumed_id is not None:
             log.info("resuming study %r (parent run %s) after %d finished trials", study.name, resumed_id, len(past))
+        grace_s = study.tracking.grace_s
         opened = (
-            tracking.open_parent(client, resumed_id)
+            tracking.open_parent(client, resumed_id, grace_s=grace_s)
             if resumed_id is not None
             else tracking.open_parent(
                 client,
+                grace_s=grace_s,
                 experiment_id=experiment_id,
                 run_name=study.name,
                 tags=provenance
@@ -425,7 +427,11 @@ class Study:
             parallel=spark.Parallel(execution.parallelism, execution.spark_master) if parallel else None,
         )
         context = RunContext(
-            client=client, experiment_id=parent.experiment_id, parent_run_id=parent.run_id, tags=provenance
+            client=client,
+            experiment_id=parent.experiment_id,
+            parent_run_id=parent.run_id,
+            tags=provenance,
+            grace_s=parent.grace_s,
         )
         try:
             result = run_search(

@@ -5,14 +5,17 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
+import queue
 import signal
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +43,12 @@ per 25k rows of strings); their dtypes give the same schema as the whole split's
 
 
 def log_trial(client: MlflowClient, experiment: str, parent_run_id: str, record: TrialRecord) -> str:
-    """Write the trial's child run in three calls, ending FAILED if the logging in between fails.
+    """Write the trial's child run in three calls, ending FAILED if the store refuses the logging in between.
 
     The run is created only once the trial is over, so a killed process leaves at most the run being
-    written RUNNING, never one per trial in progress.
+    written RUNNING, never one per trial in progress. When the store goes away between the calls, the run
+    is left as it is (ending it would wait on the store again): ``write_trial``'s next attempt, or the next
+    run of the study, retires it.
     """
     tags = {
         MLFLOW_PARENT_RUN_ID: parent_run_id,
@@ -58,51 +63,215 @@ def log_trial(client: MlflowClient, experiment: str, parent_run_id: str, record:
     run_id = _retrying(client.create_run, experiment, start_time=record.start_ms, tags=tags).info.run_id
     try:
         _retrying(client.log_batch, run_id, metrics=metrics, params=params)  # MLflow splits past its limits
-    except BaseException:
-        client.set_terminated(run_id, status="FAILED", end_time=now_ms())
+    except Exception as error:
+        if not transient(error):
+            client.set_terminated(run_id, status="FAILED", end_time=now_ms())
         raise
     _retrying(client.set_terminated, run_id, status=record.status, end_time=record.end_ms)
     return run_id
 
 
+def write_trial(
+    client: MlflowClient,
+    experiment: str,
+    parent_run_id: str,
+    record: TrialRecord,
+    grace_s: float,
+    stop: threading.Event | None = None,
+) -> str:
+    """``log_trial``, retried through an outage of the store for up to ``grace_s`` seconds (``with_grace``).
+
+    Before each new attempt the runs an earlier one left for this trial (created, perhaps half-written, or
+    created although the answer never came back) are retired, so the trial ends with exactly one run.
+    Raises TrackingError once the grace period is over, the store's own error for a write it refused.
+    """
+    attempts = 0
+
+    def attempt() -> str:
+        nonlocal attempts
+        if attempts:
+            for run in trial_runs(client, experiment, parent_run_id, record.number):
+                retire_run(client, run.info.run_id, by="pipeline retry")
+        attempts += 1
+        return log_trial(client, experiment, parent_run_id, record)
+
+    return with_grace(attempt, grace_s, f"trial {record.number}'s run", stop)
+
+
 class TrialWriter:
-    """Writes trial runs on one background thread, in order, while the next trial trains.
+    """Writes trial runs on one background thread, in trial order, while the next trial trains.
 
     A trial's three tracking calls cost 20-30 ms on SQLite (more over HTTP), which is several percent of
     a one-second trial; off the training thread they cost only what the GIL and the disk take.
-    A failed write (the store went away and the retries ran out) is raised as TrackingError by the next
-    ``raise_if_failed`` or by ``close``, which also waits for every pending write.
+    When the store goes away, the write is retried (``write_trial``) for up to ``grace_s`` seconds while
+    the trials go on and their writes queue up behind it (the study's history holds them all); once the
+    store is back, the queue is written in order. When the grace period runs out, the writer gives up:
+    ``raise_if_failed`` (called before each trial) and ``close`` raise a one-line TrackingError, and the
+    queued writes are left to the next run of the study. A write the store refuses (a bad value) is not
+    retried: it is raised as TrackingError by the next ``raise_if_failed`` or by ``close``, and later
+    writes go on.
+
+    Use it as a context manager: leaving the block normally waits for every queued write (``close``);
+    leaving it on an error waits only for the writes the store takes at once (the first it fails ends the
+    retrying and fails the rest, which the next run of the study writes from the history) and raises
+    nothing of its own.
     """
 
-    def __init__(self, client: MlflowClient, experiment: str, parent_run_id: str):
-        self._client, self._experiment, self._parent = client, experiment, parent_run_id
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial-writer")
+    def __init__(self, client: MlflowClient, experiment: str, parent_run_id: str, grace_s: float = 0.0):
+        self._client, self._experiment, self._parent, self._grace_s = client, experiment, parent_run_id, grace_s
+        self._queue: queue.SimpleQueue[tuple[TrialRecord, Future[str]] | None] = queue.SimpleQueue()
         self._pending: list[tuple[int, Future[str]]] = []
+        self._gave_up: TrackingError | None = None
+        self._stop = threading.Event()
+        self._closed = False
+        # A daemon: a process that exits on an error is not held by a write waiting for the store.
+        self._thread = threading.Thread(target=self._work, name="trial-writer", daemon=True)
+        self._thread.start()
 
     def submit(self, record: TrialRecord) -> Future[str]:
-        future = self._pool.submit(log_trial, self._client, self._experiment, self._parent, record)
+        if self._closed:
+            raise RuntimeError("the trial writer is closed")
+        future: Future[str] = Future()
+        self._queue.put((record, future))
         self._pending.append((record.number, future))
         return future
 
     def raise_if_failed(self) -> None:
+        if self._gave_up is not None:
+            raise self._gave_up
         for number, future in self._pending:
             if future.done() and (error := future.exception()) is not None:
                 raise _write_failed(number, error)
 
-    def close(self) -> None:
+    def close(self, *, wait_out_outage: bool = True) -> None:
+        """Wait for every queued write, then raise the first failure (TrackingError). Without
+        ``wait_out_outage``, a write the store fails is not retried, and the writes queued after it fail."""
+        if not wait_out_outage:
+            self._stop.set()
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
         try:
-            for number, future in self._pending:
-                if (error := future.exception()) is not None:
-                    raise _write_failed(number, error)
-        finally:
-            self._pool.shutdown(wait=True)
+            self._thread.join()
+        except BaseException:  # Ctrl-C while waiting out an outage: stop retrying in the background too
+            self._stop.set()
+            raise
+        self.raise_if_failed()
+
+    def __enter__(self) -> TrialWriter:
+        return self
+
+    def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
+        if error_type is None:
+            self.close()
+            return
+        with contextlib.suppress(TrackingError):  # the error leaving the block is the one to report
+            self.close(wait_out_outage=False)
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            record, future = item
+            if self._gave_up is not None:
+                future.set_exception(self._gave_up)
+                continue
+            try:
+                future.set_result(
+                    write_trial(self._client, self._experiment, self._parent, record, self._grace_s, self._stop)
+                )
+            except TrackingError as error:  # the grace period is over: the rest is left to the next run
+                self._gave_up = error
+                future.set_exception(error)
+            except Exception as error:
+                future.set_exception(error)
 
 
 def _write_failed(number: int, error: BaseException) -> TrackingError:
-    first = str(error).splitlines()[0][:300] if str(error) else ""
-    failure = TrackingError(f"the tracking store failed to record trial {number} ({type(error).__name__}: {first})")
+    if isinstance(error, TrackingError):
+        return error
+    failure = TrackingError(f"the tracking store failed to record trial {number} ({_summary(error)})")
     failure.__cause__ = error
     return failure
+
+
+def _summary(error: BaseException) -> str:
+    """``Class: first line`` of an error, cut to 300 characters: what a one-line message can hold."""
+    first = str(error).splitlines()[0][:300] if str(error) else ""
+    return f"{type(error).__name__}: {first}"
+
+
+TRANSIENT_CODES = frozenset(
+    {
+        "INTERNAL_ERROR",  # the client's code for a server it could not reach, and the server's for a 500
+        "TEMPORARILY_UNAVAILABLE",  # SQLAlchemy's OperationalError: locked, disk I/O, cannot open the file
+        "SERVICE_UNDER_MAINTENANCE",
+        "WORKSPACE_TEMPORARILY_UNAVAILABLE",
+        "DEADLINE_EXCEEDED",
+        "ABORTED",
+        "REQUEST_LIMIT_EXCEEDED",
+        "RESOURCE_EXHAUSTED",
+    }
+)
+"""MLflow error codes of a failure that can pass by itself; any other code is a write the store refused."""
+
+
+def transient(error: BaseException) -> bool:
+    """Whether retrying the call later may succeed: the store unreachable, overloaded or briefly locked,
+    as opposed to a request it refused (an invalid value, an unknown run or experiment)."""
+    if isinstance(error, MlflowException):
+        return error.error_code in TRANSIENT_CODES
+    return isinstance(error, OSError)  # requests' ConnectionError and timeouts are OSErrors
+
+
+FIRST_RETRY_S = 0.5
+MAX_RETRY_S = 10.0
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before retry ``attempt`` (0, 1, ...) of a failed write: 0.5, 1, 2, 4, 8, then 10 s apart.
+
+    Capped low because an outage ends unannounced: the queue is written at most 10 s after the store is
+    back. Each attempt against a store that is down also spends MLflow's own HTTP retries (about 15 s
+    by default, ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``), so an outage costs one request per 10-25 s.
+    """
+    return min(MAX_RETRY_S, FIRST_RETRY_S * 2**attempt)
+
+
+def with_grace(call: Callable[[], T], grace_s: float, what: str, stop: threading.Event | None = None) -> T:
+    """``call()``, retried with ``retry_delay`` backoff while it fails ``transient``-ly, for up to ``grace_s``
+    seconds after its first failure (one attempt is always made; setting ``stop`` ends the retrying).
+
+    Raises a one-line TrackingError naming ``what`` once the grace period is over; a failure that is not
+    transient is raised as it is, at once.
+    """
+    stop = stop or threading.Event()
+    deadline: float | None = None
+    for attempt in itertools.count():
+        try:
+            result = call()
+        except Exception as error:
+            if not transient(error):
+                raise
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + grace_s
+                if grace_s > 0:
+                    log.warning("tracking store unavailable (%s): retrying %s for up to %g s, the study goes on",
+                                _summary(error), what, grace_s)  # fmt: skip
+            if now >= deadline or stop.wait(min(retry_delay(attempt), deadline - now)):
+                raise _gave_up(what, grace_s, error) from error
+            continue
+        if deadline is not None:
+            log.info("tracking store back: %s written at attempt %d", what, attempt + 1)
+        return result
+    raise AssertionError("unreachable")
+
+
+def _gave_up(what: str, grace_s: float, error: BaseException) -> TrackingError:
+    waited = f" and was still unavailable after the {grace_s:g} s grace period (tracking.grace_s)" if grace_s else ""
+    return TrackingError(
+        f"the tracking store failed to record {what}{waited} ({_summary(error)}); "
+        "rerun the same command once it is back: the study resumes"
+    )
 
 
 LOCKED_RETRIES = 6
@@ -126,10 +295,19 @@ def child_runs(client: MlflowClient, experiment: str, parent_run_id: str) -> lis
     )
 
 
-def retire_run(client: MlflowClient, run_id: str) -> None:
-    """End a run a dead process left behind as KILLED, then delete it (MLflow keeps it restorable)."""
+def trial_runs(client: MlflowClient, experiment: str, parent_run_id: str, number: int) -> list[Run]:
+    """The active runs of trial ``number`` of the study (more than one only after a failed write)."""
+    return client.search_runs(
+        [experiment],
+        filter_string=f"tags.{MLFLOW_PARENT_RUN_ID} = '{parent_run_id}' and tags.{names.TRIAL_NUMBER} = '{number}'",
+    )
+
+
+def retire_run(client: MlflowClient, run_id: str, by: str = "pipeline resume") -> None:
+    """End as KILLED a run left behind (by a dead process, or by a write the store failed half-way), tag
+    what retired it (``by``), then delete it (MLflow keeps it restorable)."""
     client.set_terminated(run_id, status="KILLED")
-    client.set_tag(run_id, names.RETIRED_BY, "pipeline resume")
+    client.set_tag(run_id, names.RETIRED_BY, by)
     client.delete_run(run_id)
 
 
@@ -209,43 +387,50 @@ class ParentRun:
 
     ``open_parent`` makes it MLflow's active run for the block (what ``mlflow.pyfunc.log_model`` and
     ``mlflow.log_input`` write to) and ends it as the block ends: FINISHED, FAILED on an error, KILLED on
-    Ctrl-C or SIGTERM. When the store itself is what failed, no further call is attempted (it would only
-    wait out the retries again): the next run of the study marks the parent it finds RUNNING.
+    Ctrl-C or SIGTERM. Each write through this object is retried for up to ``grace_s`` seconds while the
+    store is unavailable (``with_grace``), then raises TrackingError. Ending the run after an error is
+    tried once: a store still away leaves it RUNNING (the next run of the study resumes it), never
+    FINISHED.
     """
 
-    def __init__(self, client: MlflowClient, run: Run):
+    def __init__(self, client: MlflowClient, run: Run, grace_s: float = 0.0):
         self.client = client
         self.run_id: str = run.info.run_id
         self.experiment_id: str = run.info.experiment_id
+        self.grace_s = grace_s
         self.tags: dict[str, str] = dict(run.data.tags)
         """The run's tags when it was opened, and those set since through this object."""
 
+    def _write(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        with_grace(lambda: call(*args, **kwargs), self.grace_s, f"the study run's {what}")
+
     def set_tags(self, tags: Mapping[str, str]) -> None:
         failpoint(tags)
-        _retrying(self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+        items = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
+        self._write("tags", _retrying, self.client.log_batch, self.run_id, tags=items)
         self.tags.update({k: str(v)[:5000] for k, v in tags.items()})
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
         stamp = now_ms()
         items = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
-        _retrying(self.client.log_batch, self.run_id, metrics=items)
+        self._write("metrics", _retrying, self.client.log_batch, self.run_id, metrics=items)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        _retrying(log_params, self.client, self.run_id, params)
+        self._write("parameters", _retrying, log_params, self.client, self.run_id, params)
 
     def log_files(self, files: Sequence[Path], folder: str) -> None:
         for file in files:
-            self.client.log_artifact(self.run_id, str(file), artifact_path=folder)
+            self._write("artifacts", self.client.log_artifact, self.run_id, str(file), artifact_path=folder)
 
     def log_texts(self, texts: Mapping[str, str], folder: str) -> None:
         """Small text files (a configuration given in memory, a JSON record) under ``folder``."""
         with tempfile.TemporaryDirectory() as tmp:
             for name, text in texts.items():
                 (Path(tmp) / name).write_text(text)
-            self.client.log_artifacts(self.run_id, tmp, artifact_path=folder)
+            self._write("artifacts", self.client.log_artifacts, self.run_id, tmp, artifact_path=folder)
 
     def log_folder(self, folder: Path, artifact_path: str) -> None:
-        log_folder(self.client, self.run_id, folder, artifact_path)
+        self._write("artifacts", log_folder, self.client, self.run_id, folder, artifact_path)
 
     def log_splits(self, splits: Sequence[tuple[str, pd.DataFrame, str]], source: str, target: str, name: str) -> None:
         """Each split as an MLflow dataset input: ``(split, frame, digest)``; contexts training/validation/testing."""
@@ -255,7 +440,7 @@ class ParentRun:
                 warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
                 logged = from_pandas(frame, source=source, targets=target, name=f"{name}-{split}", digest=digest)
             logged.schema = schema(frame.head(SCHEMA_SAMPLE_ROWS))
-            mlflow.log_input(logged, context=contexts.get(split, split))
+            self._write("datasets", mlflow.log_input, logged, context=contexts.get(split, split))
 
 
 @contextmanager
@@ -266,9 +451,10 @@ def open_parent(
     experiment_id: str | None = None,
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
+    grace_s: float = 0.0,
 ) -> Iterator[ParentRun]:
     """Start a new parent run (``experiment_id``, ``run_name``, ``tags``) or reopen ``run_id``, as the active
-    run for the block; see ``ParentRun`` for how it ends."""
+    run for the block, its writes retried for up to ``grace_s`` seconds; see ``ParentRun`` for how it ends."""
     if mlflow.active_run() is not None:  # a notebook's own run, or one a failed cell left open
         mlflow.end_run()
     if run_id is None:
@@ -276,15 +462,27 @@ def open_parent(
     else:
         active = mlflow.start_run(run_id=run_id)
     try:
-        yield ParentRun(client, active)
+        yield ParentRun(client, active, grace_s)
+    except BaseException as error:
+        _end_once(active.info.run_id, "KILLED" if isinstance(error, KeyboardInterrupt | SystemExit) else "FAILED")
+        raise
+    try:
+        with_grace(lambda: mlflow.end_run("FINISHED"), grace_s, "the study run's end")
     except TrackingError:
-        log.warning("parent run %s left as is: the tracking store is unreachable", active.info.run_id)
         _forget_active_run()
         raise
-    except BaseException as error:
-        mlflow.end_run("KILLED" if isinstance(error, KeyboardInterrupt | SystemExit) else "FAILED")
-        raise
-    mlflow.end_run("FINISHED")
+
+
+def _end_once(run_id: str, status: str) -> None:
+    """End the parent run of a study that stopped, in one call (no grace: the study is giving up). A store
+    that does not answer leaves it RUNNING, for the next run of the study, and the error that stopped the
+    study is the one reported."""
+    try:
+        mlflow.end_run(status)
+    except Exception as error:
+        log.warning("parent run %s left RUNNING: the tracking store did not answer (%s); the next run of the "
+                    "study resumes it", run_id, _summary(error))  # fmt: skip
+        _forget_active_run()
 
 
 def _forget_active_run() -> None:

@@ -1,9 +1,14 @@
 """Fault injection with real processes: SIGKILL mid-study, a scheduler firing twice, SIGTERM, a tracking
-server that dies mid-study. After each, nothing finished is lost, nothing is duplicated, nothing stays RUNNING."""
+server that goes away mid-study for less, or more, than the grace period. After each, nothing finished is lost,
+nothing is duplicated, nothing stays RUNNING."""
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,8 +20,8 @@ from mlflow.tracking import MlflowClient
 EXPERIMENT, STUDY = "e2e-faults", "faults"
 
 
-def history_file(workdir: Path) -> Path:
-    return workdir / ".pipeline" / EXPERIMENT / STUDY / "history.jsonl"
+def history_file(workdir: Path, study: str = STUDY) -> Path:
+    return workdir / ".pipeline" / EXPERIMENT / study / "history.jsonl"
 
 
 def setup_study(workdir: Path, flights_spec: dict, **overrides) -> Path:
@@ -26,8 +31,8 @@ def setup_study(workdir: Path, flights_spec: dict, **overrides) -> Path:
     return write_study(workdir, dataset, **settings)
 
 
-def parent_id_from_history(workdir: Path) -> str:
-    first = history_file(workdir).read_text().splitlines()[0]
+def parent_id_from_history(workdir: Path, study: str = STUDY) -> str:
+    first = history_file(workdir, study).read_text().splitlines()[0]
     return yaml.safe_load(first)["parent_run_id"]
 
 
@@ -97,33 +102,107 @@ def test_a_second_process_on_the_same_study_exits_3_and_sigterm_ends_the_first_k
     assert runs and all(r.info.status != "RUNNING" for r in runs)
 
 
-def test_a_tracking_server_that_dies_mid_study_fails_it_cleanly_and_the_rerun_completes(tmp_path, flights_spec):
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
-    study = setup_study(tmp_path, flights_spec, max_evals=8)
-    args = ("run", "--study", str(study), "--tracking-uri", uri, "--json", "--no-progress")
-    quick_retries = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
-    server = start_server(tmp_path, port)
+QUICK_FAILURES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+"""MLflow's own HTTP retries off: a call to a server that is down fails at once, so the grace period alone
+decides how long the study waits (MLflow's default retries would add about 15 s per attempt)."""
+
+
+@dataclass
+class Server:
+    """One ``mlflow server`` for the module, killed and restarted on the same port and database by the tests."""
+
+    folder: Path
+    port: int
+    process: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        if self.process is not None:
+            stop_server(self.process)
+            self.process = None
+
+    def start(self) -> None:
+        if self.process is None:
+            self.process = start_server(self.folder, self.port)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    shared = Server(tmp_path_factory.mktemp("server"), free_port())
+    shared.start()
+    yield shared
+    shared.kill()
+
+
+@pytest.fixture
+def running_server(server):
+    """The module's server, up when the test starts (a failed test may have left it down)."""
+    server.start()
+    return server
+
+
+def assert_one_finished_run_per_trial(client: MlflowClient, experiment_id: str, parent_id: str, trials: int) -> None:
+    """Each trial ended with exactly one run, FINISHED; any other run is retired (KILLED and deleted)."""
+    runs = trial_runs(client, experiment_id, parent_id)
+    assert sorted(int(r.data.tags["trial_number"]) for r in runs) == list(range(trials))
+    assert all(r.info.status == "FINISHED" for r in runs)
+    active = {r.info.run_id for r in runs}
+    retired = [r for r in trial_runs(client, experiment_id, parent_id, ViewType.ALL) if r.info.run_id not in active]
+    assert all(r.info.status == "KILLED" and r.info.lifecycle_stage == "deleted" for r in retired)
+
+
+def test_a_tracking_server_back_within_the_grace_period_loses_nothing_and_the_study_completes(
+    running_server, tmp_path, flights_spec
+):
+    study = setup_study(tmp_path, flights_spec, name="outage", model_name="outage-model", max_evals=8,
+                        tracking={"grace_s": 300})  # fmt: skip
+    args = ("run", "--study", str(study), "--tracking-uri", running_server.uri, "--json", "--no-progress")
+    process = start_cli(tmp_path, *args, **QUICK_FAILURES)
+    wait_for_trials(history_file(tmp_path, "outage"), 2, process)
+    running_server.kill()
+    time.sleep(2)  # the trials go on meanwhile; the restart itself keeps the server away several seconds more
+    running_server.start()
+    stdout, stderr = process.communicate(timeout=300)
+
+    assert process.returncode == 0, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert "retrying" in stderr  # the outage was seen and waited out, not missed
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["trials"] == 8 and summary["resumed_trials"] == 0
+    client = MlflowClient(running_server.uri)
+    assert client.get_run(summary["parent_run_id"]).info.status == "FINISHED"
+    assert_one_finished_run_per_trial(client, summary["experiment_id"], summary["parent_run_id"], 8)
+    assert str(client.get_model_version_by_alias("outage-model", "champion").version) == "1"
+
+
+def test_a_tracking_server_away_past_the_grace_period_fails_the_study_and_the_rerun_completes(
+    running_server, tmp_path, flights_spec
+):
+    study = setup_study(tmp_path, flights_spec, name="gone", model_name="gone-model", max_evals=8,
+                        tracking={"grace_s": 2})  # fmt: skip
+    args = ("run", "--study", str(study), "--tracking-uri", running_server.uri, "--json", "--no-progress")
+    process = start_cli(tmp_path, *args, **QUICK_FAILURES)
+    wait_for_trials(history_file(tmp_path, "gone"), 2, process)
+    running_server.kill()
     try:
-        process = start_cli(tmp_path, *args, **quick_retries)
-        wait_for_trials(history_file(tmp_path), 2, process)
-        stop_server(server)
-        _, stderr = process.communicate(timeout=180)
-
-        assert process.returncode == 1
-        errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-        assert len(errors) == 1 and "tracking store" in errors[0] and "Traceback" not in stderr
-        assert history_file(tmp_path).exists()  # the finished trials are kept for the rerun
-
-        server = start_server(tmp_path, port)
-        summary = summary_of(run_cli(tmp_path, *args, **quick_retries))
-
-        client = MlflowClient(uri)
-        parent = client.get_run(summary["parent_run_id"])
-        assert parent.info.status == "FINISHED" and summary["resumed_trials"] >= 2
-        runs = trial_runs(client, summary["experiment_id"], parent.info.run_id)
-        assert sorted(int(r.data.tags["trial_number"]) for r in runs) == list(range(8))
-        assert all(r.info.status == "FINISHED" for r in runs)
-        assert str(client.get_model_version_by_alias("faults-model", "champion").version) == "1"
+        _, stderr = process.communicate(timeout=120)
     finally:
-        stop_server(server)
+        running_server.start()
+
+    assert process.returncode == 1
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "tracking store" in errors[0] and "grace" in errors[0], stderr[-3000:]
+    assert "Traceback" not in stderr
+    parent_id = parent_id_from_history(tmp_path, "gone")  # the finished trials are kept for the rerun
+    client = MlflowClient(running_server.uri)
+    assert client.get_run(parent_id).info.status != "FINISHED"
+
+    summary = summary_of(run_cli(tmp_path, *args, **QUICK_FAILURES))
+
+    assert summary["parent_run_id"] == parent_id and summary["resumed_trials"] >= 2
+    assert client.get_run(parent_id).info.status == "FINISHED"
+    assert_one_finished_run_per_trial(client, summary["experiment_id"], parent_id, 8)
+    assert str(client.get_model_version_by_alias("gone-model", "champion").version) == "1"

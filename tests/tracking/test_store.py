@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.types import DataType
@@ -158,6 +160,172 @@ def test_trial_writer_surfaces_an_unknown_experiment(client, parent):
         writer.close()
 
     assert isinstance(pending.exception(), MlflowException)
+
+
+class Outage:
+    """The module's SQLite store made unavailable for real: its folder moved away (a volume unmounted, a
+    network share gone), so writes fail with MLflow's TEMPORARILY_UNAVAILABLE, then moved back."""
+
+    def __init__(self, store_uri: str):
+        self.folder = Path(store_uri.removeprefix("sqlite:///")).parent
+        self.away = self.folder.with_name(f"{self.folder.name}-away")
+
+    def begin(self) -> None:
+        self.folder.rename(self.away)
+
+    def end(self) -> None:
+        if self.away.exists():
+            self.away.rename(self.folder)
+
+    def end_in(self, seconds: float) -> threading.Timer:
+        timer = threading.Timer(seconds, self.end)
+        timer.start()
+        return timer
+
+
+@pytest.fixture
+def outage(client, store_uri):
+    made = Outage(store_uri)
+    yield made
+    made.end()  # never leave the module's store away, whatever the test did
+
+
+class CreationRecordingClient(MlflowClient):
+    """The real client, noting each attempt to create a trial's run and each run created (in order); with
+    ``tear`` set, the store goes away right after that trial's run is created (a write torn in the middle)."""
+
+    def __init__(self, uri: str, outage: Outage | None = None, tear: str | None = None):
+        super().__init__(uri)
+        self.outage, self.tear = outage, tear
+        self.attempts: list[str] = []
+        self.created: list[str] = []
+
+    def create_run(self, experiment_id, start_time=None, tags=None, run_name=None):
+        self.attempts.append(tags["trial_number"])
+        run = super().create_run(experiment_id, start_time=start_time, tags=tags, run_name=run_name)
+        self.created.append(tags["trial_number"])
+        if self.outage is not None and tags["trial_number"] == self.tear:
+            self.tear = None
+            self.outage.begin()
+        return run
+
+
+def runs_by_trial(client: MlflowClient, experiment: str, parent_id: str) -> dict[str, list[tuple[str, str]]]:
+    """Trial number -> (status, lifecycle stage) of each of its runs, deleted ones included."""
+    runs = client.search_runs(
+        [experiment], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'", run_view_type=ViewType.ALL
+    )
+    found: dict[str, list[tuple[str, str]]] = {}
+    for run in runs:
+        found.setdefault(run.data.tags["trial_number"], []).append((run.info.status, run.info.lifecycle_stage))
+    return {number: sorted(states) for number, states in sorted(found.items())}
+
+
+def test_trial_writer_keeps_writes_queued_through_an_outage_and_writes_them_in_order_after(
+    client, parent, store_uri, outage
+):
+    experiment, parent_id = parent
+    recording = CreationRecordingClient(store_uri, outage, tear="1")
+    writer = TrialWriter(recording, experiment, parent_id, grace_s=60)
+    writer.submit(record(0)).result()
+
+    futures = [writer.submit(record(n, metrics={"rmse": float(n)})) for n in (1, 2, 3)]  # 1 is torn: store away
+    time.sleep(1.5)  # the torn write is retried (after 0.5 s, then 1 s) while the next trials queue up
+
+    writer.raise_if_failed()  # not a failure while the grace period lasts
+    assert not any(f.done() for f in futures)
+    outage.end()
+    writer.close()
+
+    assert recording.created == ["0", "1", "1", "2", "3"]  # in trial order; trial 1 created again
+    assert [client.get_run(f.result()).data.metrics["rmse"] for f in futures] == [1.0, 2.0, 3.0]
+    assert runs_by_trial(client, experiment, parent_id) == {
+        "0": [("FINISHED", "active")],
+        "1": [("FINISHED", "active"), ("KILLED", "deleted")],  # the torn run retired, never left RUNNING
+        "2": [("FINISHED", "active")],
+        "3": [("FINISHED", "active")],
+    }
+    retired = client.search_runs([experiment], "tags.retired_by = 'pipeline retry'", ViewType.DELETED_ONLY)
+    assert [r.data.tags["trial_number"] for r in retired] == ["1"]
+
+
+def test_trial_writer_gives_up_after_the_grace_period_in_one_line_and_fails_the_queued_writes(
+    client, parent, store_uri, outage
+):
+    experiment, parent_id = parent
+    recording = CreationRecordingClient(store_uri)
+    writer = TrialWriter(recording, experiment, parent_id, grace_s=0.5)
+    outage.begin()
+    futures = [writer.submit(record(n)) for n in range(3)]
+
+    with pytest.raises(TrackingError, match=r"trial 0's run .*0\.5 s grace period") as raised:
+        writer.close()
+
+    assert "\n" not in str(raised.value) and "rerun the same command" in str(raised.value)
+    assert recording.attempts.count("0") >= 2 and "1" not in recording.attempts  # retried, then the rest left
+    assert all(f.exception() is raised.value for f in futures)
+    outage.end()
+    assert runs_by_trial(client, experiment, parent_id) == {}  # the history holds them for the next run
+
+
+def test_the_study_run_waits_out_an_outage_shorter_than_the_grace_period(client, parent, outage):
+    experiment, _ = parent
+    with tracking.open_parent(client, experiment_id=experiment, run_name="outlived", grace_s=60) as study_run:
+        outage.begin()
+        outage.end_in(0.5)
+        study_run.set_tags({"step.search": "done"})
+        study_run.log_metrics({"best_val_rmse": 10.5})
+
+    run = client.get_run(study_run.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["step.search"] == "done" and run.data.metrics["best_val_rmse"] == 10.5
+
+
+def test_the_study_run_ends_failed_never_finished_when_the_store_answers_after_the_grace_period(client, parent, outage):
+    experiment, _ = parent
+    opened = tracking.open_parent(client, experiment_id=experiment, run_name="gave-up", grace_s=0.3)
+    with pytest.raises(TrackingError, match="the study run's tags"), opened as study_run:
+        outage.begin()
+        try:
+            study_run.set_tags({"step.search": "done"})
+        finally:
+            outage.end()  # back by the time the study gives up: the run is ended in one call
+
+    assert client.get_run(study_run.run_id).info.status == "FAILED"
+    assert mlflow.active_run() is None
+
+
+def test_the_study_run_is_left_running_for_the_rerun_when_the_store_stays_away(client, parent, outage):
+    experiment, _ = parent
+    opened = tracking.open_parent(client, experiment_id=experiment, run_name="away", grace_s=0.3)
+    with pytest.raises(TrackingError, match="the study run's metrics"), opened as study_run:
+        outage.begin()
+        study_run.log_metrics({"best_val_rmse": 10.5})
+    outage.end()
+
+    assert client.get_run(study_run.run_id).info.status == "RUNNING"  # what the next run resumes
+    assert mlflow.active_run() is None  # the next study in this process starts clean
+
+
+def test_transient_tells_a_store_that_is_away_from_a_write_it_refuses(client, parent, outage, monkeypatch):
+    _, run_id = parent
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(MlflowException) as refused:
+        client.log_param(run_id, "bad*key", 1)
+    with pytest.raises(MlflowException) as unreachable:
+        MlflowClient(f"http://127.0.0.1:{free_port()}").get_run(run_id)
+    outage.begin()
+    with pytest.raises(MlflowException) as away:
+        client.set_tag(run_id, "k", "v")
+
+    assert not tracking.runs.transient(refused.value)
+    assert not tracking.runs.transient(ValueError("could not convert string to float"))
+    assert tracking.runs.transient(unreachable.value)
+    assert tracking.runs.transient(away.value)
+
+
+def test_retry_delays_double_up_to_ten_seconds():
+    assert [tracking.runs.retry_delay(n) for n in range(7)] == [0.5, 1, 2, 4, 8, 10, 10]
 
 
 def free_port() -> int:
