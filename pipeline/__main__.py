@@ -265,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("alembic", "mlflow", "httpx", "hyperopt"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.ERROR)  # one line per retry; the final error says it all
+    # A traceback per failed attempt while the store is away, and hyperopt repeating the error that ends a
+    # study: the one-line error printed below says it all.
+    for repeating in ("mlflow.store.db.utils", "hyperopt"):
+        logging.getLogger(repeating).setLevel(logging.CRITICAL)
     try:
         return COMMANDS[args.command](args)
     except PipelineError as error:
