@@ -153,6 +153,17 @@ def _warm_start(
     return points
 
 
+def _read_back(key: str, tag: str) -> Any:
+    """A gate decision's value as it was before it became a tag: numbers, the flag, versions and text."""
+    if key in ("promote",):
+        return tag == "True"
+    if key == "resamples":
+        return int(tag)
+    if key in ("gain", "low", "high", "margin", "champion_score", "challenger_score", "confidence"):
+        return float(tag)
+    return tag
+
+
 def _gate(
     client: tracking.Client, study: Study, dataset: data.Dataset, champion: str | None, result: StudyResult, seed: int
 ) -> RetrainResult:
@@ -165,19 +176,23 @@ def _gate(
     """
     name, version, settings = study.config.model_name, result.model_version, study.config.retrain
     decided = tracking.runs.read_study(client, result.parent_run_id).tags
-    if champion is None or champion == version:  # the first retrain, or a rerun after this one's promotion
-        first = champion is None and names.GATE_PREFIX + "action" not in decided
-        reason = "first champion of the model" if first else decided.get(names.GATE_PREFIX + "reason", "")
-        registry.promote(client, name, version, reason=reason)
-        tracking.runs.set_run_tags(client, result.parent_run_id, {names.GATE_PREFIX + "action": "promoted"})
-        return RetrainResult("promoted", "", "", reason=reason, study=replace(result, alias=registry.CHAMPION))
-    metric = METRICS[study.config.metric]
-    x_test, y_test = dataset.xy("test")
     record: dict[str, Any] = {}
-    if names.GATE_PREFIX + "action" in decided:
-        promote = decided[names.GATE_PREFIX + "action"] == "promoted"
-        reason = decided.get(names.GATE_PREFIX + "reason", "")
+    if names.GATE_PREFIX + "action" in decided:  # decided before a crash: the same decision, read back
+        record = {
+            k.removeprefix(names.GATE_PREFIX): _read_back(k.removeprefix(names.GATE_PREFIX), v)
+            for k, v in decided.items()
+            if k.startswith(names.GATE_PREFIX)
+        }
+        promote, reason = record["action"] == "promoted", str(record.get("reason", ""))
+        champion = record.get("champion_version") or None
+    elif champion is None:  # the model's first retrain
+        reason = "first champion of the model"
+        tracking.runs.set_run_tags(client, result.parent_run_id, {names.GATE_PREFIX + "action": "promoted",
+                                                                  names.GATE_PREFIX + "reason": reason})  # fmt: skip
+        promote = True
     else:
+        metric = METRICS[study.config.metric]
+        x_test, y_test = dataset.xy("test")
         scored = [
             outputs.predictions(tracking.models.load_pyfunc(f"models:/{name}/{v}").predict(x_test), dataset.task)
             for v in (champion, version)

@@ -16,6 +16,24 @@ from pipeline.families import TrainingData
 from pipeline.features import Preprocessor
 from pipeline.metrics import BINARY, MULTICLASS, REGRESSION
 
+SHARED_STORE_MODULES = frozenset({"tests/e2e/test_cli.py", "tests/e2e/test_mlflow_ui.py", "tests/e2e/test_scoring.py"})
+"""The modules reading the e2e store of the session fixture ``two_studies``."""
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """pytest-xdist sends whole modules to a worker (module fixtures are built once), and the modules that
+    read ``two_studies`` together (that session fixture is built once). xdist's own ``loadgroup`` cannot do
+    this with pytest 9: it renames node ids, which pytest 9 no longer lets a plugin do."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::")[0]
+            return "two_studies" if module in SHARED_STORE_MODULES else module
+
+    return ByModule(config, log)
+
+
 SMALL_PARTITIONS = ("2013-01", "2013-02", "2013-03")
 ROWS_PER_PARTITION = 3000
 

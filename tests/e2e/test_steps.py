@@ -3,18 +3,17 @@
 A study killed right after a step (the failpoint kills the process with SIGKILL just before the step's tag
 is recorded) is finished by the same command: one study, one model version, nothing left RUNNING. A
 finished study run again with identical inputs writes nothing; a larger budget extends it; ``--fresh``
-starts over; a study whose local history is gone is rebuilt from the tracking store.
+starts over. (A study whose local history is gone: tests/e2e/test_faults.py.)
 """
 
 from __future__ import annotations
 
-import shutil
 import signal
 from pathlib import Path
 
 import pytest
 import yaml
-from cli import run_cli, start_cli, summary_of, wait_for_trials, write_study
+from cli import run_cli, summary_of, write_study
 from mlflow.tracking import MlflowClient
 
 from pipeline.study import Study
@@ -104,36 +103,3 @@ def test_the_same_command_again_returns_the_study_and_a_larger_budget_extends_it
 
     assert fresh.parent_run_id != first.parent_run_id and fresh.model_version == "3"
     assert [t.params for t in fresh.trials] == [t.params for t in first.trials]  # same seed, same trials
-
-
-def test_a_killed_study_whose_local_history_is_gone_is_rebuilt_from_the_store(tmp_path, flights_spec):
-    """A fresh container: kill -9 mid-search, delete .pipeline/, rerun: nothing lost, nothing repeated, and
-    the trials are those an uninterrupted study proposes."""
-    killed, reference = tmp_path / "killed", tmp_path / "reference"
-    study = setup(killed, flights_spec, max_evals=7)
-    process = start_cli(killed, "run", "--study", str(study), "--no-progress")
-    wait_for_trials(killed / ".pipeline" / EXPERIMENT / STUDY / "history.jsonl", 3, process)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
-    shutil.rmtree(killed / ".pipeline")
-
-    done = run_cli(killed, "run", "--study", str(study), "--json", "--no-progress")
-    summary = summary_of(done)
-
-    assert "rebuilt from the tracking store" in done.stderr
-    (parent,) = parents(client_of(killed))
-    assert summary["parent_run_id"] == parent.info.run_id and parent.info.status == "FINISHED"
-    client = client_of(killed)
-    runs = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    assert sorted(int(r.data.tags["trial_number"]) for r in runs) == list(range(7))
-    uninterrupted = summary_of(
-        run_cli(
-            reference, "run", "--study", str(setup(reference, flights_spec, max_evals=7)), "--json", "--no-progress"
-        )
-    )
-    expected = client_of(reference).search_runs(
-        [uninterrupted["experiment_id"]], f"tags.mlflow.parentRunId = '{uninterrupted['parent_run_id']}'"
-    )
-    params = {int(r.data.tags["trial_number"]): r.data.params for r in runs}
-    assert params == {int(r.data.tags["trial_number"]): r.data.params for r in expected}
-    assert summary["best_val_metric"] == pytest.approx(uninterrupted["best_val_metric"], rel=1e-9)
