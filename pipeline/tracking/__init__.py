@@ -27,7 +27,6 @@ from pipeline.tracking.runs import (
     studies_named,
 )
 from pipeline.tracking.store import (
-    DEFAULT_TRACKING_URI,
     connect,
     experiment_id,
     git_commit,
@@ -38,7 +37,6 @@ from pipeline.tracking.store import (
 )
 
 __all__ = [
-    "DEFAULT_TRACKING_URI",
     "LOCKED_RETRIES",
     "Client",
     "ParentRun",

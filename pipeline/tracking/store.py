@@ -21,14 +21,15 @@ from mlflow.types.schema import AnyType, ColSpec, Schema
 from pipeline.errors import TrackingError
 from pipeline.tracking.bootstrap import ensure_store
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
 def resolve_uri(uri: str | None) -> str:
-    """Flag, then ``MLFLOW_TRACKING_URI``, then a SQLite file in the working directory."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """Flag, then ``MLFLOW_TRACKING_URI``, then ``mlflow.db`` in the working directory, by its absolute path:
+    MLflow keeps one store per URI for the life of the process, so two studies run from two folders in one
+    process (a notebook that changes directory) must not share ``sqlite:///mlflow.db``."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
 @contextmanager

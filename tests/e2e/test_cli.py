@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from cli import REPO, run_cli, write_study
+from cli import REPO, main_here, write_study
 from mlflow.tracking import MlflowClient
 
 from pipeline.metrics import rmse
@@ -103,7 +103,7 @@ def test_invalid_space_exits_2_with_one_line_and_writes_nothing(tmp_path, datase
     space = tmp_path / "space.yaml"
     space.write_text("model: xgboost\nparameters:\n  max_dept: {distribution: quniform, low: 3, high: 9, q: 1}\n")
     study = write_study(tmp_path, dataset_file, space=str(space))
-    done = run_cli(tmp_path, "run", "--study", str(study), "--no-progress")
+    done = main_here(tmp_path, "run", "--study", str(study), "--no-progress")
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "space.yaml" in errors[0] and "parameters.max_dept" in errors[0]
@@ -115,14 +115,14 @@ def test_missing_column_exits_2_naming_file_and_column(tmp_path, flights_spec):
     spec = flights_spec | {"features": flights_spec["features"] | {"numeric": ["distanse"]}}
     dataset = tmp_path / "broken.yaml"
     dataset.write_text(yaml.safe_dump(spec))
-    done = run_cli(tmp_path, "run", "--study", str(write_study(tmp_path, dataset)), "--no-progress")
+    done = main_here(tmp_path, "run", "--study", str(write_study(tmp_path, dataset)), "--no-progress")
     assert done.returncode == 2
     assert "broken.yaml" in done.stderr and "distanse" in done.stderr and "distance" in done.stderr
     assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_space_check_prints_the_space_and_typed_samples(tmp_path):
-    done = run_cli(tmp_path, "space", "check", str(REPO / "search_spaces" / "xgboost.yaml"), "--samples", "4")
+    done = main_here(tmp_path, "space", "check", str(REPO / "search_spaces" / "xgboost.yaml"), "--samples", "4")
     assert done.returncode == 0, done.stderr
     samples = [line for line in done.stdout.splitlines() if line.startswith("sample ")]
     assert len(samples) == 4
@@ -134,14 +134,14 @@ def test_space_check_prints_the_space_and_typed_samples(tmp_path):
 
 def test_space_check_refuses_an_invalid_file_with_exit_2(tmp_path):
     bad = REPO / "tests" / "invalid_spaces" / "low_not_below_high.yaml"
-    done = run_cli(tmp_path, "space", "check", str(bad))
+    done = main_here(tmp_path, "space", "check", str(bad))
     assert done.returncode == 2
     assert done.stderr.startswith(f"error: {bad}") and "Traceback" not in done.stderr
 
 
 def test_runs_lists_the_studies_and_their_best_trials_first(two_studies):
     workdir, (_, second), _ = two_studies
-    done = run_cli(workdir, "runs", "--experiment", "e2e-flights", "--top", "2")
+    done = main_here(workdir, "runs", "--experiment", "e2e-flights", "--top", "2")
 
     assert done.returncode == 0, done.stderr
     assert max(len(line) for line in done.stdout.splitlines()) <= 100 and "\x1b" not in done.stdout
@@ -161,7 +161,7 @@ def test_report_redraws_a_past_study_from_mlflow_as_the_study_logged_it(two_stud
     workdir, (first, _), client = two_studies
     output = tmp_path / "redrawn"
 
-    done = run_cli(workdir, "report", "--run-id", first["parent_run_id"], "--output", str(output))
+    done = main_here(workdir, "report", "--run-id", first["parent_run_id"], "--output", str(output))
 
     assert done.returncode == 0, done.stderr[-3000:]
     logged = Path(client.download_artifacts(first["parent_run_id"], "report", str(tmp_path / "logged")))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cli import REPO, run_cli, write_study
+from cli import REPO, main_here, write_study
 
 INVALID = REPO / "tests"
 
@@ -21,7 +21,7 @@ def assert_refused(done, file: Path, key: str, workdir: Path) -> None:
 def test_space_check_refuses_a_choice_option_the_estimator_refuses(tmp_path):
     space = INVALID / "invalid_spaces" / "choice_option_refused_by_estimator.yaml"
 
-    done = run_cli(tmp_path, "space", "check", str(space))
+    done = main_here(tmp_path, "space", "check", str(space))
 
     assert_refused(done, space, "parameters.tree_method.options.2", tmp_path)
     assert "'histogram'" in done.stderr
@@ -30,7 +30,7 @@ def test_space_check_refuses_a_choice_option_the_estimator_refuses(tmp_path):
 def test_run_refuses_a_study_file_with_a_model_name_the_registry_refuses(tmp_path):
     study = INVALID / "invalid_studies" / "model_name_with_slash.yaml"
 
-    done = run_cli(tmp_path, "run", "--study", str(study), "--no-progress")
+    done = main_here(tmp_path, "run", "--study", str(study), "--no-progress")
 
     assert_refused(done, study, "model_name", tmp_path)
 
@@ -39,7 +39,7 @@ def test_run_refuses_a_dataset_file_listing_the_target_as_a_feature(tmp_path):
     dataset = INVALID / "invalid_datasets" / "target_listed_as_categorical.yaml"
     study = write_study(tmp_path, dataset)
 
-    done = run_cli(tmp_path, "run", "--study", str(study), "--no-progress")
+    done = main_here(tmp_path, "run", "--study", str(study), "--no-progress")
 
     assert_refused(done, dataset, "features.categorical.1", tmp_path)
 
@@ -47,6 +47,6 @@ def test_run_refuses_a_dataset_file_listing_the_target_as_a_feature(tmp_path):
 def test_run_refuses_a_nan_metric_threshold_from_the_command_line(tmp_path):
     study = write_study(tmp_path, tmp_path / "never-read.yaml")
 
-    done = run_cli(tmp_path, "run", "--study", str(study), "--metric-threshold", "nan", "--no-progress")
+    done = main_here(tmp_path, "run", "--study", str(study), "--metric-threshold", "nan", "--no-progress")
 
     assert_refused(done, Path("command line"), "stop.metric_threshold", tmp_path)

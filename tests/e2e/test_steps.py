@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli import run_cli, summary_of, write_study
+from cli import main_here, run_cli, summary_of, write_study
 from mlflow.tracking import MlflowClient
 
 from pipeline.study import Study
@@ -60,7 +60,7 @@ def test_a_study_killed_after_a_step_is_finished_by_the_same_command_with_one_ve
     (parent,) = parents(client)
     assert parent.info.status == "RUNNING" and "step.done" not in parent.data.tags
 
-    summary = summary_of(run_cli(tmp_path, "run", "--study", str(study), "--json", "--no-progress"))
+    summary = summary_of(main_here(tmp_path, "run", "--study", str(study), "--json", "--no-progress"))
 
     assert summary["parent_run_id"] == parent.info.run_id and summary["model_version"] == "1"
     assert versions(client) == ["1"]  # one study, one version
@@ -81,7 +81,7 @@ def test_the_same_command_again_returns_the_study_and_a_larger_budget_extends_it
     uri, state = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / ".pipeline"
     first = Study.from_file(study, tracking_uri=uri, state_dir=state, progress=False).run()
 
-    again = run_cli(tmp_path, "run", "--study", str(study), "--json", "--no-progress")
+    again = main_here(tmp_path, "run", "--study", str(study), "--json", "--no-progress")
 
     repeated = summary_of(again)
     assert "is complete with these inputs (3 trials): nothing was run or registered" in again.stdout

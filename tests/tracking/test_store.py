@@ -358,14 +358,15 @@ def test_connect_to_a_sqlite_store_points_mlflow_at_it(client, store_uri, monkey
     assert connected.get_experiment_by_name("Default") is not None
 
 
-def test_resolve_uri_prefers_the_flag_then_the_environment_then_sqlite(monkeypatch):
+def test_resolve_uri_prefers_the_flag_then_the_environment_then_sqlite_here(monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env:5000")
     assert tracking.resolve_uri("http://from-flag:5000") == "http://from-flag:5000"
     assert tracking.resolve_uri(None) == "http://from-env:5000"
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    assert tracking.resolve_uri(None) == "sqlite:///mlflow.db"
+    monkeypatch.chdir(tmp_path)
+    assert tracking.resolve_uri(None) == f"sqlite:///{tmp_path / 'mlflow.db'}"  # absolute: one store per folder
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
-    assert tracking.resolve_uri(None) == "sqlite:///mlflow.db"
+    assert tracking.resolve_uri(None) == f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
 def test_experiment_id_creates_once_and_returns_the_same_id_after(client):
