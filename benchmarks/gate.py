@@ -54,7 +54,9 @@ def score(model_name: str, version: str, month: str, study: Any) -> float:
     from pipeline.config import PartitionSplit
     from pipeline.data import load_dataset
 
-    split = PartitionSplit(by="partition", train=[month], validation=[month], test=[month])
+    # Only the test split is scored; a partition belongs to one split, so train and validation take two others.
+    others = [m for m in ("2013-01", "2013-02", "2013-03") if m != month][:2]
+    split = PartitionSplit(by="partition", train=others[:1], validation=others[1:], test=[month])
     dataset = load_dataset(study.dataset_config.model_copy(update={"split": split}), study.config.dataset)
     x, y = dataset.xy("test")
     served = tracking.models.load_pyfunc(f"models:/{model_name}/{version}").predict(x)
