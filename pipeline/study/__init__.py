@@ -272,15 +272,16 @@ class Study:
             log.info("study %r: %s changed since its last run: a new study", name, difference)
             return None
         resume.check_resumable(saved, identity, name)  # an unfinished study resumes only as it started
-        trials = resume.contiguous(tracking.runs.logged_trials(client, latest))
         if names.STEP_DONE in latest.tags:
-            if len(trials) >= self.config.max_evals:
-                log.info("study %r is complete with these inputs (%d trials): nothing to do", name, len(trials))
+            done = len(resume.contiguous(tracking.runs.logged_trials(client, latest, with_curves=False)))
+            if done >= self.config.max_evals:
+                log.info("study %r is complete with these inputs (%d trials): nothing to do", name, done)
                 return latest
-            log.info("extending study %r (parent run %s) from %d to %d trials", name, latest.run_id, len(trials),
+            log.info("extending study %r (parent run %s) from %d to %d trials", name, latest.run_id, done,
                      self.config.max_evals)  # fmt: skip
             tracking.runs.delete_tags(client, latest.run_id, names.STEPS)
-        else:
+        trials = resume.contiguous(tracking.runs.logged_trials(client, latest))  # curves: pruning replays them
+        if names.STEP_DONE not in latest.tags:
             log.info("study %r: no local history; rebuilt from the tracking store (parent run %s, %d trials)",
                      name, latest.run_id, len(trials))  # fmt: skip
         return resume.rebuild(trial_history, latest, trials, self.space, self.metric)
@@ -380,7 +381,7 @@ class Study:
     def _recorded(self, client: tracking.Client, study: tracking.runs.LoggedStudy) -> StudyResult:
         """A finished study's result as the tracking store holds it: nothing is written."""
         metric = self.metric
-        logged = resume.contiguous(tracking.runs.logged_trials(client, study))
+        logged = resume.contiguous(tracking.runs.logged_trials(client, study, with_curves=False))
         outcomes = [resume.from_logged(t, self.space, metric)[0] for t in logged]
         best = best_of(outcomes, metric)
         assert best is not None, "a finished study registered a model, so one of its trials completed"
