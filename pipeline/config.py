@@ -473,12 +473,25 @@ def _role(key: str) -> str:
 
 
 class TPEOptions(_Strict):
-    """TPE's own knobs (hyperopt's defaults): random start-up trials, the share of trials that count as
-    good, and how many candidates each proposal scores."""
+    """TPE's own knobs: random start-up trials, the share of trials that count as good, and how many
+    candidates each proposal scores (hyperopt's defaults but the first)."""
 
-    n_startup_jobs: Annotated[int, Field(ge=1)] = 20
+    n_startup_jobs: Annotated[int, Field(ge=1)] | None = None
+    """Random trials before TPE models the results; by default sized to the budget (``startup_trials``).
+    hyperopt's own default, 20, is two thirds of a 30-trial study spent at random."""
     gamma: Annotated[float, Field(gt=0, lt=1)] = 0.25
     n_EI_candidates: Annotated[int, Field(ge=1)] = 24
+
+    def for_budget(self, max_evals: int) -> dict[str, Any]:
+        """hyperopt's keywords for a study of ``max_evals`` trials."""
+        startup = self.n_startup_jobs if self.n_startup_jobs is not None else startup_trials(max_evals)
+        return self.model_dump() | {"n_startup_jobs": startup}
+
+
+def startup_trials(max_evals: int) -> int:
+    """Random start-up trials for a budget: a third of it, at least 5 (TPE's first model needs a few good and
+    bad trials to tell apart) and at most 20 (hyperopt's default: past it, more random trials buy nothing)."""
+    return min(20, max(5, max_evals // 3))
 
 
 class StopConfig(_Strict):
@@ -495,8 +508,9 @@ class StopConfig(_Strict):
 
 
 class PruningConfig(_Strict):
-    """Stop an xgboost trial whose validation curve is worse than the median of the completed trials at the
-    same round (Optuna's MedianPruner); a pruned trial is recorded as such and never becomes the best."""
+    """Stop an xgboost trial whose validation curve is worse than the median of the completed trials at equal
+    learning progress (rounds times learning rate; see ``search.pruning``); a pruned trial is recorded as
+    such and never becomes the best."""
 
     enabled: bool = True
     startup_trials: PositiveInt = 5
@@ -630,6 +644,10 @@ class StudyConfig(_Strict):
     """Where xgboost trials and the final refit train; other families always use the CPU."""
     retrain: RetrainConfig = RetrainConfig()
     tracking: TrackingConfig = TrackingConfig()
+    train_curves: bool = False
+    """Also score the training split at every boosting round of every trial: a train curve next to the
+    validation curve on each child run and in the report's learning curves, to see overfitting. Off by
+    default: it adds a metric pass over the training rows to every round of every trial."""
     report: bool = True
     """Draw the study's plots and report.html on its parent run at the end (a few seconds; `python -m pipeline
     report` draws them later from MLflow either way)."""

@@ -307,8 +307,9 @@ def test_classes_are_learnt_as_indices(flights_tasks, classification_data):
     assert np.mean(np.argmax(proba, axis=1) == data.y_validation) > 0.9, "column i is the probability of class i"
 
 
-def test_train_curve_is_logged_beside_the_validation_curve_and_falls_faster(data):
-    fitted = fit(data)
+def test_the_train_curve_is_scored_only_when_asked_and_falls_faster(data):
+    assert fit(data).train_curve == [], "a search trial pays for no pass over its training rows"
+    fitted = XGB.fit(FAST, data, AIR_TIME, "rmse", 0, train_curve=True)
     assert len(fitted.train_curve) == len(fitted.curve) > fitted.best_iteration
     assert fitted.train_curve[-1] < fitted.curve[-1], "a model fits its own training rows better"
     assert not fitted.pruned

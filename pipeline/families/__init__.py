@@ -94,6 +94,11 @@ class Family(ABC):
         """The trial's parameters set to train on ``device``; families without a GPU mode train on the CPU."""
         return params
 
+    def learning_rate(self, params: dict[str, Any]) -> float:
+        """How much of each round's step a trial with ``params`` takes (its shrinkage): the pruning rule
+        compares trials at equal rounds times rate. 1 for a family without rounds."""
+        return 1.0
+
     @abstractmethod
     def accepted_parameters(self) -> frozenset[str]:
         """Names a search-space file may set for this family; anything else is a typo."""
@@ -107,9 +112,11 @@ class Family(ABC):
         metric_name: str,
         seed: int,
         should_prune: RoundCheck | None = None,
+        train_curve: bool = False,
     ) -> Fitted:
         """Fit on the training split, using the validation split for early stopping where the family can;
-        a family that trains in rounds also stops when ``should_prune`` says so."""
+        a family that trains in rounds also stops when ``should_prune`` says so, and with ``train_curve``
+        scores the training split at every round too (``Fitted.train_curve``; a cost the search skips)."""
 
     @abstractmethod
     def refit(

@@ -75,8 +75,10 @@ class SklearnFamily(Family):
         metric_name: str,
         seed: int,
         should_prune: RoundCheck | None = None,
+        train_curve: bool = False,
     ) -> Fitted:
-        """``should_prune`` is not used: these estimators train without per-round callbacks."""
+        """``should_prune`` and ``train_curve`` are not used: these estimators train without per-round
+        callbacks."""
         x_train, x_validation = data.encoded(self.encoding)
         estimator = self.estimator(params, task, seed)
         extra: dict[str, Any] = {}

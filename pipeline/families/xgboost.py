@@ -57,6 +57,9 @@ ACCEPTED_PARAMETERS = frozenset(
 )
 """Names a search-space file may set for the xgboost family; anything else is a typo."""
 
+DEFAULT_LEARNING_RATE = 0.3
+"""xgboost's ``eta`` when a space does not set it."""
+
 OBJECTIVES = {REGRESSION: "reg:squarederror", BINARY: "binary:logistic", MULTICLASS: "multi:softprob"}
 REFIT_METRICS = {REGRESSION: "rmse", BINARY: "logloss", MULTICLASS: "mlogloss"}
 
@@ -87,11 +90,13 @@ def train(
     nthread: int,
     num_boost_round: int | None = None,
     should_prune: RoundCheck | None = None,
+    train_curve: bool = False,
 ) -> Fitted:
     """Boost with early stopping on ``dvalidation``; without it, exactly ``num_boost_round`` rounds.
 
-    With a validation split the training split is evaluated too: xgboost keeps its predictions cached, so
-    the learning curve costs one metric pass per round, not a prediction.
+    With ``train_curve`` the training split is scored at every round too: xgboost keeps its predictions
+    cached, so that costs a metric pass over the training rows per round (more than the validation's, as
+    the training split is the larger), which the search does not pay unless asked.
     """
     knobs = TRAINING_KNOBS | {k: params[k] for k in TRAINING_KNOBS if k in params}
     rounds = int(num_boost_round or knobs["num_boost_round"])
@@ -102,7 +107,7 @@ def train(
         booster_params(params, task, eval_metric, seed, nthread),
         dtrain,
         num_boost_round=rounds,
-        evals=[(dtrain, "train"), (dvalidation, "validation")] if dvalidation is not None else (),
+        evals=_evaluated(dtrain, dvalidation, train_curve),
         early_stopping_rounds=int(knobs["early_stopping_rounds"]) if dvalidation is not None else None,
         evals_result=history,
         verbose_eval=False,
@@ -120,6 +125,15 @@ def train(
         train_curve=[float(v) for v in history.get("train", {}).get(eval_metric, [])],
         pruned=any(p.fired for p in pruning),
     )
+
+
+def _evaluated(
+    dtrain: xgb.DMatrix, dvalidation: xgb.DMatrix | None, train_curve: bool
+) -> list[tuple[xgb.DMatrix, str]]:
+    """The splits scored at each round: the validation split (early stopping), the training one if asked."""
+    if dvalidation is None:
+        return []
+    return [(dtrain, "train"), (dvalidation, "validation")] if train_curve else [(dvalidation, "validation")]
 
 
 def _best_round(booster: xgb.Booster, curve: list[float], eval_metric: str) -> int:
@@ -149,6 +163,10 @@ class XGBoostFamily(Family):
 
     def placed(self, params: dict[str, Any], device: str) -> dict[str, Any]:
         return params if device == "cpu" else params | {"device": device}
+
+    def learning_rate(self, params: dict[str, Any]) -> float:
+        """``learning_rate`` or its alias ``eta``; xgboost's default (0.3) when the space leaves it out."""
+        return float(params.get("learning_rate", params.get("eta", DEFAULT_LEARNING_RATE)))
 
     def check_fixed(self, name: str, value: Any, context: dict[str, Any] | None = None) -> str | None:
         """The training-loop knobs by type (the probe fit runs one round whatever they say), the rest by a
@@ -183,6 +201,7 @@ class XGBoostFamily(Family):
         metric_name: str,
         seed: int,
         should_prune: RoundCheck | None = None,
+        train_curve: bool = False,
     ) -> Fitted:
         train_matrix, validation = self.matrices(data, int(params.get("max_bin", 256)))
         eval_metric = METRICS[metric_name].early_stopping[task.kind]
@@ -195,6 +214,7 @@ class XGBoostFamily(Family):
             seed=seed,
             nthread=threads(),
             should_prune=should_prune,
+            train_curve=train_curve,
         )
 
     def validation_score(self, fitted: Fitted, data: TrainingData, task: Task, metric_name: str) -> float:

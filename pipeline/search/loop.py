@@ -69,6 +69,8 @@ class SearchSettings:
     """hyperopt's suggest function (``optimizer.algorithm_for``)."""
     stop: StopRules = StopRules()
     pruning: MedianRule | None = None
+    train_curves: bool = False
+    """Score the training split at every round of every trial too (``StudyConfig.train_curves``)."""
     parallel: spark.Parallel | None = None
     device: str = "cpu"
     """Where trials of families with a GPU mode (xgboost) train: ``cpu`` or ``cuda``."""
@@ -111,7 +113,17 @@ def run_search(
     stop: list[str] = []
     progress = Progress(settings.max_evals, len(past), metric.name, enabled=show_progress)
 
-    trainer = Trainer(space, data, task, metric, settings.seed, context.tags, settings.pruning, settings.device)
+    trainer = Trainer(
+        space,
+        data,
+        task,
+        metric,
+        settings.seed,
+        context.tags,
+        settings.pruning,
+        settings.device,
+        train_curves=settings.train_curves,
+    )
     for outcome in past:
         trainer.note_completed(outcome)
 

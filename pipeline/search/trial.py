@@ -73,8 +73,9 @@ class TrialRecord:
 class Trainer:
     """Runs one trial from hyperopt's sampled values; picklable, so that a Spark worker can run it too.
 
-    ``completed`` holds, per family, the validation curves (one per fold) of the trials that completed so
-    far: what the pruning rule compares the next trial with. The driver adds to it as trials complete.
+    ``completed`` holds, per family, the learning rate and the validation curves (one per fold) of the
+    trials that completed so far: what the pruning rule compares the next trial with, at equal learning
+    progress. The driver adds to it as trials complete.
 
     With k-fold cross-validation (``data`` a ``CrossValidation``) a trial fits each fold in turn, stopping
     when one is pruned; its value is the mean of the folds' values and its best iteration their rounded
@@ -89,17 +90,24 @@ class Trainer:
     tags: dict[str, str]
     pruning: MedianRule | None = None
     device: str = "cpu"
-    completed: dict[str, list[list[list[float]]]] = field(default_factory=dict)
+    completed: dict[str, list[tuple[float, list[list[float]]]]] = field(default_factory=dict)
+    train_curves: bool = False
+    """Score the training split at every round too, for a train curve on each child run (see
+    ``StudyConfig.train_curves``)."""
 
     def note_completed(self, outcome: TrialOutcome) -> None:
         if outcome.ok and not outcome.pruned and outcome.curve:
-            self.completed.setdefault(outcome.params[MODEL_KEY], []).append(outcome.curves_per_fold)
+            family = families.get(str(outcome.params[MODEL_KEY]))
+            rate = family.learning_rate(outcome.params)
+            self.completed.setdefault(family.name, []).append((rate, outcome.curves_per_fold))
 
-    def fold_pruning(self, family: str, folds: int) -> FoldPruning | None:
+    def fold_pruning(self, family: Family, params: dict[str, Any], folds: int) -> FoldPruning | None:
         if self.pruning is None:
             return None
         curve_metric = self.metric.early_stopping.get(self.task.kind)
-        return self.pruning.over_folds(self.completed.get(family, []), curve_metric, folds)
+        completed = self.completed.get(family.name, [])
+        curves, rates = [c for _, c in completed], [r for r, _ in completed]
+        return self.pruning.over_folds(curves, curve_metric, folds, rates, family.learning_rate(params))
 
     def fit_folds(
         self, family: Family, params: dict[str, Any], folds: Sequence[TrainingData]
@@ -107,10 +115,11 @@ class Trainer:
         """Each fold's fit and validation value, in order; the folds after a pruned one are not fit. Raises
         FloatingPointError for a value that is not finite."""
         metric, task = self.metric, self.task
-        pruning = self.fold_pruning(family.name, len(folds))
+        pruning = self.fold_pruning(family, params, len(folds))
         fits = []
         for k, fold in enumerate(folds):
-            fitted = family.fit(params, fold, task, metric.name, self.seed, pruning.check(k) if pruning else None)
+            check = pruning.check(k) if pruning else None
+            fitted = family.fit(params, fold, task, metric.name, self.seed, check, self.train_curves)
             value = family.validation_score(fitted, fold, task, metric.name)
             if not math.isfinite(value):
                 where = f" on fold {k}" if len(folds) > 1 else ""

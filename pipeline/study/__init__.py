@@ -421,9 +421,10 @@ class Study:
         settings = SearchSettings(
             max_evals=study.max_evals,
             seed=study.seed,
-            algorithm=optimizer.algorithm_for(study.algorithm, study.tpe.model_dump()),
+            algorithm=optimizer.algorithm_for(study.algorithm, study.tpe.for_budget(study.max_evals)),
             stop=StopRules(**study.stop.model_dump()),
             pruning=pruning_rule(study.pruning),
+            train_curves=study.train_curves,
             device=study.device,
             parallel=spark.Parallel(execution.parallelism, execution.spark_master) if parallel else None,
         )

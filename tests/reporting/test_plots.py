@@ -278,7 +278,8 @@ def test_learning_curves_of_a_real_trial(flights_tasks):
         "num_boost_round": 200,
         "early_stopping_rounds": 5,
     }
-    fitted = families.get("xgboost").fit(params, flights_tasks.training_data(REGRESSION), dataset.task, "rmse", 3)
+    training = flights_tasks.training_data(REGRESSION)
+    fitted = families.get("xgboost").fit(params, training, dataset.task, "rmse", 3, train_curve=True)
     curves = {
         f"validation_{fitted.curve_metric}_curve": pd.Series(fitted.curve),
         f"train_{fitted.curve_metric}_curve": pd.Series(fitted.train_curve),

@@ -55,7 +55,7 @@ def run_small_study(folder: Path, spec: dict, store_uri: str, **settings) -> dic
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, flights_tasks, store_uri):
     """The late-arrival study: its summary and a client on its store."""
-    settings = {"metric": "auc", "max_evals": TRIALS, "pruning": PRUNE_EARLY}
+    settings = {"metric": "auc", "max_evals": TRIALS, "pruning": PRUNE_EARLY, "train_curves": True}
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
         summary = run_small_study(tmp_path_factory.mktemp("late"), flights_tasks.spec(BINARY), store_uri, **settings)
@@ -141,7 +141,7 @@ def test_the_page_summarises_the_study_and_ranks_its_top_trials(study, tmp_path)
     assert trials.frame["status"].value_counts().to_dict() == {"FINISHED": TRIALS - pruned, "PRUNED": pruned}
     assert page.summary["trials"] == f"{TRIALS} trials: {TRIALS - pruned} finished, {pruned} pruned, 0 failed"
     assert gathered.best_iteration == summary["best_iteration"]
-    assert set(gathered.curves) == {"validation_auc_curve", "train_auc_curve"}
+    assert set(gathered.curves) == {"validation_auc_curve", "train_auc_curve"}, "train_curves: true asked for it"
     best = trials.best
     assert page.summary["best trial"] == f"trial {best['number']}: validation auc {summary['best_val_metric']:.6g}"
     header, *rows = page.tables[1]

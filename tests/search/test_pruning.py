@@ -68,6 +68,54 @@ def test_without_an_early_stopping_metric_there_is_nothing_to_compare():
     assert MedianRule(startup_trials=1, warmup_rounds=0).checker(FALLING, None) is None
 
 
+# --- equal learning progress: rounds times the learning rate ----------------------------------------------
+
+FAST = [[10.0, 5.0, 4.0, 3.0, 3.0, 3.0]] * 3
+"""Three completed trials at rate 0.5: their running best is 10, 5, 4, 3 after 1..4 rounds."""
+SLOW = [10.0, 9.0, 8.0, 7.0, 6.0, 5.0, 4.6, 4.3, 3.9, 3.5, 3.2, 2.9]
+"""A trial at rate 0.1: five of its rounds make the progress of one of FAST's, and it ends better (2.9)."""
+
+
+def test_a_slow_learner_is_compared_where_the_fast_ones_had_made_as_much_progress():
+    rule = MedianRule(startup_trials=3, warmup_rounds=2)
+    assert replay(rule.checker(FAST, "rmse"), SLOW) == 2, "round for round it trails, and is cut"
+    slow = rule.checker(FAST, "rmse", rates=[0.5] * 3, rate=0.1)
+    assert replay(slow, SLOW) is None, "after 5 rounds it stands at 6 where the fast ones stood at 10"
+
+
+def test_a_slow_learner_still_worse_at_equal_progress_is_cut():
+    rule = MedianRule(startup_trials=3, warmup_rounds=2)
+    stuck = [10.0] * 8 + [9.0] * 4
+    # after 10 rounds (progress 1.0, the fast trials' round 2: 5.0) its best (9.0) is worse
+    assert replay(rule.checker(FAST, "rmse", rates=[0.5] * 3, rate=0.1), stuck) == 9
+
+
+def test_a_fast_learner_past_the_slow_ones_ends_is_held_to_their_final_best():
+    rule = MedianRule(startup_trials=3, warmup_rounds=1)
+    slow = [SLOW] * 3  # rate 0.1: final best 2.9
+    fast = rule.checker(slow, "rmse", rates=[0.1] * 3, rate=0.5)
+    assert replay(fast, [10.0, 6.0, 4.0, 3.0]) == 1, "after 2 rounds (10 of theirs) 6.0 trails their 3.5"
+    fast = rule.checker(slow, "rmse", rates=[0.1] * 3, rate=0.5)
+    assert replay(fast, [10.0, 3.4, 2.8, 2.7]) is None, "from round 2 on (past their end) 2.8 beats their 2.9"
+
+
+def test_equal_rates_compare_round_for_round_as_without_rates():
+    rule = MedianRule(startup_trials=3, warmup_rounds=0)
+    curve = [10.0, 6.0, 9.0, 9.0, 9.0]
+    assert replay(rule.checker(FALLING, "rmse", rates=[0.05] * 3, rate=0.05), curve) == replay(
+        rule.checker(FALLING, "rmse"), curve
+    )
+
+
+def test_folds_are_compared_at_equal_progress_too():
+    rule = MedianRule(startup_trials=3, warmup_rounds=2)
+    completed = [[c, c] for c in FAST]
+    slightly_worse = SLOW[:-1]  # ends at 3.2, above the fast trials' 3.0: one strike
+    folds = [slightly_worse, slightly_worse]
+    assert run_folds(rule.over_folds(completed, "rmse", 2, rates=[0.5] * 3, rate=0.1), folds) is None
+    assert run_folds(rule.over_folds(completed, "rmse", 2), folds) == (1, 2)
+
+
 # --- k-fold cross-validation: each fold against that fold's history, never cut on one bad fold -------------
 
 HARD, EASY = [[20.0, 16.0, 12.0, 10.0, 8.0]] * 3, FALLING

@@ -65,7 +65,7 @@ def test_a_trial_the_estimator_refuses_is_a_failed_outcome_with_its_error_as_tag
 
 def test_a_trial_trailing_the_median_is_pruned_and_keeps_its_best_off_the_metric(trainer, space):
     pruning = Trainer(trainer.space, trainer.data, trainer.task, trainer.metric, 3, TAGS, MedianRule(1, 2))
-    pruning.completed["xgboost"] = [[[1.0] * 300]]  # an earlier trial (one split) far better at every round
+    pruning.completed["xgboost"] = [(0.3, [[1.0] * 300])]  # an earlier trial (rate 0.3, one split) far better
     outcome, record = pruning(1, {"model": "xgboost", "max_depth": 2.0, "learning_rate": 0.3,
                                   "num_boost_round": 300, "early_stopping_rounds": 5})  # fmt: skip
 
@@ -82,7 +82,7 @@ def test_only_completed_trials_teach_the_pruning_rule(trainer):
     fresh.note_completed(failed)
     assert fresh.completed == {}
     fresh.note_completed(done)
-    assert fresh.completed == {"xgboost": [[done.curve]]}
+    assert fresh.completed == {"xgboost": [(0.5, [done.curve])]}
 
 
 def test_config_model_key_names_the_family_in_every_trial(trainer):
@@ -176,6 +176,11 @@ def scaled(outcome: TrialOutcome, factors: list[float]) -> list[list[list[float]
     ]
 
 
+def at_rate(trials: list[list[list[float]]]) -> list[tuple[float, list[list[float]]]]:
+    """Completed trials as the trainer keeps them: at PARAMS' learning rate, so compared round for round."""
+    return [(PARAMS["learning_rate"], trial) for trial in trials]
+
+
 def test_a_trial_whose_first_fold_is_bad_but_whose_mean_is_good_is_not_pruned(cv_trainer, cv_unpruned):
     unpruned, _ = cv_unpruned
     history = scaled(unpruned, [0.5, 1.5, 1.5])
@@ -185,7 +190,7 @@ def test_a_trial_whose_first_fold_is_bad_but_whose_mean_is_good_is_not_pruned(cv
     single = rule.checker([trial[0] for trial in history], "rmse")
     assert any(single(r, v) for r, v in enumerate(unpruned.fold_curves[0])), "judged on fold 0 alone, it is cut"
 
-    outcome, record = replace(cv_trainer, pruning=rule, completed={"xgboost": history})(1, PARAMS)
+    outcome, record = replace(cv_trainer, pruning=rule, completed={"xgboost": at_rate(history)})(1, PARAMS)
 
     assert not outcome.pruned and record.tags["trial_state"] == "COMPLETE"
     assert outcome.value == pytest.approx(unpruned.value, rel=1e-12)
@@ -196,7 +201,7 @@ def test_a_trial_worse_on_every_fold_is_pruned_in_its_second_fold(cv_trainer, cv
     rule = MedianRule(startup_trials=3, warmup_rounds=0)
     history = scaled(unpruned, [0.5, 0.5, 0.5])
 
-    outcome, record = replace(cv_trainer, pruning=rule, completed={"xgboost": history})(1, PARAMS)
+    outcome, record = replace(cv_trainer, pruning=rule, completed={"xgboost": at_rate(history)})(1, PARAMS)
 
     assert outcome.pruned and len(outcome.fold_curves) == 2, "fold 2 is never fit"
     assert record.metrics["pruned_at_fold"] == 1 and record.metrics["pruned_at_round"] == 0
