@@ -231,3 +231,28 @@ def test_a_worker_killed_in_a_trial_makes_it_failed_and_the_study_goes_on(study,
     assert runs[failed[0].number].info.status == "FAILED"
     assert runs[failed[0].number].data.tags["error_class"] == "WorkerDied"
     assert all(runs[t.number].info.status == "FINISHED" for t in result.trials if t.ok)
+
+
+def test_a_study_with_two_local_workers_registers_its_final_model(tmp_path, flights_spec):
+    import pipeline
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = pipeline.Study.from_config(
+        {"name": "local-2", "experiment": "parallel", "model_name": "parallel-model", "report": False},
+        flights_spec,
+        SPACE,
+        max_evals=4,
+        parallelism=2,
+        tracking_uri=uri,
+        state_dir=tmp_path / "state",
+        progress=False,
+    ).run()
+
+    client = MlflowClient(uri)
+    children = client.search_runs(
+        [client.get_run(result.parent_run_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'",
+    )
+    assert len(result.trials) == len(children) == 4
+    assert str(client.get_model_version_by_alias("parallel-model", "champion").version) == result.model_version
+    assert result.best_params == min((t for t in result.trials if t.ok and not t.pruned), key=lambda t: t.value).params
