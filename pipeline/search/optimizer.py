@@ -151,7 +151,7 @@ Key = frozenset[tuple[str, type, Any]]
 
 @dataclass(frozen=True)
 class Plan:
-    """What to search and for how long, whether trials run here or on Spark.
+    """What to search and for how long, whether trials run one at a time or several at once.
 
     Past trials are inserted as already evaluated, and the random stream is advanced past the draws they
     used, so a study resumed after a crash proposes what the uninterrupted study would have proposed.
