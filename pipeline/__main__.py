@@ -83,12 +83,18 @@ def _add_run(commands: Any) -> None:
         type=int,
         default=1,
         metavar="N",
-        help="run N trials at once on Spark (needs pip install 'pipeline[spark]'; local[N] unless --spark-master)",
+        help="run N trials at once, in worker processes on this machine (cores split between them), or on Spark "
+        "with --spark-master",
     )
     run.add_argument(
         "--device", choices=["cpu", "cuda"], help="where xgboost trains: cuda for an NVIDIA GPU (default: the study's)"
     )
-    run.add_argument("--spark-master", metavar="URL", help="Spark master of a cluster, e.g. spark://host:7077")
+    run.add_argument(
+        "--spark-master",
+        metavar="URL",
+        help="run trials on Spark, --parallelism at once: spark://host:7077 for a cluster, local[N] here "
+        "(needs pip install 'pipeline[spark]')",
+    )
     run.add_argument("--fresh", action="store_true", help="start a new study even if an unfinished one exists")
     _state_dir(run)
     _json(run)

@@ -1,1 +1,2 @@
-"""The search: hyperopt behind one module, one trial at a time (or on Spark), the history, pruning."""
+"""The search: hyperopt behind one module, trials one at a time or several at once (worker processes, Spark), the
+history, pruning."""

@@ -17,7 +17,7 @@ from pipeline import tracking
 from pipeline.errors import PipelineError, TooManyFailures
 from pipeline.families import CrossValidation, TrainingData
 from pipeline.metrics import Metric, Task
-from pipeline.search import optimizer, spark
+from pipeline.search import optimizer, parallel
 from pipeline.search.history import History
 from pipeline.search.progress import Progress
 from pipeline.search.pruning import MedianRule
@@ -71,10 +71,10 @@ class SearchSettings:
     pruning: MedianRule | None = None
     train_curves: bool = False
     """Score the training split at every round of every trial too (``StudyConfig.train_curves``)."""
-    parallel: spark.Parallel | None = None
+    parallel: parallel.Parallel | None = None
+    """Run trials several at once (worker processes here, or Spark) instead of one after the other here."""
     device: str = "cpu"
     """Where trials of families with a GPU mode (xgboost) train: ``cpu`` or ``cuda``."""
-    """Run trials on Spark workers (hyperopt's SparkTrials) instead of one after the other here."""
 
 
 @dataclass(frozen=True)
@@ -150,17 +150,19 @@ def run_search(
         writer.raise_if_failed()  # a store that went away ends the study now, not after the whole budget
         return settle(*trainer(len(outcomes), values))
 
-    def settle_remote(values: dict[str, Any], result: dict[str, Any] | None, error: str | None) -> None:
-        """A trial a Spark worker ran (or died running), numbered in the order trials finish."""
+    def settle_remote(
+        values: dict[str, Any], payload: tuple[TrialOutcome, TrialRecord] | None, error: str | None
+    ) -> dict[str, Any]:
+        """A trial a worker ran (or died running), numbered in the order trials finish."""
         writer.raise_if_failed()
         number = len(outcomes)
-        if result is not None:
-            outcome, record = result[spark.TRIAL_KEY]
+        if payload is not None:
+            outcome, record = payload
             record.number, outcome = number, replace(outcome, number=number)
         else:
             start = TrialRecord(number, space.typed(values), tags=dict(context.tags), start_ms=now_ms())
-            outcome, record = failed_trial(number, start.params, error or "the Spark task failed", start)
-        settle(outcome, record)
+            outcome, record = failed_trial(number, start.params, error or "the worker failed", start)
+        return settle(outcome, record)
 
     known = [
         optimizer.PastTrial(o.number, o.params, metric.loss(o.value) if o.ok else None, warm_start=o.warm_start)
@@ -175,14 +177,9 @@ def run_search(
             if settings.parallel is None:
                 exhausted = optimizer.minimize(objective, plan)
             else:
-                session = spark.session(settings.parallel)
-                remote = spark.remote_objective(session, trainer, settings.parallel)
-                try:
-                    exhausted = optimizer.minimize_on_spark(
-                        remote, plan, session, settings.parallel.workers, settle_remote
-                    )
-                finally:
-                    remote.data.destroy()
+                with parallel.engine(settings.parallel, trainer) as engine:
+                    workers = settings.parallel.workers
+                    exhausted = optimizer.minimize_parallel(engine.submit, plan, workers, settle_remote)
         finally:
             progress.close()
     if exhausted:

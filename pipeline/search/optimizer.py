@@ -8,8 +8,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from functools import cached_property, partial
 from typing import Any
@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 from hyperopt import (
     JOB_STATE_DONE,
-    JOB_STATE_ERROR,
+    JOB_STATE_RUNNING,
     STATUS_FAIL,
     STATUS_OK,
+    STATUS_RUNNING,
     Trials,
     anneal,
     fmin,
@@ -28,7 +29,7 @@ from hyperopt import (
     space_eval,
     tpe,
 )
-from hyperopt.base import spec_from_misc
+from hyperopt.base import Domain, spec_from_misc
 from hyperopt.exceptions import AllTrialsFailed
 from hyperopt.pyll import stochastic
 
@@ -150,7 +151,7 @@ Key = frozenset[tuple[str, type, Any]]
 
 @dataclass(frozen=True)
 class Plan:
-    """What to search and for how long, whether trials run here or on Spark.
+    """What to search and for how long, whether trials run one at a time or several at once.
 
     Past trials are inserted as already evaluated, and the random stream is advanced past the draws they
     used, so a study resumed after a crash proposes what the uninterrupted study would have proposed.
@@ -234,35 +235,107 @@ def minimize(objective: Callable[[dict[str, Any]], dict[str, Any]], plan: Plan) 
     return plan.run(objective, Trials(), plan.compiled, early_stop_fn=lambda _, *a: (plan.should_stop(), a))
 
 
-def minimize_on_spark(
-    objective: Callable[[dict[str, Any]], dict[str, Any]],
+def minimize_parallel(
+    submit: Callable[[dict[str, Any]], Future[Any]],
     plan: Plan,
-    spark: Any,
     parallelism: int,
-    on_finished: Callable[[dict[str, Any], dict[str, Any] | None, str | None], None],
+    on_finished: Callable[[dict[str, Any], Any, str | None], dict[str, Any]],
 ) -> str | None:
-    """``minimize`` with ``parallelism`` trials at once on Spark workers (hyperopt's SparkTrials).
+    """``plan``'s trials, up to ``parallelism`` at once: an ask/tell loop over hyperopt's record, shared by the
+    parallel engines (worker processes here, Spark jobs).
 
-    ``objective`` runs on a worker; ``on_finished(values, result, error)`` runs here, on the driver, once per
-    trial in the order they finish (``result`` None and ``error`` set when the worker died). Once
-    ``should_stop()`` is true no trial is proposed, and those already running are waited for, not lost.
-    Proposals depend on which trials have finished, so a parallel study is not replayed exactly.
+    ``submit(values)`` starts a trial (the sampled values, as ``minimize``'s objective receives them) and
+    returns its future; ``on_finished(values, payload, error)`` runs here, once per trial in the order they
+    finish, with the future's result (``payload``) or, when it raised (a worker that died), its error, and
+    returns hyperopt's result (``{"status": OK, "loss": ...}`` or ``{"status": FAIL}``).
+
+    Each proposal is asked of ``Plan.run``'s proposer (warm-start points first, no configuration twice)
+    against a record in which the trials still running carry a constant liar: the worst loss finished so
+    far (as Optuna's ``constant_liar``; hyperopt's own TPE would count them as infinitely bad, a loss no
+    finished trial has). The worst, not the best or the mean, keeps the next proposals away from the running
+    ones, so that N trials at once explore N places, and tells TPE nothing better than it has seen. Before
+    any trial has finished there is no loss to lie with: the running trials stay at hyperopt's infinity
+    (TPE draws from the prior for its first ``n_startup_jobs`` trials anyway).
+
+    Once ``should_stop()`` is true (or ``max_evals`` trials, past ones included, were proposed, or the
+    space is exhausted) nothing more is proposed and the running trials are waited for, not lost. An
+    exception of ``on_finished`` ends the search at once (the caller's engine then stops its workers).
+    Proposals depend on the order trials finish in, so a parallel study is not replayed exactly; one draw
+    of the seed stream per proposal keeps a resume's stream where the sequential study would have it.
     """
     if len(plan.past) >= plan.max_evals:
         return None
-    settled = {t.number for t in plan.past}
-    trials = _observed_spark_trials(plan.compiled, on_finished, parallelism, spark, settled)
-    reason = plan.run(objective, trials, plan.compiled)  # no early_stop_fn: SparkTrials would cancel the running
-    trials.refresh()  # the trials that finished after fmin's last look
-    return reason
+    plan._check_warm_start()
+    trials = _trials_from(Trials(), plan.space, plan.past)
+    domain = Domain(_not_called, plan.compiled)
+    rstate = _advanced_rng(plan.seed, len(plan.past))
+    proposer = _Proposer(plan)
+    running: dict[Future[Any], int] = {}
+    while True:
+        while len(running) < parallelism and _may_propose(plan, trials, proposer):
+            doc = _ask(proposer, domain, trials, rstate, list(running.values()))
+            if doc is None:
+                break
+            running[submit(_values(plan.compiled, doc))] = doc["tid"]
+        if not running:
+            return proposer.exhausted
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in sorted(finished, key=running.__getitem__):
+            doc = _doc(trials, running.pop(future))
+            error = future.exception()
+            payload = None if error is not None else future.result()
+            message = None if error is None else f"{type(error).__name__}: {error}"
+            _tell(trials, doc, on_finished(_values(plan.compiled, doc), payload, message))
+
+
+def _may_propose(plan: Plan, trials: Trials, proposer: _Proposer) -> bool:
+    """Whether the parallel driver asks for another trial: budget left (past, running and finished trials
+    count), no stop rule met, the space not exhausted."""
+    return len(trials.trials) < plan.max_evals and proposer.exhausted is None and not plan.should_stop()
+
+
+def _ask(
+    proposer: _Proposer, domain: Any, trials: Trials, rstate: np.random.Generator, running: Sequence[int]
+) -> dict[str, Any] | None:
+    """One new trial, queued in ``trials`` as running, or None when the space is exhausted. The running
+    trials carry the constant liar while the algorithm proposes."""
+    done = [d["result"]["loss"] for d in trials.trials if d["state"] == JOB_STATE_DONE and d["result"]["status"] == OK]
+    liar = max(done) if done else None
+    for tid in running:
+        _doc(trials, tid)["result"] = {"status": STATUS_RUNNING, "loss": liar}
+    docs = proposer(trials.new_trial_ids(1), domain, trials, int(rstate.integers(2**31 - 1)))
+    if not docs:
+        return None
+    doc = docs[0]
+    doc["state"], doc["result"] = JOB_STATE_RUNNING, {"status": STATUS_RUNNING, "loss": liar}
+    trials.insert_trial_docs([doc])
+    trials.refresh()
+    return _doc(trials, doc["tid"])
+
+
+def _tell(trials: Trials, doc: dict[str, Any], result: dict[str, Any]) -> None:
+    doc["state"], doc["result"] = JOB_STATE_DONE, result
+    trials.refresh()
+
+
+def _doc(trials: Trials, tid: int) -> dict[str, Any]:
+    return next(d for d in trials.trials if d["tid"] == tid)
+
+
+def _values(compiled: Any, doc: dict[str, Any]) -> dict[str, Any]:
+    """A trial's sampled values (choices resolved, not yet typed), as fmin hands them to its objective."""
+    return dict(space_eval(compiled, spec_from_misc(doc["misc"])))
+
+
+def _not_called(values: dict[str, Any]) -> None:
+    raise AssertionError("the parallel driver runs trials through its engine, never through hyperopt's Domain")
 
 
 class _Proposer:
-    """hyperopt's ``algo`` for one ``Plan.run``: the warm-start points first, then the algorithm's proposals,
-    never a configuration already evaluated, queued or proposed in the same batch.
+    """hyperopt's ``algo`` for one search: the warm-start points first, then the algorithm's proposals, never
+    a configuration already evaluated, running or queued.
 
-    Several ids at once (Spark) are proposed one after the other, the first with hyperopt's seed and the
-    others with seeds derived from it.
+    It proposes one trial per call: fmin's queue holds one, and the parallel driver asks for each in turn.
     """
 
     def __init__(self, plan: Plan):
@@ -272,17 +345,9 @@ class _Proposer:
         self.exhausted: str | None = None
 
     def __call__(self, new_ids: Sequence[int], domain: Any, trials: Trials, seed: int) -> list[dict[str, Any]]:
-        taken = {self._key_of(doc) for doc in trials.trials}
-        docs = []
-        for position, tid in enumerate(new_ids):
-            doc = self._propose(
-                tid, domain, trials, seed if position == 0 else derived_seed(seed, "batch", str(position)), taken
-            )
-            if doc is None:
-                break
-            taken.add(self._key_of(doc))
-            docs.append(doc)
-        return docs
+        (tid,) = new_ids
+        doc = self._propose(tid, domain, trials, seed, {self._key_of(doc) for doc in trials.trials})
+        return [] if doc is None else [doc]
 
     def _propose(self, tid: int, domain: Any, trials: Trials, seed: int, taken: set[Key]) -> dict[str, Any] | None:
         space = self.plan.space
@@ -329,36 +394,6 @@ def _advanced_rng(seed: int, past: int) -> np.random.Generator:
     for _ in range(past):
         rstate.integers(2**31 - 1)
     return rstate
-
-
-def _observed_spark_trials(
-    compiled: Any, on_finished: Callable[..., None], parallelism: int, spark: Any, settled: set[int]
-) -> Trials:
-    """SparkTrials that hands each finished trial to the driver's callback when fmin refreshes it
-    (``settled``: the trials already handed over). Imported here: hyperopt.spark imports pyspark."""
-    from hyperopt.spark import SparkTrials
-
-    class ObservedSparkTrials(SparkTrials):
-        def __init__(self) -> None:
-            self._settling = threading.Lock()
-            super().__init__(parallelism=parallelism, spark_session=spark)
-
-        def refresh(self) -> None:
-            super().refresh()
-            with self._settling:
-                for doc in list(self._dynamic_trials):
-                    if doc["tid"] in settled:
-                        continue
-                    status = doc["result"].get("status")
-                    done = doc["state"] == JOB_STATE_DONE and status in (STATUS_OK, STATUS_FAIL)
-                    died = doc["state"] == JOB_STATE_ERROR and "error" in doc["misc"]
-                    if done or died:
-                        settled.add(doc["tid"])
-                        values = space_eval(compiled, spec_from_misc(doc["misc"]))
-                        error = f"{doc['misc']['error'][0]}: the Spark task failed" if died else None
-                        on_finished(values, None if died else doc["result"], error)
-
-    return ObservedSparkTrials()
 
 
 def _trials_from(trials: Trials, space: SearchSpace, past: Sequence[PastTrial]) -> Trials:

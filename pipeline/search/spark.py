@@ -1,9 +1,10 @@
 """Parallel trials on Spark: the session, the study's data shipped once per worker, and the trial function.
 
-Spark is an optional extra (``pip install 'pipeline[spark]'``): local mode (``local[N]``) uses the cores
-of this machine; a cluster URL (``--spark-master spark://host:7077``) spreads trials over its executors,
-which must have this package installed. Workers only train: the driver writes the history and every MLflow
-run, so workers need no access to the tracking store.
+Spark is an optional extra (``pip install 'pipeline[spark]'``) for trials on several machines:
+``--spark-master spark://host:7077`` spreads them over a cluster's executors, which must have this package
+installed (``local[N]`` runs Spark on this machine; without ``--spark-master`` trials run in worker
+processes instead, ``local.py``). Workers only train: the driver writes the history and every MLflow run,
+so workers need no access to the tracking store.
 """
 
 from __future__ import annotations
@@ -11,57 +12,44 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import uuid
 import warnings
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from pipeline.errors import InputError
-from pipeline.search import optimizer
-
-TRIAL_KEY = "trial"
-"""The key of a worker's result that carries the trial's outcome and record back to the driver."""
+from pipeline.search.local import Payload
+from pipeline.search.trial import Trainer
 
 
-@dataclass(frozen=True)
-class Parallel:
-    workers: int
-    """Trials run at once."""
-    master: str | None = None
-    """Spark master URL; None runs Spark in local mode with ``workers`` cores."""
-
-    @property
-    def url(self) -> str:
-        return self.master or f"local[{self.workers}]"
-
-    @property
-    def threads_per_trial(self) -> int | None:
-        """In local mode the machine's cores split between the trials (oversubscribing them thrashes);
-        on a cluster each executor decides from its own idle cores."""
-        return max(1, (os.cpu_count() or 1) // self.workers) if self.master is None else None
-
-
-def session(parallel: Parallel) -> Any:
-    """The process's Spark session for ``parallel.url``, started on first use and kept for later studies
+def session(master: str) -> Any:
+    """The process's Spark session for ``master``, started on first use and kept for later studies
     (pyspark stops it at exit); InputError when pyspark is not installed."""
     try:
         from pyspark.sql import SparkSession
     except ImportError:
         raise InputError(
-            None, "--parallelism", "parallel trials need pyspark", "pip install 'pipeline[spark]'"
+            None,
+            "--spark-master",
+            "trials on Spark need pyspark",
+            "pip install 'pipeline[spark]', or leave out --spark-master",
         ) from None
     active = SparkSession.getActiveSession()
-    if active is not None and active.sparkContext.master == parallel.url:
+    if active is not None and active.sparkContext.master == master:
         return active
     if active is not None:
         active.stop()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # else workers start a Python without our packages
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    if parallel.master is None:
+    if master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     with warnings.catch_warnings():  # about pandas-on-Spark, which trials do not use
         warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
         spark = (
-            SparkSession.builder.master(parallel.url)
+            SparkSession.builder.master(master)
             .appName("pipeline")
             .config("spark.ui.enabled", "false")
             .config("spark.ui.showConsoleProgress", "false")
@@ -72,32 +60,58 @@ def session(parallel: Parallel) -> Any:
     return spark
 
 
-@dataclass
-class RemoteObjective:
-    """hyperopt's objective on a worker: the trial function without the data, which arrives by broadcast.
+class SparkPool:
+    """Trials on Spark, each a one-task job started from a driver thread (one per slot), so ``workers``
+    trials run at once. Use it as a context manager: leaving it waits for the running trials and frees the
+    broadcast data.
 
-    SparkTrials pickles the objective when it dispatches each trial, so the pruning curves the driver's
-    trainer has gathered by then travel with it.
+    The study's data is broadcast once. A trial's task reads its whole input, so Spark keeps its Python
+    worker for the next task (``spark.python.worker.reuse``), and that worker keeps the data it loaded and
+    the matrices it built (``_loaded``): after each worker's first trial, a trial costs Spark one small job,
+    not a new Python process, its imports and the data.
     """
 
-    trainer: Any
-    """A ``trial.Trainer`` with no data."""
-    data: Any
-    """A Spark broadcast of the study's ``TrainingData``, sent to each executor once. hyperopt's task leaves
-    its input unread, so Spark does not reuse the Python worker: each trial loads the data and builds its
-    matrices anew (about a second per trial on top of the imports)."""
-    threads: int | None
+    def __init__(self, spark: Any, trainer: Trainer, workers: int, threads: int | None):
+        self._context = spark.sparkContext
+        self._trainer = trainer
+        assert trainer.data is not None, "the driver's trainer has the study's data"
+        self._data = self._context.broadcast(replace(trainer.data, cache={}))  # built matrices cannot be pickled
+        self._key = uuid.uuid4().hex
+        self._threads = threads
+        self._slots = ThreadPoolExecutor(workers, thread_name_prefix="spark-trial")
 
-    def __call__(self, values: dict[str, Any]) -> dict[str, Any]:
-        if self.threads is not None:
-            os.environ["PIPELINE_THREADS"] = str(self.threads)
-        trainer = replace(self.trainer, data=self.data.value)
-        outcome, record = trainer(-1, values)
-        if not outcome.ok:
-            return {"status": optimizer.FAIL, TRIAL_KEY: (outcome, record)}
-        return {"status": optimizer.OK, "loss": trainer.metric.loss(outcome.value), TRIAL_KEY: (outcome, record)}
+    def submit(self, values: dict[str, Any]) -> Future[Payload]:
+        """Start a trial; called on the driver's thread (see ``Trainer.detached``)."""
+        task = partial(_run_partition, self._key, self._data, self._trainer.detached(), self._threads)
+        return self._slots.submit(self._job, task, values)
+
+    def _job(self, task: Callable[[Iterator[dict[str, Any]]], Iterator[Payload]], values: dict[str, Any]) -> Payload:
+        (payload,) = self._context.parallelize([values], 1).mapPartitions(task).collect()
+        return payload
+
+    def __enter__(self) -> SparkPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._slots.shutdown(wait=True, cancel_futures=True)
+        self._data.destroy()
 
 
-def remote_objective(spark: Any, trainer: Any, parallel: Parallel) -> RemoteObjective:
-    data = spark.sparkContext.broadcast(replace(trainer.data, cache={}))  # built matrices cannot be pickled
-    return RemoteObjective(replace(trainer, data=None), data, parallel.threads_per_trial)
+_loaded: dict[str, Any] = {}
+"""In a Spark Python worker: a pool's key -> the study's data, with the matrices its trials built."""
+
+
+def _run_partition(
+    key: str, data: Any, trainer: Trainer, threads: int | None, values: Iterator[dict[str, Any]]
+) -> Iterator[Payload]:
+    """A trial's task on a Spark worker. It reads its input to the end before it trains (an input left
+    unread makes Spark end the Python worker rather than reuse it)."""
+    trials = list(values)
+    if threads is not None:
+        os.environ["PIPELINE_THREADS"] = str(threads)
+    if key not in _loaded:
+        _loaded.clear()  # an earlier study's data
+        _loaded[key] = data.value
+    trainer = replace(trainer, data=_loaded[key])
+    for trial in trials:
+        yield trainer(-1, trial)

@@ -1,7 +1,7 @@
 """One trial, from hyperopt's sampled values to its outcome and the record its MLflow run is written from.
 
-Kept free of MLflow and hyperopt imports: a Spark worker that runs trials imports only this and the
-model families.
+Kept free of MLflow and hyperopt imports: a worker process (local or Spark) that runs trials imports only
+this and the model families.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -71,7 +71,7 @@ class TrialRecord:
 
 @dataclass
 class Trainer:
-    """Runs one trial from hyperopt's sampled values; picklable, so that a Spark worker can run it too.
+    """Runs one trial from hyperopt's sampled values; picklable, so that a worker process can run it too.
 
     ``completed`` holds, per family, the learning rate and the validation curves (one per fold) of the
     trials that completed so far: what the pruning rule compares the next trial with, at equal learning
@@ -100,6 +100,12 @@ class Trainer:
             family = families.get(str(outcome.params[MODEL_KEY]))
             rate = family.learning_rate(outcome.params)
             self.completed.setdefault(family.name, []).append((rate, outcome.curves_per_fold))
+
+    def detached(self) -> Trainer:
+        """This trainer for a worker: without the data (which a worker receives once) and with a copy of the
+        pruning reference as it is now, which the driver goes on extending while the trial runs."""
+        completed = {family: list(curves) for family, curves in self.completed.items()}
+        return replace(self, data=None, completed=completed)
 
     def fold_pruning(self, family: Family, params: dict[str, Any], folds: int) -> FoldPruning | None:
         if self.pruning is None:
@@ -138,7 +144,7 @@ class Trainer:
         metric, data = self.metric, self.data
         try:
             family = families.get(str(params[MODEL_KEY]))
-            assert data is not None, "a Spark worker's trainer receives its data before it runs a trial"
+            assert data is not None, "a worker's trainer receives its data before it runs a trial"
             params = record.params = family.placed(params, self.device)
             fits = self.fit_folds(family, params, data.folds)
         except Exception as exc:  # a bad trial must not end the study: recorded as FAILED, hyperopt told so

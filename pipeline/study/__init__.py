@@ -44,7 +44,7 @@ from pipeline.families import CrossValidation, TrainingData
 from pipeline.features import Preprocessor
 from pipeline.metrics import METRICS, Metric
 from pipeline.model import finalize, registry
-from pipeline.search import history, optimizer, resume, spark
+from pipeline.search import history, optimizer, parallel, resume
 from pipeline.search.loop import RunContext, SearchResult, SearchSettings, StopRules, best_of, run_search
 from pipeline.search.pruning import MedianRule
 from pipeline.search.trial import TrialOutcome
@@ -417,7 +417,7 @@ class Study:
         first: tuple[dict[str, Any], ...],
     ) -> SearchResult:
         study, metric, execution = self.config, self.metric, self.execution
-        parallel = execution.parallelism > 1 or execution.spark_master is not None
+        several = execution.parallelism > 1 or execution.spark_master is not None
         settings = SearchSettings(
             max_evals=study.max_evals,
             seed=study.seed,
@@ -426,7 +426,7 @@ class Study:
             pruning=pruning_rule(study.pruning),
             train_curves=study.train_curves,
             device=study.device,
-            parallel=spark.Parallel(execution.parallelism, execution.spark_master) if parallel else None,
+            parallel=parallel.Parallel(execution.parallelism, execution.spark_master) if several else None,
         )
         context = RunContext(
             client=client,

@@ -62,8 +62,9 @@ class Execution:
     tracking_uri: str | None = None
     """MLflow tracking URI; None: ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` here."""
     parallelism: int = 1
-    """Trials at once; more than one runs them on Spark (local mode unless ``spark_master`` is set)."""
+    """Trials at once; more than one runs them in worker processes here, or on Spark with ``spark_master``."""
     spark_master: str | None = None
+    """Spark master URL (``local[N]``, ``spark://host:7077``): trials run on Spark, ``parallelism`` at once."""
     fresh: bool = False
     """Start a new study even if an unfinished one with this name exists (it is set aside, not deleted)."""
     state_dir: Path = DEFAULT_STATE_DIR

@@ -7,9 +7,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import os
 import queue
-import signal
 import tempfile
 import threading
 import time
@@ -30,6 +28,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from pipeline.errors import TrackingError
+from pipeline.failpoints import failpoint
 from pipeline.metrics import METRICS
 from pipeline.search.trial import TrialRecord, now_ms
 from pipeline.tracking import names
@@ -349,18 +348,6 @@ def best_trials(client: MlflowClient, parent_run_id: str, count: int) -> list[di
     ]
     trials.sort(key=lambda r: metric.loss(r.data.metrics[metric.name]))
     return [dict(r.data.params) for r in trials[:count]]
-
-
-FAILPOINT = "PIPELINE_FAILPOINT"
-
-
-def failpoint(tags: Mapping[str, str]) -> None:
-    """For crash tests: when ``$PIPELINE_FAILPOINT`` names one of ``tags``, the process kills itself with
-    SIGKILL (as the OOM killer or a power cut would) just before recording it, that is right after the step
-    that tag records. Unset, it costs one dictionary lookup."""
-    target = os.environ.get(FAILPOINT)
-    if target and target in tags:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def studies_named(client: MlflowClient, experiment: str, study: str) -> list[Run]:

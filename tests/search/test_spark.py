@@ -1,5 +1,5 @@
-"""pipeline.search.spark: trials on real Spark workers in local mode (pyspark, 2 workers) through hyperopt's
-SparkTrials, on the small real flights data, into a real MLflow store."""
+"""pipeline.search.spark: trials on real Spark workers in local mode (pyspark, ``local[2]``), each a one-task
+job from the parallel driver, on the small real flights data, into a real MLflow store."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pipeline.metrics import METRICS, REGRESSION, Task
 from pipeline.search import optimizer
 from pipeline.search.history import History
 from pipeline.search.loop import RunContext, SearchSettings, run_search
+from pipeline.search.parallel import Parallel
 from pipeline.search.pruning import MedianRule
-from pipeline.search.spark import Parallel
 
 pytest.importorskip("pyspark", reason="parallel trials need pyspark: pip install -e '.[test]' installs it")
 
@@ -33,7 +33,7 @@ PARALLEL = SearchSettings(
     seed=5,
     algorithm=optimizer.algorithm_for("tpe"),
     pruning=MedianRule(startup_trials=2, warmup_rounds=3),
-    parallel=Parallel(workers=2),
+    parallel=Parallel(workers=2, master="local[2]"),
 )
 
 

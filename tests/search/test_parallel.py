@@ -1,0 +1,258 @@
+"""Parallel trials: the ask/tell driver (``optimizer.minimize_parallel``) with real hyperopt over a quadratic,
+then real worker processes (``pipeline.search.local``) training xgboost on small real flights data into a real
+MLflow store, one of them killed with SIGKILL in the middle of a trial."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hyperopt import JOB_STATE_DONE, JOB_STATE_RUNNING
+from mlflow.tracking import MlflowClient
+
+from pipeline import config, spaces, tracking
+from pipeline.failpoints import FAILPOINT
+from pipeline.metrics import METRICS, REGRESSION, Task
+from pipeline.search import optimizer
+from pipeline.search.history import History
+from pipeline.search.local import trial_failpoint
+from pipeline.search.loop import RunContext, SearchSettings, StopRules, run_search
+from pipeline.search.parallel import Parallel
+from pipeline.search.pruning import MedianRule
+
+# --- the driver, with a quadratic for an objective -------------------------------------------------------------
+
+
+def space_of(folder: Path, parameters: dict[str, Any]) -> spaces.SearchSpace:
+    """A space checked for its schema only: these trials never train."""
+    path = folder / "space.yaml"
+    path.write_text(yaml.safe_dump({"model": "xgboost", "parameters": parameters | {"num_boost_round": 10}}))
+    return spaces.SearchSpace(path, config.load_space(path), sha256="quadratic")
+
+
+CONTINUOUS = {
+    "max_depth": {"distribution": "quniform", "low": 2, "high": 9, "q": 1},
+    "learning_rate": {"distribution": "uniform", "low": 0.0, "high": 1.0},
+}
+SIX_CONFIGURATIONS = {
+    "max_depth": {"distribution": "quniform", "low": 2, "high": 4, "q": 1},
+    "booster": {"distribution": "choice", "options": ["gbtree", "dart"]},
+}
+
+
+def quadratic(values: dict[str, Any]) -> float:
+    return (values.get("learning_rate", 0.3) - 0.3) ** 2 + (values["max_depth"] - 4) ** 2 / 10
+
+
+class Engine:
+    """Trials of the quadratic in ``workers`` threads, each a few milliseconds long; counts what the driver
+    has in flight (submitted, not yet settled) and fails the trials whose submission number is in ``fail``."""
+
+    def __init__(self, space: spaces.SearchSpace, workers: int, fail: frozenset[int] = frozenset()):
+        self.space, self.fail = space, fail
+        self.pool = ThreadPoolExecutor(workers)
+        self.submitted: list[dict[str, Any]] = []
+        self.settled: list[tuple[dict[str, Any], float | None, str | None]] = []
+        self.in_flight = self.most_in_flight = 0
+
+    def submit(self, values: dict[str, Any]) -> Future[float]:
+        assert threading.current_thread() is threading.main_thread(), "the driver submits from its own thread"
+        self.submitted.append(self.space.typed(values))
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        return self.pool.submit(self.trial, len(self.submitted) - 1, values)
+
+    def trial(self, index: int, values: dict[str, Any]) -> float:
+        time.sleep(0.002 * (index % 3))  # trials finish out of order
+        if index in self.fail:
+            raise RuntimeError("the worker died")
+        return quadratic(values)
+
+    def on_finished(self, values: dict[str, Any], payload: float | None, error: str | None) -> dict[str, Any]:
+        self.in_flight -= 1
+        self.settled.append((self.space.typed(values), payload, error))
+        return {"status": optimizer.FAIL} if error else {"status": optimizer.OK, "loss": payload}
+
+
+def drive(engine: Engine, plan: optimizer.Plan, workers: int) -> str | None:
+    return optimizer.minimize_parallel(engine.submit, plan, workers, engine.on_finished)
+
+
+def test_the_driver_keeps_n_trials_in_flight_runs_exactly_max_evals_and_settles_every_one(tmp_path):
+    space = space_of(tmp_path, CONTINUOUS)
+    engine = Engine(space, 3, fail=frozenset({4}))
+    plan = optimizer.Plan(space, 12, seed=1, algorithm=optimizer.algorithm_for("tpe", {"n_startup_jobs": 4}))
+
+    assert drive(engine, plan, 3) is None
+
+    assert len(engine.submitted) == len(engine.settled) == 12
+    assert engine.most_in_flight == 3 and engine.in_flight == 0
+    assert len({plan.key(p) for p in engine.submitted}) == 12, "no configuration twice"
+    failed = [s for s in engine.settled if s[2] is not None]
+    assert len(failed) == 1 and failed[0][0] == engine.submitted[4] and "RuntimeError: the worker died" in failed[0][2]
+    assert all(math.isclose(v, quadratic(p)) for p, v, e in engine.settled if e is None)
+
+
+def test_proposals_see_the_running_trials_at_the_worst_finished_loss(tmp_path):
+    space = space_of(tmp_path, CONTINUOUS)
+    seen: list[tuple[list[float | None], list[float]]] = []
+    tpe = optimizer.algorithm_for("tpe", {"n_startup_jobs": 3})
+
+    def spying(new_ids, domain, trials, seed):
+        running = [d["result"].get("loss") for d in trials.trials if d["state"] == JOB_STATE_RUNNING]
+        done = [d["result"]["loss"] for d in trials.trials if d["state"] == JOB_STATE_DONE]
+        seen.append((running, done))
+        return tpe(new_ids, domain, trials, seed)
+
+    drive(Engine(space, 3), optimizer.Plan(space, 10, seed=2, algorithm=spying), 3)
+
+    assert len(seen) == 10
+    assert seen[0] == ([], []) and seen[1] == ([None], []), "no loss finished yet: hyperopt's own infinity"
+    lied = [(running, done) for running, done in seen if running and done]
+    assert lied, "some proposals were made while trials were running and others had finished"
+    for running, done in lied:
+        assert running == [max(done)] * len(running)
+
+
+def test_a_small_space_is_exhausted_without_a_configuration_running_twice(tmp_path):
+    space = space_of(tmp_path, SIX_CONFIGURATIONS)
+    engine = Engine(space, 3)
+
+    reason = drive(engine, optimizer.Plan(space, 20, seed=3, algorithm=optimizer.algorithm_for("tpe")), 3)
+
+    assert reason is not None and reason.startswith("search space exhausted")
+    assert len(engine.submitted) == len(engine.settled) == 6
+    assert len({plan_key for plan_key in map(str, engine.submitted)}) == 6
+
+
+def test_a_stop_rule_ends_proposals_and_the_running_trials_are_waited_for(tmp_path):
+    space = space_of(tmp_path, CONTINUOUS)
+    engine = Engine(space, 3)
+    plan = optimizer.Plan(space, 50, seed=4, should_stop=lambda: len(engine.settled) >= 2)
+
+    drive(engine, plan, 3)
+
+    assert 3 <= len(engine.submitted) < 50
+    assert len(engine.settled) == len(engine.submitted), "no running trial is lost"
+
+
+def test_a_resume_counts_past_trials_and_warm_start_points_come_first(tmp_path):
+    space = space_of(tmp_path, CONTINUOUS)
+    first = [{"model": "xgboost", "max_depth": 3, "learning_rate": 0.25}, {"model": "xgboost", "max_depth": 5,
+             "learning_rate": 0.5}]  # fmt: skip
+    engine = Engine(space, 2)
+    plan = optimizer.Plan(space, 4, seed=5, first=first)
+    drive(engine, plan, 2)
+    past = [
+        optimizer.PastTrial(n, p, v, warm_start=plan.is_warm_start(p)) for n, (p, v, _) in enumerate(engine.settled)
+    ]
+    resumed = Engine(space, 2)
+
+    drive(resumed, replace(plan, max_evals=7, past=past), 2)
+
+    assert [plan.key(p) for p in engine.submitted[:2]] == [plan.key(p) for p in first]
+    assert len(resumed.submitted) == 3
+    assert not {plan.key(p) for p in resumed.submitted} & {plan.key(p) for p in engine.submitted}
+
+
+# --- worker processes, training xgboost ------------------------------------------------------------------------
+
+SPACE = {
+    "model": "xgboost",
+    "parameters": {
+        "max_depth": {"distribution": "quniform", "low": 2, "high": 6, "q": 1},
+        "learning_rate": {"distribution": "loguniform", "low": 0.3, "high": 1.0},
+        "num_boost_round": 50,
+        "early_stopping_rounds": 5,
+    },
+}
+
+
+@pytest.fixture
+def study(tmp_path, flights_tasks, client: MlflowClient):
+    """Runs a search in two local worker processes under a parent run of its own; returns its result and the
+    parent's child runs by trial number."""
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    space, data = spaces.load(path), flights_tasks.training_data(REGRESSION, ("codes",))
+    experiment = tracking.experiment_id(client, "local-parallel")
+    parent = client.create_run(experiment).info.run_id
+    context = RunContext(client, experiment, parent, {"space_sha256": space.sha256})
+    history = History(tmp_path / "history.jsonl")
+    history.start({"parent_run_id": parent})
+
+    def search(max_evals: int, stop: StopRules | None = None, past=()):
+        settings = SearchSettings(
+            max_evals, 5, optimizer.algorithm_for("tpe"), stop or StopRules(), MedianRule(2, 3), Parallel(workers=2)
+        )
+        result = run_search(space, data, Task(REGRESSION), METRICS["rmse"], settings, context, history, past, False)
+        runs = client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+        return result, {int(r.data.tags["trial_number"]): r for r in runs}, history
+
+    return search
+
+
+def test_local_workers_run_max_evals_trials_each_a_child_run_and_a_resume_adds_the_missing(study):
+    first, _, _ = study(3)
+    result, runs, history = study(5, past=first.trials)
+
+    assert [t.number for t in result.trials] == list(range(5)) and result.trials[:3] == first.trials
+    assert sorted(runs) == list(range(5)), "one child run per trial, linked to the parent"
+    for trial in result.trials:
+        assert trial.ok and trial.run_id == runs[trial.number].info.run_id
+        assert runs[trial.number].data.params["max_depth"] == str(trial.params["max_depth"])
+    assert len({str(t.params) for t in result.trials}) == 5, "no two trials share a configuration"
+    assert history.read().logged == {t.number: t.run_id for t in result.trials}
+
+
+def test_a_timeout_keeps_the_trial_still_running_when_it_fires(study):
+    result, runs, _ = study(10, StopRules(timeout_s=0))
+
+    assert result.stop_reason.startswith("timeout")
+    assert len(result.trials) == 2, "both workers' first trials, the second waited for after the stop"
+    assert sorted(runs) == [0, 1]
+
+
+def test_a_worker_killed_in_a_trial_makes_it_failed_and_the_study_goes_on(study, monkeypatch):
+    monkeypatch.setenv(FAILPOINT, trial_failpoint(1))  # the second trial submitted: SIGKILL before it trains
+
+    result, runs, _ = study(5)
+
+    assert len(result.trials) == 5 and sorted(runs) == list(range(5))
+    failed = [t for t in result.trials if not t.ok]
+    assert len(failed) == 1 and "WorkerDied" in failed[0].error and "exit code -9" in failed[0].error
+    assert runs[failed[0].number].info.status == "FAILED"
+    assert runs[failed[0].number].data.tags["error_class"] == "WorkerDied"
+    assert all(runs[t.number].info.status == "FINISHED" for t in result.trials if t.ok)
+
+
+def test_a_study_with_two_local_workers_registers_its_final_model(tmp_path, flights_spec):
+    import pipeline
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = pipeline.Study.from_config(
+        {"name": "local-2", "experiment": "parallel", "model_name": "parallel-model", "report": False},
+        flights_spec,
+        SPACE,
+        max_evals=4,
+        parallelism=2,
+        tracking_uri=uri,
+        state_dir=tmp_path / "state",
+        progress=False,
+    ).run()
+
+    client = MlflowClient(uri)
+    children = client.search_runs(
+        [client.get_run(result.parent_run_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'",
+    )
+    assert len(result.trials) == len(children) == 4
+    assert str(client.get_model_version_by_alias("parallel-model", "champion").version) == result.model_version
+    assert result.best_params == min((t for t in result.trials if t.ok and not t.pruned), key=lambda t: t.value).params
