@@ -69,12 +69,12 @@ class SearchSettings:
     """hyperopt's suggest function (``optimizer.algorithm_for``)."""
     stop: StopRules = StopRules()
     pruning: MedianRule | None = None
-    train_curves: bool = False
-    """Score the training split at every round of every trial too (``StudyConfig.train_curves``)."""
     parallel: parallel.Parallel | None = None
     """Run trials several at once (worker processes here, or Spark) instead of one after the other here."""
     device: str = "cpu"
     """Where trials of families with a GPU mode (xgboost) train: ``cpu`` or ``cuda``."""
+    train_curves: bool = False
+    """Score the training split at every round of every trial too (``StudyConfig.train_curves``)."""
 
 
 @dataclass(frozen=True)
