@@ -33,16 +33,19 @@ def setup(workdir: Path, flights_spec: dict) -> tuple[Path, Path]:
     return study, workdir / "narrow.yaml"
 
 
-def test_a_continued_study_killed_mid_search_resumes_then_is_unchanged(tmp_path, flights_spec):
+def test_a_continued_study_killed_mid_search_resumes_then_is_unchanged(tmp_path, flights_spec, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # every study goes to tmp_path's store
     study, narrow = setup(tmp_path, flights_spec)
+    store = ("--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}")
     source = summary_of(main_here(tmp_path, "run", "--study", str(study), "--max-evals", "5", "--json",
-                                  "--no-progress"))  # fmt: skip
+                                  "--no-progress", *store))  # fmt: skip
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     kept = [r for r in client.search_runs([source["experiment_id"]],
                                           filter_string=f"tags.mlflow.parentRunId = '{source['parent_run_id']}'")
             if int(r.data.params["max_depth"]) <= 5]  # fmt: skip
     assert 0 < len(kept) < 5, "the seed should leave trials on both sides of the cut"
-    command = ("run", "--study", str(study), "--space", str(narrow), "--continue-from", "e2e", "--max-evals", "6")
+    command = ("run", "--study", str(study), "--space", str(narrow), "--continue-from", "e2e", "--max-evals", "6",
+               *store)  # fmt: skip
 
     process = start_cli(tmp_path, *command, "--no-progress")
     wait_for_trials(tmp_path / ".pipeline" / "e2e-flights" / "e2e" / "history.jsonl", len(kept) + 1, process)
@@ -67,9 +70,11 @@ def test_a_continued_study_killed_mid_search_resumes_then_is_unchanged(tmp_path,
     assert again["inherited_trials"] == len(kept) and again["model_version"] == resumed["model_version"]
 
 
-def test_a_source_of_other_data_is_refused_with_exit_2_and_nothing_written(tmp_path, flights_spec):
+def test_a_source_of_other_data_is_refused_with_exit_2_and_nothing_written(tmp_path, flights_spec, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     study, narrow = setup(tmp_path, flights_spec)
-    summary_of(main_here(tmp_path, "run", "--study", str(study), "--max-evals", "1", "--json", "--no-progress"))
+    store = ("--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    summary_of(main_here(tmp_path, "run", "--study", str(study), "--max-evals", "1", "--json", "--no-progress", *store))
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump(flights_spec | {"split": flights_spec["split"] | {"test": ["2013-04"]}}))
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -78,7 +83,7 @@ def test_a_source_of_other_data_is_refused_with_exit_2_and_nothing_written(tmp_p
     )
 
     done = main_here(tmp_path, "run", "--study", str(study), "--dataset", str(other), "--space", str(narrow),
-                     "--continue-from", "e2e", "--study-name", "other", "--no-progress")  # fmt: skip
+                     "--continue-from", "e2e", "--study-name", "other", "--no-progress", *store)  # fmt: skip
 
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert done.returncode == 2 and len(errors) == 1, done.stderr[-2000:]
