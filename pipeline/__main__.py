@@ -58,7 +58,8 @@ def _add_run(commands: Any) -> None:
         description="Run a study end to end. Defaults come from the study file; flags override it. "
         "An unfinished study of the same name (killed, crashed) is resumed where it stopped; a finished one "
         "with the same inputs is printed as it is (nothing run or registered), extended by a larger "
-        "--max-evals, or started anew with --fresh. Exit 0 on success, 2 when an input file or the data is "
+        "--max-evals, or started anew with --fresh; --continue-from starts a new one knowing an earlier study's "
+        "trials. Exit 0 on success, 2 when an input file or the data is "
         "invalid, 3 when another process runs the same study, 1 otherwise.",
     )
     _study(run)
@@ -96,6 +97,13 @@ def _add_run(commands: Any) -> None:
         "(needs pip install 'pipeline[spark]')",
     )
     run.add_argument("--fresh", action="store_true", help="start a new study even if an unfinished one exists")
+    run.add_argument(
+        "--continue-from",
+        metavar="STUDY",
+        help="start a new study that already knows the trials of STUDY (a study name: its latest study in the "
+        "experiment; or a study's parent run id) that this space can express, without re-running them; "
+        "--max-evals more trials run on top. STUDY must have the same data and metric",
+    )
     _state_dir(run)
     _json(run)
     _no_progress(run)
@@ -318,6 +326,7 @@ def _run(args: argparse.Namespace) -> int:
         parallelism=args.parallelism,
         spark_master=args.spark_master,
         fresh=args.fresh,
+        continue_from=args.continue_from,
         state_dir=args.state_dir,
         progress=not args.no_progress,
     )
@@ -326,6 +335,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"study {result.study_name} is complete with these inputs ({len(result.trials)} trials): nothing was "
               "run or registered; a larger --max-evals extends it, --fresh starts a new study")  # fmt: skip
     print(_human_summary(result))
+    if result.continued_from is not None:
+        print(_continuation_line(result))
     print(f"see it: {_where_to_look(result)}")
     client = tracking.connect(result.tracking_uri)
     print(
@@ -450,6 +461,16 @@ def _where_to_look(result: StudyResult) -> str:
     if uri.startswith(("http://", "https://")):
         return f"{uri.rstrip('/')}/#/experiments/{result.experiment_id}/runs/{result.parent_run_id}"
     return f"mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)"
+
+
+def _continuation_line(result: StudyResult) -> str:
+    """One line: the source study, the trials inherited, and those dropped (the first one's reason)."""
+    dropped = result.dropped
+    why = f" (e.g. trial {dropped[0].number}: {dropped[0].reason})" if dropped else ""
+    return (
+        f"continued from study run {result.continued_from}: {result.inherited_trials} trials inherited, "
+        f"{len(dropped)} dropped{why}"
+    )
 
 
 def _human_summary(result: StudyResult) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -214,44 +214,107 @@ def _check_no_shadowing(params: dict[str, Parameter], path: Path, key: str) -> N
         seen |= inside
 
 
-def point_from_logged(space: SearchSpace, logged: dict[str, str]) -> dict[str, Scalar] | None:
+def point_from_logged(space: SearchSpace, logged: Mapping[str, str]) -> dict[str, Scalar] | None:
     """Typed trial parameters from a trial's MLflow params (strings), or None when the space cannot
-    produce them (another family, a parameter now fixed differently or out of its bounds)."""
+    produce them (see ``express``)."""
+    return express(space, logged)[0]
+
+
+def express(space: SearchSpace, logged: Mapping[str, str]) -> tuple[dict[str, Scalar] | None, str]:
+    """A trial's MLflow params (strings) read against ``space``: its typed parameters, or None and why the
+    space cannot produce them.
+
+    A trial is expressible when its family is in the space, each parameter of that family's active branch
+    accepts the trial's value (``accepts``: inside the bounds, on the q grid, among a choice's options,
+    equal to a fixed value), and it had no parameter the space lacks: a value the space no longer sets
+    would make the trial's model one that no trial of the space trains. Parameters the family adds to
+    train on a device (``Family.placed``) are not the space's and are not counted.
+    """
+    from pipeline import families  # the estimators' import, paid only by callers that read logged trials
+
     family = logged.get(MODEL_KEY, space.families[0] if len(space.families) == 1 else None)
     if family not in space.branches:
-        return None
-    values = _from_logged(space.branches[family], logged)
-    return None if values is None else {MODEL_KEY: family, **values}
+        return None, f"its model {family} is not in the space"
+    used = {MODEL_KEY} | set(families.get(family).placed({}, "cuda"))
+    values = _express(space.branches[family], logged, used)
+    if isinstance(values, str):
+        return None, values
+    if extra := sorted(set(logged) - used):
+        return None, f"{extra[0]}={logged[extra[0]]} is no longer in the space"
+    return {MODEL_KEY: family, **values}, ""
 
 
-def _from_logged(params: dict[str, Parameter], logged: dict[str, str]) -> dict[str, Scalar] | None:
+def _express(params: dict[str, Parameter], logged: Mapping[str, str], used: set[str]) -> dict[str, Scalar] | str:
+    """The branch's typed values (``used`` gets the names read), or why one is not expressible."""
     out: dict[str, Scalar] = {}
     for name, parameter in params.items():
         text = logged.get(name)
-        if isinstance(parameter, Scalar):
-            if text is not None and text != str(parameter):
-                return None  # the space now fixes it to something else
-            out[name] = parameter
-            continue
         if text is None:
-            return None
-        if isinstance(parameter, Choice | PChoice):
-            option = next((o for o in parameter.options if str(option_value(o)) == text), None)
-            if option is None:
-                return None
-            out[name] = option_value(option)
-            if isinstance(option, ConditionalOption):
-                nested = _from_logged(option.parameters, logged)
-                if nested is None:
-                    return None
-                out |= nested
-            continue
-        try:
-            value = cast(parameter, float(text))
-        except ValueError:
-            return None
-        low, high = getattr(parameter, "low", None), getattr(parameter, "high", None)
-        if low is not None and high is not None and not low <= value <= high:
-            return None
+            return f"it has no value for {name}"
+        used.add(name)
+        value, problem = accepts(parameter, text)
+        if problem:
+            return f"{name}={text} {problem}"
+        assert value is not None, "accepts gives a value or a problem"
         out[name] = value
+        if isinstance(parameter, Choice):
+            option = chosen_option(parameter, value)
+            if isinstance(option, ConditionalOption):
+                nested = _express(option.parameters, logged, used)
+                if isinstance(nested, str):
+                    return nested
+                out |= nested
     return out
+
+
+GRID_TOLERANCE = 1e-6
+"""How far (in steps) a logged value may sit from its q grid: what its decimal text loses (``0.30000000000000004``)."""
+
+
+def accepts(parameter: Parameter, text: str) -> tuple[Scalar | None, str]:
+    """The typed value ``parameter`` gives a trial for the logged ``text``, or None and why it cannot give it.
+
+    A fixed value must be the same; a choice's options are compared as text (as MLflow logged them); a
+    number must lie within ``low..high`` (``randint``: an integer, ``high`` included) and, for a quantized
+    distribution, on its grid at a point hyperopt draws (``round(x / q) * q`` for ``x`` in the bounds); a
+    log distribution's values are positive. Normal distributions have no bounds.
+    """
+    if isinstance(parameter, Scalar):
+        same = text == str(parameter) or (_number(text) == parameter and not isinstance(parameter, bool | str))
+        return (parameter, "") if same else (None, f"but the space fixes it at {parameter!r}")
+    if isinstance(parameter, Choice | PChoice):
+        option = next((o for o in parameter.options if str(option_value(o)) == text), None)
+        if option is None:
+            return None, f"is not among the options {[option_value(o) for o in parameter.options]}"
+        return option_value(option), ""
+    number = _number(text)
+    if number is None:
+        return None, "is not a number"
+    kind = parameter.distribution
+    if kind in ("lognormal", "loguniform", "qloguniform") and number <= 0:
+        return None, "is not positive"
+    if kind == "qlognormal" and number < 0:
+        return None, "is negative"
+    if isinstance(parameter, RandInt):
+        if number != round(number) or not parameter.low <= number <= parameter.high:
+            return None, f"is not an integer in {parameter.low}..{parameter.high}"
+    elif (q := getattr(parameter, "q", None)) is not None:
+        steps = number / q
+        if abs(steps - round(steps)) > GRID_TOLERANCE * max(1.0, abs(steps)):
+            return None, f"is not on the grid of step {q}"
+        low, high = getattr(parameter, "low", None), getattr(parameter, "high", None)
+        k = round(steps)
+        if low is not None and high is not None and not ((k - 0.5) * q < high and (k + 0.5) * q > low):
+            return None, f"is outside {low}..{high}"
+    else:
+        low, high = getattr(parameter, "low", None), getattr(parameter, "high", None)
+        if low is not None and high is not None and not low <= number <= high:
+            return None, f"is outside {low}..{high}"
+    return cast(parameter, number), ""
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None

@@ -101,14 +101,20 @@ class History:
                 state.logged[entry["number"]] = entry["run_id"]
         return state
 
-    def start(self, study: dict[str, Any], warm_start: Sequence[dict[str, Any]] = ()) -> None:
+    def start(
+        self, study: dict[str, Any], warm_start: Sequence[dict[str, Any]] = (), trials: Sequence[dict[str, Any]] = ()
+    ) -> None:
         """Begin a new study's file (replacing any), recording its warm-start points (typed parameters;
-        JSON keeps ints, floats, strings and booleans exactly) so that a resume queues the same ones."""
+        JSON keeps ints, floats, strings and booleans exactly) so that a resume queues the same ones.
+        ``trials`` (as ``append_trial`` takes them: a continued study's inherited ones) are written in the
+        same file before it replaces any, so a crash leaves the study with all of them or none."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         line = {"type": "study", **study} | ({WARM_START: list(warm_start)} if warm_start else {})
         with tmp.open("w") as handle:
             handle.write(json.dumps(line) + "\n")
+            for trial in trials:
+                handle.write(json.dumps({"type": "trial", **trial}, allow_nan=True) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
         tmp.replace(self.path)

@@ -102,8 +102,9 @@ def run_search(
     show_progress: bool = True,
     first: Sequence[dict[str, Any]] = (),
 ) -> SearchResult:
-    """Run trials until ``settings.max_evals`` (``past`` included) or a stop rule; each trial is appended to
-    ``history`` before its MLflow run is written, so a crash never loses a finished trial.
+    """Run trials until ``settings.max_evals`` (``past`` included, but for the trials a continued study
+    inherited, which come on top) or a stop rule; each trial is appended to ``history`` before its MLflow
+    run is written, so a crash never loses a finished trial.
 
     Raises TooManyFailures (or PipelineError when every trial failed).
     """
@@ -111,7 +112,8 @@ def run_search(
     writes: dict[int, Future[str]] = {}
     started = time.perf_counter()
     stop: list[str] = []
-    progress = Progress(settings.max_evals, len(past), metric.name, enabled=show_progress)
+    budget = settings.max_evals + inherited_count(past)
+    progress = Progress(budget, len(past), metric.name, enabled=show_progress)
 
     trainer = Trainer(
         space,
@@ -169,7 +171,7 @@ def run_search(
         for o in past
     ]
     plan = optimizer.Plan(
-        space, settings.max_evals, settings.seed, settings.algorithm, known, first, should_stop=lambda: bool(stop)
+        space, budget, settings.seed, settings.algorithm, known, first, should_stop=lambda: bool(stop)
     )
     # Leaving the block waits for the queued runs (through an outage of the store, for the grace period).
     with tracking.TrialWriter(context.client, context.experiment_id, context.parent_run_id, context.grace_s) as writer:
@@ -233,6 +235,12 @@ def best_of(outcomes: Sequence[TrialOutcome], metric: Metric) -> TrialOutcome | 
     """The completed (not pruned, not failed) trial with the best value; ties go to the earlier one."""
     ok = [o for o in outcomes if o.ok and not o.pruned]
     return min(ok, key=lambda o: (metric.loss(o.value), o.number)) if ok else None
+
+
+def inherited_count(outcomes: Sequence[TrialOutcome]) -> int:
+    """How many of a study's trials it inherited (``--continue-from``): they do not count against its
+    ``max_evals``."""
+    return sum(1 for o in outcomes if o.inherited_from)
 
 
 def outcome_from_history(entry: dict[str, Any], run_id: str) -> TrialOutcome:

@@ -33,12 +33,17 @@ RESUME_KEYS = {
     "metric": "the metric",
     "algorithm": "the algorithm",
     "pruning": "the pruning rule",
+    names.CONTINUED_FROM: "the study continued from",
 }
 
 
-def identity(study: StudyConfig, space: SearchSpace, data_fingerprint: str) -> dict[str, Any]:
-    """What decides which trials a study proposes and how they score: all of it must match to resume."""
+def identity(
+    study: StudyConfig, space: SearchSpace, data_fingerprint: str, continued_from: str | None = None
+) -> dict[str, Any]:
+    """What decides which trials a study proposes and how they score: all of it must match to resume.
+    ``continued_from``: the parent run id of the study whose trials it inherited (``--continue-from``)."""
     return {
+        names.CONTINUED_FROM: continued_from,
         "space_sha256": space.sha256,
         "data_fingerprint": data_fingerprint,
         "seed": study.seed,
@@ -130,6 +135,7 @@ def from_logged(trial: LoggedTrial, space: SearchSpace, metric: Metric) -> tuple
         pruned=pruned,
         curve=list(curve),
         warm_start=trial.tags.get(names.WARM_START) == "true",
+        inherited_from=trial.tags.get(names.INHERITED_FROM, ""),
     )
     record = TrialRecord(
         number=trial.number,

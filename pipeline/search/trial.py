@@ -44,6 +44,8 @@ class TrialOutcome:
     (k-fold: its mean over folds, each carried at its last value past its end; pruning uses ``fold_curves``)."""
     warm_start: bool = False
     """It evaluated one of the study's warm-start points rather than a proposal of the algorithm."""
+    inherited_from: str = ""
+    """A continued study's copy of a source study's trial: the run that trained it (never re-trained here)."""
     fold_curves: list[list[float]] = field(default_factory=list)
     """k-fold cross-validation: ``curve`` per fold, for the folds it trained; empty for a single split. Kept
     in the study history, not on the child run (whose curve is their mean): a study rebuilt from the tracking

@@ -44,8 +44,16 @@ from pipeline.families import CrossValidation, TrainingData
 from pipeline.features import Preprocessor
 from pipeline.metrics import METRICS, Metric
 from pipeline.model import finalize, registry
-from pipeline.search import history, optimizer, parallel, resume
-from pipeline.search.loop import RunContext, SearchResult, SearchSettings, StopRules, best_of, run_search
+from pipeline.search import continuation, history, optimizer, parallel, resume
+from pipeline.search.loop import (
+    RunContext,
+    SearchResult,
+    SearchSettings,
+    StopRules,
+    best_of,
+    inherited_count,
+    run_search,
+)
 from pipeline.search.pruning import MedianRule
 from pipeline.search.trial import TrialOutcome
 from pipeline.study.options import IN_MEMORY, Execution, RunKeywords, split_keywords, with_overrides
@@ -79,6 +87,7 @@ class Study:
         warm_start: tuple[dict[str, Any], ...] = (),
         tags: Mapping[str, str] | None = None,
         config_file: Path | None = None,
+        continue_from: str | None = None,
     ):
         self.config = config
         self.dataset_config = dataset_config
@@ -93,6 +102,8 @@ class Study:
         """Extra tags on the parent run."""
         self.config_file = config_file
         """The study file, or None for a study given in memory: errors name it."""
+        self.continue_from = continue_from
+        """The study whose trials this one inherits (``RunKeywords.continue_from``), or None."""
         if self.execution.parallelism < 1:
             raise InputError(
                 "command line", "--parallelism", f"{self.execution.parallelism} trials at once", "give 1 or more"
@@ -129,7 +140,8 @@ class Study:
         dataset_config = config.load_dataset(merged.dataset)
         search_space = spaces.load(merged.space)
         sources = {p.name: p for p in (study_file, merged.dataset, merged.space)}
-        return cls(merged, dataset_config, search_space, sources=sources, execution=execution, config_file=study_file)
+        return cls(merged, dataset_config, search_space, sources=sources, execution=execution, config_file=study_file,
+                   continue_from=keywords.get("continue_from"))  # fmt: skip
 
     @classmethod
     def from_config(
@@ -173,7 +185,10 @@ class Study:
             "dataset.yaml": config.to_yaml(dataset_config),
             "space.yaml": config.to_yaml(search_space.config),
         }
-        return cls(merged, dataset_config, search_space, sources=sources, execution=execution)
+        return cls(
+            merged, dataset_config, search_space, sources=sources, execution=execution,
+            continue_from=keywords.get("continue_from"),
+        )  # fmt: skip
 
     def for_window(
         self,
@@ -230,6 +245,9 @@ class Study:
         returned as it is, writing nothing; a larger ``max_evals`` extends it (the same parent run, the
         algorithm knowing every past trial) and registers a new version. ``fresh`` starts a new study.
         The local history is rebuilt from the tracking store when it is gone (a fresh container).
+        With ``continue_from``, a new study starts knowing the source study's trials its space can express
+        (``search/continuation.py``); the same command run again is that study, returned, resumed or
+        extended as any other.
 
         Raises InputError for invalid input (before anything is written to MLflow), StudyLocked when another
         process runs this study, and other PipelineError subclasses for the rest.
@@ -240,14 +258,34 @@ class Study:
         folder = history.study_folder(self.execution.state_dir, self.config.experiment, self.config.name)
         with history.study_lock(folder, self.config.name), tracking.pointed_at(self.execution.tracking_uri) as uri:
             client = tracking.connect(uri)
+            source = self._source(client, identity, dataset.fingerprint)  # refused before any write
+            if source is not None:
+                identity = identity | {names.CONTINUED_FROM: source.run_id}
             experiment_id = tracking.experiment_id(client, self.config.experiment)
             trial_history = history.History(folder / "history.jsonl")
             where = self._where_to_start(client, experiment_id, trial_history, identity)
+            inheritance = None
+            if source is not None:  # curves only for a new study: its pruning rule starts from them
+                logged = tracking.runs.logged_trials(client, source, with_curves=where is None)
+                inheritance = continuation.inherit(logged, self.space, self.metric)
             if isinstance(where, tracking.runs.LoggedStudy):
                 result = self._recorded(client, where)
             else:
-                result = self._run(client, experiment_id, dataset, trial_history, where, identity)
+                result = self._run(client, experiment_id, dataset, trial_history, where, identity, inheritance)
+        if source is not None and inheritance is not None:
+            result = replace(result, continued_from=source.run_id, dropped=tuple(inheritance.dropped))
         return replace(result, timings=result.timings | {"wall_s": round(time.perf_counter() - started, 3)})
+
+    def _source(
+        self, client: tracking.Client, identity: dict[str, Any], fingerprint: str
+    ) -> tracking.runs.LoggedStudy | None:
+        """The study this one continues from (``continue_from``), checked to share its data and metric."""
+        if self.continue_from is None:
+            return None
+        config = self.config
+        source = continuation.find_source(client, self.continue_from, config.experiment, config.name, identity)
+        continuation.check_source(source, self.continue_from, fingerprint, config.metric)
+        return source
 
     def _where_to_start(
         self, client: tracking.Client, experiment_id: str, trial_history: history.History, identity: dict[str, Any]
@@ -273,7 +311,8 @@ class Study:
             return None
         resume.check_resumable(saved, identity, name)  # an unfinished study resumes only as it started
         if names.STEP_DONE in latest.tags:
-            done = len(resume.contiguous(tracking.runs.logged_trials(client, latest, with_curves=False)))
+            logged = resume.contiguous(tracking.runs.logged_trials(client, latest, with_curves=False))
+            done = sum(names.INHERITED_FROM not in t.tags for t in logged)  # inherited ones come on top
             if done >= self.config.max_evals:
                 log.info("study %r is complete with these inputs (%d trials): nothing to do", name, done)
                 return latest
@@ -294,7 +333,9 @@ class Study:
         trial_history: history.History,
         state: history.StudyState | None,
         identity: dict[str, Any],
+        inheritance: continuation.Inheritance | None = None,
     ) -> StudyResult:
+        """Run the study from ``state`` (None: a new study, which starts with ``inheritance``'s trials)."""
         study, metric = self.config, self.metric
         log.info(
             "data: %d train / %d validation / %d test rows, %d raw feature columns, fingerprint %s",
@@ -326,6 +367,7 @@ class Study:
                 tags=provenance
                 | {names.PIPELINE_VERSION: pipeline.__version__, names.IDENTITY: json.dumps(identity, sort_keys=True)}
                 | ({names.WARM_START: json.dumps(list(self.warm_start))} if self.warm_start else {})
+                | (continued_tags(identity, inheritance) if inheritance is not None else {})
                 | self.tags,
             )
         )
@@ -334,8 +376,15 @@ class Study:
                 trial_history.start(
                     {"parent_run_id": parent.run_id, "experiment_id": experiment_id, "study": study.name} | identity,
                     warm_start=self.warm_start,
+                    trials=inheritance.history_entries() if inheritance is not None else (),
                 )
                 self._log_inputs(parent, dataset)
+                if inheritance is not None:  # each inherited trial logged as a run of this study, not re-trained
+                    started_state = trial_history.read()
+                    assert started_state is not None, "a history just started has its study line"
+                    past = resume.reconcile(client, experiment_id, trial_history, started_state)
+                    log.info("continuing from study run %s: %d trials inherited, %d dropped",
+                             identity[names.CONTINUED_FROM], len(past), len(inheritance.dropped))  # fmt: skip
             else:
                 resumes = int(parent.tags.get(names.RESUMED, "0")) + 1
                 parent.set_tags({names.RESUMED: str(resumes), f"resumed_at_trial_{resumes}": str(len(past))})
@@ -366,7 +415,7 @@ class Study:
             alias=registration.alias,
             model_id=registration.model_id,
             stop_reason=searched.stop_reason,
-            resumed_trials=searched.resumed_trials,
+            resumed_trials=searched.resumed_trials - inherited_count(searched.trials),
             tracking_uri=client.tracking_uri,
             trials=tuple(searched.trials),
             origin="new" if state is None else "continued",
@@ -400,7 +449,7 @@ class Study:
             alias=registry.role_of(client, self.config.model_name, version),
             model_id=tracking.models.version_model_id(client, self.config.model_name, version),
             stop_reason=study.tags.get(names.STOP_REASON, ""),
-            resumed_trials=len(outcomes),
+            resumed_trials=len(outcomes) - inherited_count(outcomes),
             tracking_uri=client.tracking_uri,
             trials=tuple(outcomes),
             origin="unchanged",
@@ -575,6 +624,15 @@ class Study:
             log.warning("study report not logged (%s: %s); rebuild it: python -m pipeline report --run-id %s",
                         type(error).__name__, error, parent.run_id)  # fmt: skip
             parent.set_tags({names.STEP_REPORT: f"failed: {type(error).__name__}"})
+
+
+def continued_tags(identity: dict[str, Any], inheritance: continuation.Inheritance) -> dict[str, str]:
+    """The parent run's record of a continuation: the source study's parent run, trials kept and dropped."""
+    return {
+        names.CONTINUED_FROM: identity[names.CONTINUED_FROM],
+        names.INHERITED_TRIALS: str(len(inheritance.inherited)),
+        names.DROPPED_TRIALS: str(len(inheritance.dropped)),
+    }
 
 
 def searched_before(past: list[TrialOutcome], metric: Metric, stop_reason: str) -> SearchResult:

@@ -36,6 +36,9 @@ class RunKeywords(TypedDict, total=False):
     parallelism: int
     spark_master: str | None
     fresh: bool
+    continue_from: str | None
+    """A study name (its latest study in the experiment) or a study's parent run id: the new study inherits
+    that study's trials its space can express, as already evaluated ones, and runs ``max_evals`` more."""
     state_dir: str | Path
     progress: bool
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.search.continuation import DroppedTrial
 from pipeline.search.trial import TrialOutcome
 
 
@@ -33,6 +34,7 @@ class StudyResult:
     model_id: str
     stop_reason: str
     resumed_trials: int
+    """Trials of its own that were already finished when this invocation started."""
     tracking_uri: str
     trials: tuple[TrialOutcome, ...] = field(repr=False)
     origin: str = "new"
@@ -40,6 +42,15 @@ class StudyResult:
     and is returned as it was, nothing run or registered."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds: ``search_s``, ``search_train_s``, ``finalize_s``, ``final_train_s``, ``wall_s``."""
+    continued_from: str | None = None
+    """The parent run id of the study this one continued from (``--continue-from``), or None."""
+    dropped: tuple[DroppedTrial, ...] = ()
+    """The source study's trials this one left out, each with why (failed, or not expressible in its space)."""
+
+    @property
+    def inherited_trials(self) -> int:
+        """Trials copied from the source study (among ``trials``, and on top of ``max_evals``)."""
+        return sum(1 for t in self.trials if t.inherited_from)
 
     @property
     def model_uri(self) -> str:
@@ -62,7 +73,8 @@ class StudyResult:
 
     def trials_dataframe(self) -> pd.DataFrame:
         """One row per trial: ``number``, ``state`` (COMPLETE, PRUNED, FAIL), ``value``, ``run_id``,
-        ``train_seconds``, ``best_iteration``, ``error`` and one ``params_<name>`` column per parameter."""
+        ``train_seconds``, ``best_iteration``, ``error``, ``inherited_from`` (the run that trained an
+        inherited trial, else empty) and one ``params_<name>`` column per parameter."""
         rows = [
             {
                 "number": t.number,
@@ -72,6 +84,7 @@ class StudyResult:
                 "train_seconds": t.train_seconds,
                 "best_iteration": t.best_iteration,
                 "error": t.error,
+                "inherited_from": t.inherited_from,
             }
             | {f"params_{k}": v for k, v in t.params.items()}
             for t in self.trials
@@ -101,5 +114,8 @@ class StudyResult:
             "model_id": self.model_id,
             "tracking_uri": self.tracking_uri,
             "origin": self.origin,
+            "continued_from": self.continued_from,
+            "inherited_trials": self.inherited_trials,
+            "dropped_trials": [{"number": d.number, "run_id": d.run_id, "reason": d.reason} for d in self.dropped],
             **self.timings,
         }

@@ -530,6 +530,15 @@ def latest_study(client: MlflowClient, experiment: str, study: str) -> LoggedStu
     return _logged_study(found[0]) if found else None
 
 
+def studies_in(client: MlflowClient, experiment_name: str, study: str) -> list[LoggedStudy]:
+    """The parent runs of every study of this name in the experiment of this name, newest first; none
+    when the experiment does not exist (it is not created)."""
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return []
+    return [_logged_study(run) for run in studies_named(client, experiment.experiment_id, study)]
+
+
 def read_study(client: MlflowClient, run_id: str) -> LoggedStudy:
     return _logged_study(client.get_run(run_id))
 

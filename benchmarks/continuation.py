@@ -1,0 +1,150 @@
+"""What `run --continue-from` buys: a search that narrows its space half-way, keeping what it learnt,
+against searches that spend the whole budget in one space from scratch.
+
+Per seed, three arms, each in a fresh temporary directory (its own store and state), through the CLI:
+
+- ``continued``: N trials in the wide space (the study's), then N more in the narrowed space with
+  ``--continue-from`` (the wide study's expressible trials inherited, not re-run);
+- ``wide``: 2N trials in the wide space from scratch;
+- ``narrow``: 2N trials in the narrowed space from scratch.
+
+It prints, per arm and seed, the best validation metric (RMSE on the default task), the test metric, the
+trials inherited and the wall time of the arm's commands, then the medians; the raw trials of every study
+(parameters, value, inherited or not, from the study's archived history) go to ``--output``.
+
+    python benchmarks/continuation.py [--seeds 42 43 44] [--per-phase 15] [--study FILE] [--narrow FILE]
+
+The narrowed space is ``--narrow``, or by default the study's space with every bounded distribution cut
+to the middle half of its range (of its logarithm for a log distribution). Seconds come from a shared
+machine and are noisy: compare the medians on a quiet one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+LOG_KINDS = ("loguniform", "qloguniform")
+
+
+def narrowed(space: dict[str, Any]) -> dict[str, Any]:
+    """``space`` with each bounded distribution cut to the middle half of its range (log range for log
+    distributions; a quantized one keeps its step and at least one grid point)."""
+
+    def cut(parameter: Any) -> Any:
+        if not isinstance(parameter, dict) or "low" not in parameter or parameter["distribution"] == "randint":
+            return parameter
+        low, high = parameter["low"], parameter["high"]
+        log = parameter["distribution"] in LOG_KINDS
+        a, b = (math.log(low), math.log(high)) if log else (low, high)
+        a, b = a + (b - a) / 4, b - (b - a) / 4
+        a, b = (math.exp(a), math.exp(b)) if log else (a, b)
+        if "q" in parameter:
+            q = parameter["q"]
+            a, b = math.floor(a / q) * q, math.ceil(b / q) * q
+        return parameter | {"low": a, "high": b}
+
+    out = dict(space)
+    if "parameters" in out:
+        out["parameters"] = {k: cut(v) for k, v in out["parameters"].items()}
+    if "models" in out:
+        out["models"] = {f: {"parameters": {k: cut(v) for k, v in m["parameters"].items()}}
+                         for f, m in out["models"].items()}  # fmt: skip
+    return out
+
+
+def run(workdir: Path, study: Path, seed: int, *extra: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One ``python -m pipeline run`` in ``workdir``: its JSON summary and the trials of its archived history."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    command = [sys.executable, "-m", "pipeline", "run", "--json", "--no-progress", "--study", str(study),
+               "--seed", str(seed), "--study-name", "bench", *extra]  # fmt: skip
+    done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.exit(f"study failed ({done.returncode}): {' '.join(command)}\n{done.stderr[-2000:]}")
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    archive = next((workdir / ".pipeline").rglob(f"{summary['parent_run_id']}.jsonl"))
+    lines = [json.loads(line) for line in archive.read_text().splitlines()]
+    trials = [
+        {"number": t["number"], "params": t["outcome"]["params"], "value": t["outcome"]["value"],
+         "ok": t["outcome"]["ok"], "pruned": t["outcome"]["pruned"],
+         "inherited_from": t["outcome"].get("inherited_from", "")}
+        for t in lines if t["type"] == "trial"
+    ]  # fmt: skip
+    return summary, trials
+
+
+def arm(name: str, study: Path, narrow: Path, seed: int, per_phase: int) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"continuation-{name}-"))
+    started = time.perf_counter()
+    studies = []
+    if name == "continued":
+        studies.append(run(workdir, study, seed, "--max-evals", str(per_phase)))
+        continued = ("--space", str(narrow), "--continue-from", "bench", "--max-evals", str(per_phase))
+        studies.append(run(workdir, study, seed, *continued))
+    else:
+        space = ("--space", str(narrow)) if name == "narrow" else ()
+        studies.append(run(workdir, study, seed, *space, "--max-evals", str(2 * per_phase)))
+    wall_s = time.perf_counter() - started
+    summary = studies[-1][0]
+    return {
+        "arm": name,
+        "seed": seed,
+        "best_val": summary["best_val_metric"],
+        "test": summary["test_metric"],
+        "inherited": summary.get("inherited_trials", 0),
+        "dropped": len(summary.get("dropped_trials", [])),
+        "wall_s": wall_s,
+        "studies": [{"summary": s, "trials": t} for s, t in studies],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser.add_argument("--per-phase", type=int, default=15, help="trials per phase; the arms from scratch run 2x")
+    parser.add_argument("--study", type=Path, default=REPO / "studies" / "flights.yaml")
+    parser.add_argument("--narrow", type=Path, help="the narrowed space (default: the middle half of each range)")
+    parser.add_argument("--output", type=Path, help="raw results (default: benchmarks/results/continuation-DATE.json)")
+    args = parser.parse_args()
+    study = args.study.resolve()
+    narrow = args.narrow.resolve() if args.narrow else None
+    if narrow is None:
+        wide_file = (study.parent / yaml.safe_load(study.read_text())["space"]).resolve()
+        narrow = Path(tempfile.mkdtemp(prefix="continuation-space-")) / "narrow.yaml"
+        narrow.write_text(yaml.safe_dump(narrowed(yaml.safe_load(wide_file.read_text())), sort_keys=False))
+    rows = []
+    for seed in args.seeds:
+        for name in ("continued", "wide", "narrow"):
+            row = arm(name, study, narrow, seed, args.per_phase)
+            rows.append(row)
+            print(f"seed {seed} {name:>9}: best val {row['best_val']:.4f}, test {row['test']:.4f}, inherited "
+                  f"{row['inherited']}, dropped {row['dropped']}, {row['wall_s']:.1f} s", flush=True)  # fmt: skip
+    print(f"\n| arm ({args.per_phase}+{args.per_phase} trials) | median best val | median test | median wall s |")
+    print("|---|---|---|---|")
+    for name in ("continued", "wide", "narrow"):
+        mine = [r for r in rows if r["arm"] == name]
+        med = {k: statistics.median(r[k] for r in mine) for k in ("best_val", "test", "wall_s")}
+        print(f"| {name} | {med['best_val']:.4f} | {med['test']:.4f} | {med['wall_s']:.1f} |")
+    output = args.output or REPO / "benchmarks" / "results" / f"continuation-{datetime.date.today()}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    machine = {"cores": os.cpu_count(), "python": sys.version.split()[0]}
+    output.write_text(json.dumps({"seeds": args.seeds, "per_phase": args.per_phase, "narrow": yaml.safe_load(
+        narrow.read_text()), "machine": machine, "arms": rows}, indent=1, default=str))  # fmt: skip
+    print(f"\nseeds {args.seeds}; machine: {os.cpu_count()} cores; raw trials in {output}")
+
+
+if __name__ == "__main__":
+    main()
