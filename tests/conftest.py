@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -15,6 +17,7 @@ from pipeline.data import Dataset, load_dataset, materialize_flights
 from pipeline.families import TrainingData
 from pipeline.features import Preprocessor
 from pipeline.metrics import BINARY, MULTICLASS, REGRESSION
+from pipeline.tracking.bootstrap import ensure_store
 
 SHARED_STORE_MODULES = frozenset({"tests/e2e/test_cli.py", "tests/e2e/test_mlflow_ui.py", "tests/e2e/test_scoring.py"})
 """The modules reading the e2e store of the session fixture ``two_studies``."""
@@ -166,10 +169,28 @@ def kfold_dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     return load_dataset(config.load_dataset(file), file)
 
 
+@pytest.fixture(scope="session")
+def new_store(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], str]:
+    """``new_store(path)`` puts an empty SQLite tracking store at ``path`` and returns its URI.
+
+    Each is a copy of one store created once per worker by the pipeline's own ``ensure_store``: creating its
+    tables (MLflow's ~60 migrations) takes seconds, and a current store is used as it is. Creating a store from
+    nothing is tested in tests/tracking/test_bootstrap.py and by the e2e fixture ``two_studies``."""
+    blank = tmp_path_factory.mktemp("blank-store") / "mlflow.db"
+    ensure_store(f"sqlite:///{blank}")
+
+    def new(path: Path) -> str:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(blank, path)
+        return f"sqlite:///{path}"
+
+    return new
+
+
 @pytest.fixture(scope="module")
-def store_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+def store_uri(tmp_path_factory: pytest.TempPathFactory, new_store: Callable[[Path], str]) -> str:
     """A real embedded MLflow store (SQLite) shared by one test module."""
-    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    return new_store(tmp_path_factory.mktemp("store") / "mlflow.db")
 
 
 @pytest.fixture
