@@ -89,8 +89,15 @@ def launch(workdir: Path, uri: str, *args: str) -> Serving:
     stdout, stderr = workdir / f"serve-{port}.out", workdir / f"serve-{port}.err"
     command = [sys.executable, "-m", "pipeline", "serve", "--port", str(port), "--tracking-uri", uri, *args]
     with stdout.open("w") as out, stderr.open("w") as err:
-        process = subprocess.Popen(command, cwd=workdir, env=inactive_venv_env(), stdout=out, stderr=err, text=True)
+        process = subprocess.Popen(command, cwd=workdir, env=inactive_venv_env(), stdout=out, stderr=err, text=True,
+                                   preexec_fn=ctrl_c_default)  # fmt: skip
     return Serving(process, port, stdout, stderr)
+
+
+def ctrl_c_default() -> None:
+    """SIGINT at its default in ``serve``, as from a terminal: pytest started in the background by a shell without
+    job control inherits SIGINT ignored, and Python then never raises KeyboardInterrupt (the Ctrl-C test hung)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_serving(serving: Serving, timeout: float = 180) -> None:
