@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -15,21 +17,74 @@ from pipeline.data import Dataset, load_dataset, materialize_flights
 from pipeline.families import TrainingData
 from pipeline.features import Preprocessor
 from pipeline.metrics import BINARY, MULTICLASS, REGRESSION
+from pipeline.tracking.bootstrap import ensure_store
 
 SHARED_STORE_MODULES = frozenset({"tests/e2e/test_cli.py", "tests/e2e/test_mlflow_ui.py", "tests/e2e/test_scoring.py"})
 """The modules reading the e2e store of the session fixture ``two_studies``."""
+
+SCOPE_SECONDS = {
+    "tests/e2e/test_faults.py": 110,
+    "two_studies": 90,
+    "tests/tracking/test_bootstrap.py": 80,
+    "tests/e2e/test_steps.py": 70,
+    "tests/e2e/test_retrain.py": 60,
+    "tests/test_shipped.py": 40,
+    "tests/e2e/test_serve.py": 40,
+    "tests/search/test_spark.py": 35,
+    "tests/test_study.py": 30,
+    "tests/reporting/test_report.py": 25,
+    "tests/test_features.py": 25,
+    "tests/reporting/test_plots.py": 20,
+    "tests/model/test_gate.py": 20,
+    "tests/search/test_optimizer.py": 20,
+    "tests/model/test_finalize.py": 20,
+    "tests/search/test_loop.py": 15,
+    "tests/e2e/test_families.py": 15,
+}
+"""Seconds one worker spends on each slow scope, measured with ``--durations`` on the 2-core machine under load
+(2026-11-29): only their order matters. Another module counts ``SECONDS_PER_TEST`` a test, and one in tests/e2e
+at least ``E2E_SECONDS`` (studies and processes): add a new slow module here, or update one whose cost changed."""
+SECONDS_PER_TEST, E2E_SECONDS = 0.05, 30
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     """pytest-xdist sends whole modules to a worker (module fixtures are built once), and the modules that
     read ``two_studies`` together (that session fixture is built once). xdist's own ``loadgroup`` cannot do
-    this with pytest 9: it renames node ids, which pytest 9 no longer lets a plugin do."""
+    this with pytest 9: it renames node ids, which pytest 9 no longer lets a plugin do.
+
+    The next free worker gets the costliest scope left (longest first), not xdist's largest by test count,
+    which started the few-test, slow e2e modules last while the other worker ran out of work."""
     from xdist.scheduler import LoadScopeScheduling
 
     class ByModule(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::")[0]
             return "two_studies" if module in SHARED_STORE_MODULES else module
+
+        def _cost(self, scope: str) -> float:
+            if scope in SCOPE_SECONDS:
+                return SCOPE_SECONDS[scope]
+            estimate = SECONDS_PER_TEST * len(self.workqueue[scope])
+            return max(estimate, E2E_SECONDS) if scope.startswith("tests/e2e/") else estimate
+
+        def _assign_work_unit(self, node) -> None:
+            """The costliest scopes left, until the worker holds two tests: a worker starts a test only once
+            it knows the next one (a scope of one test alone would wait forever)."""
+            while self.workqueue:
+                self.workqueue.move_to_end(max(self.workqueue, key=self._cost), last=False)
+                super()._assign_work_unit(node)
+                if self._pending_of(self.assigned_work[node]) >= 2:
+                    return
+
+        def _reschedule(self, node) -> None:
+            """A worker gets its next scope as it starts the last test of its current ones (xdist's own
+            threshold, two tests, can leave a waiting scope behind two long tests while the other worker idles)."""
+            if node.shutting_down:
+                return
+            if not self.workqueue:
+                node.shutdown()
+            elif self._pending_of(self.assigned_work[node]) <= 1:
+                self._assign_work_unit(node)
 
     return ByModule(config, log)
 
@@ -166,10 +221,28 @@ def kfold_dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     return load_dataset(config.load_dataset(file), file)
 
 
+@pytest.fixture(scope="session")
+def new_store(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], str]:
+    """``new_store(path)`` puts an empty SQLite tracking store at ``path`` and returns its URI.
+
+    Each is a copy of one store created once per worker by the pipeline's own ``ensure_store``: creating its
+    tables (MLflow's ~60 migrations) takes seconds, and a current store is used as it is. Creating a store from
+    nothing is tested in tests/tracking/test_bootstrap.py and by the e2e fixture ``two_studies``."""
+    blank = tmp_path_factory.mktemp("blank-store") / "mlflow.db"
+    ensure_store(f"sqlite:///{blank}")
+
+    def new(path: Path) -> str:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(blank, path)
+        return f"sqlite:///{path}"
+
+    return new
+
+
 @pytest.fixture(scope="module")
-def store_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+def store_uri(tmp_path_factory: pytest.TempPathFactory, new_store: Callable[[Path], str]) -> str:
     """A real embedded MLflow store (SQLite) shared by one test module."""
-    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    return new_store(tmp_path_factory.mktemp("store") / "mlflow.db")
 
 
 @pytest.fixture

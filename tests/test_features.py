@@ -336,11 +336,13 @@ class _Encoded(mlflow.pyfunc.PythonModel):
 
 
 @pytest.mark.parametrize("name", ["integer_gaps", "odd_names", "yes_no", "high_cardinality"])
-def test_a_model_logged_with_its_signature_serves_gaps_and_whole_numbers_in_every_column(tmp_path, name, monkeypatch):
+def test_a_model_logged_with_its_signature_serves_gaps_and_whole_numbers_in_every_column(
+    tmp_path, name, monkeypatch, new_store
+):
     """Through a real MLflow store and ``mlflow.pyfunc``: a row whose every column is missing is accepted,
     also in the columns that held integers in training, and so are the training rows as they are."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(new_store(tmp_path / "mlflow.db"))
     try:
         dataset = quirk(name)
         preprocessor = fitted_for(dataset)

@@ -64,8 +64,8 @@ def test_every_shipped_file_opens_with_a_comment_saying_what_it_is_for():
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    uri = f"sqlite:///{tmp_path_factory.mktemp('shipped') / 'mlflow.db'}"
+def store(tmp_path_factory, new_store):
+    uri = new_store(tmp_path_factory.mktemp("shipped") / "mlflow.db")
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
         mlflow.set_tracking_uri(uri)

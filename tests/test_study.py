@@ -152,7 +152,7 @@ def test_a_keyword_the_api_does_not_know_is_a_type_error_as_for_any_function(tmp
         pipeline.Study.from_file(study_file(tmp_path, dataset_file), max_eval=3)  # type: ignore[call-arg]
 
 
-def test_a_kfold_study_scores_trials_by_their_fold_mean_and_registers_a_model_serving_raw_rows(tmp_path):
+def test_a_kfold_study_scores_trials_by_their_fold_mean_and_registers_a_model_serving_raw_rows(tmp_path, new_store):
     """A tiny study on a table nobody here wrote, cross-validated in 3 folds: each trial's child run holds its
     folds' values and their mean, the final model is refit on every non-test row for the folds' mean best
     iteration, and the registered model scores raw rows with a gap in every column."""
@@ -162,7 +162,7 @@ def test_a_kfold_study_scores_trials_by_their_fold_mean_and_registers_a_model_se
     quirks = REPO / "tests" / "quirks"
     dataset = yaml.safe_load((quirks / "yes_no.yaml").read_text())
     dataset |= {"path": str(quirks / "yes_no.csv"), "split": {"by": "kfold", "folds": 3, "test": 0.2, "seed": 0}}
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path / "mlflow.db")
     study = {"name": "cv", "experiment": "cv", "model_name": "cv-model", "metric": "log_loss", "report": False}
     result = Study.from_config(
         study, dataset, SMALL_SPACE, max_evals=3, tracking_uri=uri, state_dir=tmp_path / "state", progress=False

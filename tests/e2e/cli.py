@@ -34,9 +34,14 @@ def run_cli(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProces
     )
 
 
-def main_here(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def main_here(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """The CLI's ``main`` in this process, in ``workdir``: what the command prints and its exit code, for checks
-    of arguments, messages and exit codes that need no process of their own (a process start costs ~3 s)."""
+    that need no process of their own (a process start costs ~3 s).
+
+    As for :func:`run_cli`, the command sees no MLflow URI this process was pointed at (the store is the one its
+    flags or working directory name), ``env`` on top, and configures logging itself (its INFO lines go to the
+    stderr returned). The working directory, SIGTERM handler, logging, environment and MLflow's global tracking
+    URI are put back after."""
     import contextlib
     import io
     import logging
@@ -46,11 +51,13 @@ def main_here(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     from pipeline.__main__ import main
 
     out, err = io.StringIO(), io.StringIO()
-    before, handler = os.getcwd(), signal.getsignal(signal.SIGTERM)
+    before, handler, environ = os.getcwd(), signal.getsignal(signal.SIGTERM), dict(os.environ)
     root = logging.getLogger()
     kept = (root.handlers[:], root.level)
-    log_to_err = logging.StreamHandler(err)
-    root.handlers = [log_to_err]
+    root.handlers = []  # main's logging.basicConfig adds its own handler, writing to the redirected stderr
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        os.environ.pop(name, None)
+    os.environ.update(env)
     os.chdir(workdir)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -60,7 +67,9 @@ def main_here(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
         signal.signal(signal.SIGTERM, handler)
         root.handlers, _ = kept
         root.setLevel(kept[1])
-        mlflow.set_tracking_uri(None)
+        mlflow.set_tracking_uri(environ.get("MLFLOW_TRACKING_URI"))  # mlflow.set_tracking_uri sets it too
+        os.environ.clear()
+        os.environ.update(environ)
     return subprocess.CompletedProcess(["pipeline", *args], code, out.getvalue(), err.getvalue())
 
 

@@ -1,5 +1,6 @@
-"""The real CLI over a multi-family space and over the binary classification example, on small real data:
-each registers a model that loads by alias and predicts raw rows, reproducing the logged test metric."""
+"""The CLI's ``main`` (in this process: nothing here is about a process) over a multi-family space and over the
+binary classification example, on small real data: each registers a model that loads by alias and predicts raw
+rows, reproducing the logged test metric."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from cli import REPO, run_cli, summary_of, write_study
+from cli import REPO, main_here, summary_of, write_study
 from mlflow.tracking import MlflowClient
 
 from pipeline.metrics import brier, rmse
@@ -37,14 +38,17 @@ MULTI_FAMILY = {
 }  # fmt: skip
 
 
-def test_a_multi_family_study_tries_several_families_and_registers_the_best(tmp_path, flights_spec, flights_dir):
+def test_a_multi_family_study_tries_several_families_and_registers_the_best(
+    tmp_path, flights_spec, flights_dir, new_store
+):
+    new_store(tmp_path / "mlflow.db")
     dataset = tmp_path / "flights.yaml"
     dataset.write_text(yaml.safe_dump(flights_spec))
     space = tmp_path / "families.yaml"
     space.write_text(yaml.safe_dump(MULTI_FAMILY))
     study = write_study(tmp_path, dataset, space=str(space), max_evals=8, seed=3, model_name="families")
 
-    summary = summary_of(run_cli(tmp_path, "run", "--study", str(study), "--json", "--no-progress"))
+    summary = summary_of(main_here(tmp_path, "run", "--study", str(study), "--json", "--no-progress"))
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs(
@@ -65,16 +69,17 @@ def test_a_multi_family_study_tries_several_families_and_registers_the_best(tmp_
 
 
 def test_the_classification_example_tunes_brier_and_serves_labels_and_probabilities_with_flags_over_the_file(
-    tmp_path, flights_spec, flights_dir
+    tmp_path, flights_spec, flights_dir, new_store
 ):
+    new_store(tmp_path / "mlflow.db")
     shipped = yaml.safe_load((REPO / "data" / "flights_late.yaml").read_text())
     spec = shipped | {"path": flights_spec["path"]}
     dataset = tmp_path / "late.yaml"
     dataset.write_text(yaml.safe_dump(spec))
     study = write_study(tmp_path, dataset, metric="brier", max_evals=30, model_name="from-the-file")
 
-    done = run_cli(tmp_path, "run", "--study", str(study), "--max-evals", "4", "--study-name", "flagged",
-                   "--experiment", "flag-exp", "--model-name", "late", "--json", "--no-progress")  # fmt: skip
+    done = main_here(tmp_path, "run", "--study", str(study), "--max-evals", "4", "--study-name", "flagged",
+                     "--experiment", "flag-exp", "--model-name", "late", "--json", "--no-progress")  # fmt: skip
 
     summary = summary_of(done)
     assert summary["trials"] + summary["trials_failed"] == 4 and summary["model_uri"] == "models:/late@champion"

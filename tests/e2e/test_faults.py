@@ -1,6 +1,7 @@
 """Fault injection with real processes: SIGKILL mid-study, a scheduler firing twice, SIGTERM, a tracking
 server that goes away mid-study for less, or more, than the grace period. After each, nothing finished is lost,
-nothing is duplicated, nothing stays RUNNING."""
+nothing is duplicated, nothing stays RUNNING. The process hit by the fault is a real one; what runs after it
+(the rerun, a reference study, the second command refused) is the CLI's ``main`` in this process."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from cli import free_port, run_cli, start_cli, start_server, stop_server, summary_of, wait_for_trials, write_study
+from cli import free_port, main_here, start_cli, start_server, stop_server, summary_of, wait_for_trials, write_study
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
@@ -25,7 +27,10 @@ def history_file(workdir: Path, study: str = STUDY) -> Path:
     return workdir / ".pipeline" / EXPERIMENT / study / "history.jsonl"
 
 
-def setup_study(workdir: Path, flights_spec: dict, **overrides) -> Path:
+def setup_study(workdir: Path, flights_spec: dict, new_store: Callable[[Path], str] | None = None, **overrides) -> Path:
+    """The study file in ``workdir``; with ``new_store``, an empty store where the CLI looks by default."""
+    if new_store is not None:
+        new_store(workdir / "mlflow.db")
     dataset = workdir / "flights.yaml"
     dataset.write_text(yaml.safe_dump(flights_spec))
     settings = {"name": STUDY, "experiment": EXPERIMENT, "model_name": "faults-model", "seed": 11} | overrides
@@ -44,13 +49,13 @@ def trial_runs(client: MlflowClient, experiment_id: str, parent_id: str, view=Vi
 
 
 def test_a_study_killed_with_sigkill_resumes_without_losing_or_repeating_trials_even_with_its_history_gone(
-    tmp_path, flights_spec
+    tmp_path, flights_spec, new_store
 ):
     """A fresh container after a kill -9: the local history is deleted too, and the study is rebuilt from the
     tracking store. (Resuming from the local history: tests/search/test_loop.py, tests/e2e/test_steps.py.)"""
     killed, reference = tmp_path / "killed", tmp_path / "reference"
     killed.mkdir(), reference.mkdir()
-    study = setup_study(killed, flights_spec, max_evals=9)
+    study = setup_study(killed, flights_spec, new_store, max_evals=9)
     args = ("run", "--study", str(study), "--json", "--no-progress")
 
     process = start_cli(killed, *args)
@@ -62,7 +67,7 @@ def test_a_study_killed_with_sigkill_resumes_without_losing_or_repeating_trials_
     assert client.get_run(parent_id).info.status == "RUNNING"  # what the dead process left
     shutil.rmtree(killed / ".pipeline")
 
-    done = run_cli(killed, *args)
+    done = main_here(killed, *args)
     summary = summary_of(done)
 
     assert "no local history; rebuilt from the tracking store" in done.stderr
@@ -82,8 +87,8 @@ def test_a_study_killed_with_sigkill_resumes_without_losing_or_repeating_trials_
     assert (history_file(killed).parent / f"{parent_id}.jsonl").exists()
 
     # The resumed study proposed exactly what an uninterrupted one with the same seed proposes.
-    reference_study = setup_study(reference, flights_spec, max_evals=9)
-    uninterrupted = summary_of(run_cli(reference, "run", "--study", str(reference_study), "--json", "--no-progress"))
+    reference_study = setup_study(reference, flights_spec, new_store, max_evals=9)
+    uninterrupted = summary_of(main_here(reference, "run", "--study", str(reference_study), "--json", "--no-progress"))
     other = MlflowClient(f"sqlite:///{reference / 'mlflow.db'}")
     by_number = {int(r.data.tags["trial_number"]): r.data.params for r in runs}
     expected = trial_runs(other, uninterrupted["experiment_id"], uninterrupted["parent_run_id"])
@@ -91,13 +96,15 @@ def test_a_study_killed_with_sigkill_resumes_without_losing_or_repeating_trials_
     assert summary["best_val_metric"] == pytest.approx(uninterrupted["best_val_metric"], rel=1e-9)
 
 
-def test_a_second_process_on_the_same_study_exits_3_and_sigterm_ends_the_first_killed(tmp_path, flights_spec):
-    study = setup_study(tmp_path, flights_spec, max_evals=200)
+def test_a_second_command_on_the_same_study_exits_3_and_sigterm_ends_the_first_killed(
+    tmp_path, flights_spec, new_store
+):
+    study = setup_study(tmp_path, flights_spec, new_store, max_evals=200)
     args = ("run", "--study", str(study), "--no-progress")
     first = start_cli(tmp_path, *args)
     wait_for_trials(history_file(tmp_path), 1, first)
 
-    second = run_cli(tmp_path, *args)
+    second = main_here(tmp_path, *args)  # the lock is the first process's flock: this process is refused too
 
     assert second.returncode == 3
     assert "already running" in second.stderr and "Traceback" not in second.stderr
@@ -138,8 +145,10 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, new_store):
+    """Over a copy of an empty store: the server itself would spend seconds creating its tables."""
     shared = Server(tmp_path_factory.mktemp("server"), free_port())
+    new_store(shared.folder / "server.db")
     shared.start()
     yield shared
     shared.kill()
@@ -208,7 +217,7 @@ def test_a_tracking_server_away_past_the_grace_period_fails_the_study_and_the_re
     client = MlflowClient(running_server.uri)
     assert client.get_run(parent_id).info.status != "FINISHED"
 
-    summary = summary_of(run_cli(tmp_path, *args, **QUICK_FAILURES))
+    summary = summary_of(main_here(tmp_path, *args, **QUICK_FAILURES))
 
     assert summary["parent_run_id"] == parent_id and summary["resumed_trials"] >= 2
     assert client.get_run(parent_id).info.status == "FINISHED"

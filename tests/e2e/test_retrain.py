@@ -8,7 +8,7 @@ import signal
 import mlflow
 import pytest
 import yaml
-from cli import REPO, run_cli, write_study
+from cli import REPO, main_here, run_cli, write_study
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import InputError
@@ -38,16 +38,18 @@ def retrain_here(workdir, study, as_of: str) -> dict:
 
 
 def retrain(workdir, study, *extra):
-    done = run_cli(workdir, "retrain", "--study", str(study), "--json", "--no-progress", *extra)
+    """The retrain command through the CLI's ``main`` in this process (the killed April run is the process)."""
+    done = main_here(workdir, "retrain", "--study", str(study), "--json", "--no-progress", *extra)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
-def monthly(tmp_path_factory, flights_spec):
+def monthly(tmp_path_factory, flights_spec, new_store):
     """Two consecutive monthly retrains (March, April) of one model: the first makes the champion, the
     second goes through the gate."""
     workdir = tmp_path_factory.mktemp("retrain")
+    new_store(workdir / "mlflow.db")
     dataset = workdir / "flights.yaml"
     dataset.write_text(yaml.safe_dump(flights_spec))
     study = write_study(

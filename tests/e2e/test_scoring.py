@@ -1,4 +1,5 @@
-"""Batch scoring from the registry, promotion and rollback, through the real CLI on small real data."""
+"""Batch scoring from the registry, promotion and rollback, through the CLI's ``main`` (in this process) and the
+functions behind it, on small real data."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import shutil
 import mlflow
 import pandas as pd
 import pytest
-from cli import run_cli
+from cli import main_here
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import InputError
@@ -48,8 +49,8 @@ def test_predict_writes_one_prediction_per_row_with_the_version_used(two_version
     rows, source, target = april(flights_dir, 500), workdir / "april.parquet", workdir / "scored.parquet"
     rows.to_parquet(source)
 
-    done = run_cli(workdir, "predict", "--model", f"models:/{MODEL}@champion", "--input", str(source),
-                   "--output", str(target), "--json")  # fmt: skip
+    done = main_here(workdir, "predict", "--model", f"models:/{MODEL}@champion", "--input", str(source),
+                     "--output", str(target), "--json")  # fmt: skip
 
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1])["model_version"] == "1"
@@ -116,7 +117,7 @@ def test_promote_then_rollback_moves_the_champion_and_records_it(two_versions):
     workdir, client = two_versions
     assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "2"
 
-    promoted = run_cli(workdir, "promote", "--model-name", MODEL, "--model-version", "2")
+    promoted = main_here(workdir, "promote", "--model-name", MODEL, "--model-version", "2")
     assert promoted.returncode == 0, promoted.stderr
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "2"
     assert client.get_model_version(MODEL, "2").tags["replaced_champion"] == "1"

@@ -25,7 +25,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from cli import REPO, cli_env, free_port, run_cli, write_study
+from cli import REPO, cli_env, free_port, main_here, write_study
 from mlflow.tracking import MlflowClient
 
 from pipeline.model import scoring
@@ -51,10 +51,10 @@ CHURN = Quirk("yes_no", "quirk-churn", "auc")
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> tuple[Path, str]:
+def store(tmp_path_factory, new_store) -> tuple[Path, str]:
     """A working directory whose SQLite store holds version 1 (champion) of each quirk's model."""
     workdir = tmp_path_factory.mktemp("serve")
-    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    uri = new_store(workdir / "mlflow.db")
     for quirk in (PRICE, CHURN):
         (workdir / quirk.table).mkdir()
         study = write_study(workdir / quirk.table, QUIRKS / f"{quirk.table}.yaml", name=quirk.table,
@@ -89,8 +89,15 @@ def launch(workdir: Path, uri: str, *args: str) -> Serving:
     stdout, stderr = workdir / f"serve-{port}.out", workdir / f"serve-{port}.err"
     command = [sys.executable, "-m", "pipeline", "serve", "--port", str(port), "--tracking-uri", uri, *args]
     with stdout.open("w") as out, stderr.open("w") as err:
-        process = subprocess.Popen(command, cwd=workdir, env=inactive_venv_env(), stdout=out, stderr=err, text=True)
+        process = subprocess.Popen(command, cwd=workdir, env=inactive_venv_env(), stdout=out, stderr=err, text=True,
+                                   preexec_fn=ctrl_c_default)  # fmt: skip
     return Serving(process, port, stdout, stderr)
+
+
+def ctrl_c_default() -> None:
+    """SIGINT at its default in ``serve``, as from a terminal: pytest started in the background by a shell without
+    job control inherits SIGINT ignored, and Python then never raises KeyboardInterrupt (the Ctrl-C test hung)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_serving(serving: Serving, timeout: float = 180) -> None:
@@ -228,10 +235,11 @@ def test_a_classifier_serves_labels_and_probabilities_and_stops_on_ctrl_c(store,
 
 
 def test_an_unknown_alias_is_one_line_and_exit_2_with_nothing_started(store):
+    """In this process: the alias is refused before anything starts, so there is no process to watch."""
     workdir, uri = store
     port = free_port()
-    done = run_cli(workdir, "serve", "--model", f"models:/{PRICE.model_name}@nobody", "--tracking-uri", uri,
-                   "--port", str(port), PATH=os.defpath)  # fmt: skip
+    done = main_here(workdir, "serve", "--model", f"models:/{PRICE.model_name}@nobody", "--tracking-uri", uri,
+                     "--port", str(port))  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"error: --model: models:/{PRICE.model_name}@nobody does not exist in the registry; "

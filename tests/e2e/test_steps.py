@@ -10,6 +10,7 @@ tests/e2e/test_faults.py.
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,9 @@ from pipeline.study import Study
 EXPERIMENT, STUDY, MODEL = "e2e-steps", "steps", "steps-model"
 
 
-def setup(workdir: Path, flights_spec: dict, **overrides) -> Path:
-    workdir.mkdir(parents=True, exist_ok=True)
+def setup(workdir: Path, flights_spec: dict, new_store: Callable[[Path], str], **overrides) -> Path:
+    """The study file in ``workdir``, next to an empty store where the CLI looks by default."""
+    new_store(workdir / "mlflow.db")
     dataset = workdir / "flights.yaml"
     dataset.write_text(yaml.safe_dump(flights_spec))
     settings = {"name": STUDY, "experiment": EXPERIMENT, "model_name": MODEL, "max_evals": 3, "seed": 5}
@@ -51,10 +53,12 @@ def killed_at(workdir: Path, study: Path, step: str) -> None:
 
 
 @pytest.mark.parametrize("step", ["step.registered", "step.report"])
-def test_a_study_killed_after_a_step_is_finished_by_the_same_command_with_one_version(tmp_path, flights_spec, step):
+def test_a_study_killed_after_a_step_is_finished_by_the_same_command_with_one_version(
+    tmp_path, flights_spec, new_store, step
+):
     """step.registered: killed right after "Created version 1", before anything recorded it; step.report:
     killed once the report is drawn, before it is recorded. The rerun registers nothing new."""
-    study = setup(tmp_path, flights_spec, report=step == "step.report")
+    study = setup(tmp_path, flights_spec, new_store, report=step == "step.report")
     killed_at(tmp_path, study, step)
     client = client_of(tmp_path)
     assert versions(client) == ["1"]
@@ -77,8 +81,8 @@ def test_a_study_killed_after_a_step_is_finished_by_the_same_command_with_one_ve
     assert sorted(int(r.data.tags["trial_number"]) for r in children) == [0, 1, 2]
 
 
-def test_the_same_command_again_returns_the_study_and_a_larger_budget_extends_it(tmp_path, flights_spec):
-    study = setup(tmp_path, flights_spec)
+def test_the_same_command_again_returns_the_study_and_a_larger_budget_extends_it(tmp_path, flights_spec, new_store):
+    study = setup(tmp_path, flights_spec, new_store)
     uri, state = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / ".pipeline"
     first = Study.from_file(study, tracking_uri=uri, state_dir=state, progress=False).run()
 

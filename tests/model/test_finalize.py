@@ -140,9 +140,9 @@ class Registered:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory):
+def store(tmp_path_factory: pytest.TempPathFactory, new_store):
     """A real SQLite tracking store and registry for the module, with an experiment to log in."""
-    uri = f"sqlite:///{tmp_path_factory.mktemp('finalize-store') / 'mlflow.db'}"
+    uri = new_store(tmp_path_factory.mktemp("finalize-store") / "mlflow.db")
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
         mlflow.set_tracking_uri(uri)
