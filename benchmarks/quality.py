@@ -31,7 +31,7 @@ table gives each tool's best-so-far at fixed wall times, among them Optuna's med
     .venv/bin/pip install -e '.[bench]'
     .venv/bin/python benchmarks/quality.py [--tasks flights,diamonds,mortgages] [--seeds 5] [--trials 30]
         [--tools pipeline,optuna,optuna-pruned] [--threads N] [--output FILE] [--plot FILE.png] [--quick]
-    .venv/bin/python benchmarks/quality.py --report FILE.json [--plot FILE.png]   # tables from kept trials
+    .venv/bin/python benchmarks/quality.py --report FILE.json... [--plot FILE.png]   # tables from kept trials
 
 Measure on a quiet machine: nothing else running.
 """
@@ -429,10 +429,10 @@ def main() -> None:
         "--output", type=Path, help="JSON of every trial (default benchmarks/results/quality-<date>.json)"
     )
     parser.add_argument("--plot", type=Path, help="draw the anytime curves to this PNG")
-    parser.add_argument("--report", type=Path, help="print the tables (and --plot) of a JSON written before")
+    parser.add_argument("--report", type=Path, nargs="+", help="print the tables (and --plot) of JSONs written before")
     args = parser.parse_args()
     if args.report:
-        runs = json.loads(args.report.read_text())["runs"]
+        runs = [run for path in args.report for run in json.loads(path.read_text())["runs"]]
         print(tables(runs))
         if args.plot:
             plot(runs, args.plot)
