@@ -312,14 +312,15 @@ def _median(values: list[float]) -> float:
     return statistics.median(finite) if finite else math.nan
 
 
-def _spread(values: list[float], digits: int) -> str:
+def _spread(values: list[float], digits: str) -> str:
     if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{_median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+        return f"{values[0]:{digits}}"
+    return f"{_median(values):{digits}} ({min(values):{digits}}-{max(values):{digits}})"
 
 
-def _digits(metric: str) -> int:
-    return 1 if metric == "rmse" else 5
+METRIC_DIGITS = ".5g"
+"""Five significant digits: the tools differ in the third or fourth."""
+SECONDS = ".1f"
 
 
 def tables(runs: list[dict[str, Any]]) -> str:
@@ -327,7 +328,7 @@ def tables(runs: list[dict[str, Any]]) -> str:
     out = []
     for task in dict.fromkeys(r["task"] for r in runs):
         group = [r for r in runs if r["task"] == task]
-        metric, digits = group[0]["metric"], _digits(group[0]["metric"])
+        metric, digits = group[0]["metric"], METRIC_DIGITS
         tools = [t for t in TOOLS if any(r["tool"] == t for r in group)]
         by_tool = {t: [r for r in group if r["tool"] == t] for t in tools}
         seeds = sorted({r["seed"] for r in group})
@@ -347,8 +348,8 @@ def tables(runs: list[dict[str, Any]]) -> str:
                 wins = f"{better}/{len(paired)}"
             out.append(
                 f"| {tool} | {_spread([r['best_value'] for r in rs], digits)} | "
-                f"{_spread([r['test_value'] for r in rs], digits)} | {_spread([r['search_s'] for r in rs], 1)} | "
-                f"{_spread([r['total_s'] for r in rs], 1)} | {wins} |"
+                f"{_spread([r['test_value'] for r in rs], digits)} | {_spread([r['search_s'] for r in rs], SECONDS)} | "
+                f"{_spread([r['total_s'] for r in rs], SECONDS)} | {wins} |"
             )
         if optuna_runs:
             optuna_time = _median([max(t["end_s"] for t in r["trials"]) for r in optuna_runs.values()])
@@ -362,7 +363,7 @@ def tables(runs: list[dict[str, Any]]) -> str:
             out.append("|---|" + "---|" * len(marks))
             for tool in tools:
                 cells = [_median([best_at(r, m) for r in by_tool[tool]]) for m in marks]
-                out.append(f"| {tool} | " + " | ".join(f"{c:.{digits}f}" for c in cells) + " |")
+                out.append(f"| {tool} | " + " | ".join(f"{c:{digits}}" for c in cells) + " |")
         out.append("")
     return "\n".join(out)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,11 @@ from pipeline.families import TrainingData
 from pipeline.features import Preprocessor
 from pipeline.metrics import BINARY, MULTICLASS, REGRESSION
 from pipeline.tracking.bootstrap import ensure_store
+
+os.environ.setdefault("PIPELINE_THREADS", "1")
+"""Two xdist workers share the two cores: one xgboost thread per fit (and per CLI process a test starts). A
+fit's threads are otherwise sampled once per process from the idle cores, and two OpenMP threads on a core the
+other worker keeps busy spin against each other at every round (README, Performance)."""
 
 SHARED_STORE_MODULES = frozenset({"tests/e2e/test_cli.py", "tests/e2e/test_mlflow_ui.py", "tests/e2e/test_scoring.py"})
 """The modules reading the e2e store of the session fixture ``two_studies``."""
