@@ -987,12 +987,14 @@ def _user_path(loc: tuple, raw: Any) -> list[str]:
     """Drop the parts of a pydantic location that are not keys the user wrote.
 
     A discriminated union puts its tag value right after the key holding it (``split.column.tset`` for a
-    ``by: column`` split), and a union of types puts its member's name (``tagged-union[...]``, ``int``).
+    ``by: column`` split), and a union of types puts its member's name (``tagged-union[...]``, ``int``), unless
+    the user wrote that name as a key (an unknown key ``int`` is named as such).
     """
     parts: list[str] = []
     node, entered = raw, True
     for part in loc:
-        if isinstance(part, str) and ("[" in part or part in _UNION_MEMBERS):
+        written = isinstance(node, dict) and part in node
+        if isinstance(part, str) and ("[" in part or part in _UNION_MEMBERS) and not written:
             continue
         if entered and isinstance(node, dict) and part in (node.get("distribution"), node.get("by")):
             entered = False

@@ -225,6 +225,15 @@ def test_any_unknown_study_key_is_refused_by_name(tmp_path, key):
     assert "unknown key" in str(error)
 
 
+@pytest.mark.parametrize("key", ["str", "int", "bool"])
+def test_an_unknown_key_named_like_a_type_is_still_named(tmp_path, key):
+    """pydantic puts a union member's type name in an error's location, and those are not the user's keys;
+    a key the user wrote with such a name must still be named (hypothesis found ``str`` without it)."""
+    error = refused(config.load_study, write(tmp_path / "s.yaml", {**STUDY, key: 1}))
+
+    assert error.key == key and "unknown key" in str(error)
+
+
 def test_models_are_frozen(tmp_path):
     study = config.load_study(write(tmp_path / "s.yaml", STUDY))
 
