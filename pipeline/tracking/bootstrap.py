@@ -67,20 +67,27 @@ def ensure_store(uri: str) -> None:
         _create(path)
 
 
+def _open(path: Path) -> sqlite3.Connection:
+    """A connection to an existing file, never creating one. Read-write, though nothing here writes: a process
+    killed while it wrote to the store leaves a hot journal, which SQLite rolls back on the next open, and a
+    read-only connection cannot ("attempt to write a readonly database"), which refused a store after a kill -9."""
+    return sqlite3.connect(f"file:{path}?mode=rw", uri=True)
+
+
 def _current(path: Path) -> bool:
     """Whether the file is a store at MLflow's current schema: its creation (or upgrade) finished."""
     if not path.exists() or path.stat().st_size == 0 or "alembic_version" not in _tables(path):
         return False
     from mlflow.store.db.utils import _get_latest_schema_revision
 
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+    with closing(_open(path)) as db:
         versions = [row[0] for row in db.execute("SELECT version_num FROM alembic_version")]
     return versions == [_get_latest_schema_revision()]
 
 
 def _tables(path: Path) -> set[str]:
     try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        with closing(_open(path)) as db:
             return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.DatabaseError as error:
         raise TrackingError(
@@ -91,7 +98,7 @@ def _tables(path: Path) -> set[str]:
 
 def _set_aside(path: Path) -> None:
     """Move a half-created store away when it holds nothing; refuse when it holds a user's work."""
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+    with closing(_open(path)) as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         rows = sum(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in DATA_TABLES if t in tables)
         if "experiments" in tables:

@@ -140,6 +140,34 @@ def test_a_complete_store_is_left_untouched(tmp_path):
     assert sorted(experiments(db)) == ["Default", "kept"]
 
 
+KILLED_MID_WRITE = """
+import os, signal, sqlite3, sys
+
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA cache_size = 1")  # pages spill to the file mid-transaction: the journal is hot
+db.execute("BEGIN")
+rows = [(f"lost-{i}",) for i in range(3000)]
+db.executemany("INSERT INTO experiments (name, lifecycle_stage) VALUES (?, 'active')", rows)
+os.kill(os.getpid(), signal.SIGKILL)  # kill -9 in the middle of a write to the store
+"""
+
+
+def test_a_store_whose_writer_was_killed_mid_transaction_is_rolled_back_and_used(new_store, tmp_path):
+    """A process killed while it wrote to the store leaves a hot journal beside it: the next one to open the
+    store must roll it back, which a read-only look cannot do ("attempt to write a readonly database")."""
+    db = tmp_path / "mlflow.db"
+    uri = new_store(db)
+    MlflowClient(uri).create_experiment("kept")
+    child = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(db)], timeout=120)
+    assert child.returncode == -signal.SIGKILL and db.with_name("mlflow.db-journal").exists()
+
+    ensure_store(uri)
+
+    assert sorted(experiments(db)) == ["Default", "kept"], "the killed transaction is rolled back, nothing lost"
+    MlflowClient(uri).create_experiment("after")
+    assert not db.with_name("mlflow.db-journal").exists()
+
+
 def test_a_file_that_is_not_a_database_is_refused(tmp_path):
     db = tmp_path / "mlflow.db"
     db.write_text("not a database, but someone's notes\n" * 100)
