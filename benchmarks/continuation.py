@@ -28,7 +28,6 @@ import datetime
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from common import cli_study
 
 REPO = Path(__file__).resolve().parents[1]
 LOG_KINDS = ("loguniform", "qloguniform")
@@ -43,15 +43,7 @@ LOG_KINDS = ("loguniform", "qloguniform")
 
 def run(workdir: Path, study: Path, seed: int, *extra: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One ``python -m pipeline run`` in ``workdir``: its JSON summary and the trials of its archived history."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    command = [sys.executable, "-m", "pipeline", "run", "--json", "--no-progress", "--study", str(study),
-               "--seed", str(seed), "--study-name", "bench", *extra]  # fmt: skip
-    done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.exit(f"study failed ({done.returncode}): {' '.join(command)}\n{done.stderr[-2000:]}")
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
-    archive = next((workdir / ".pipeline").rglob(f"{summary['parent_run_id']}.jsonl"))
-    lines = [json.loads(line) for line in archive.read_text().splitlines()]
+    summary, lines = cli_study(workdir, "--study", str(study), "--seed", str(seed), "--study-name", "bench", *extra)
     trials = [
         {"number": t["number"], "params": t["outcome"]["params"], "value": t["outcome"]["value"],
          "ok": t["outcome"]["ok"], "pruned": t["outcome"]["pruned"],

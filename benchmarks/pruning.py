@@ -13,30 +13,23 @@ Rounds are exact; seconds come from a shared machine and are noisy: compare the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from common import cli_study
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def one_study(study: Path, seed: int, pruning: bool, max_evals: int | None) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="pruning-"))
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    command = [sys.executable, "-m", "pipeline", "run", "--json", "--no-progress", "--study", str(study)]
-    command += ["--seed", str(seed), "--pruning" if pruning else "--no-pruning"]
+    arguments = ["--study", str(study), "--seed", str(seed), "--pruning" if pruning else "--no-pruning"]
     if max_evals:
-        command += ["--max-evals", str(max_evals)]
-    done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.exit(f"study failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
-    archive = next((workdir / ".pipeline").rglob(f"{summary['parent_run_id']}.jsonl"))
-    trials = [json.loads(line) for line in archive.read_text().splitlines()]
+        arguments += ["--max-evals", str(max_evals)]
+    summary, trials = cli_study(workdir, *arguments)
     rounds = sum(len(t["outcome"]["curve"]) for t in trials if t["type"] == "trial")
     return {
         "best_val": summary["best_val_metric"],

@@ -42,12 +42,10 @@ import argparse
 import contextlib
 import datetime
 import importlib.util
-import io
 import json
 import logging
 import math
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -56,12 +54,12 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
+from common import optimize_timed, provenance, run_quietly, same_environment
 
 from pipeline import config, data, families, spaces
 from pipeline.config import MODEL_KEY
@@ -225,7 +223,6 @@ def run_optuna(task: str, tool: str, seed: int, trials: int, workdir: Path) -> R
         pruner=pruner,
     )
     tracking = MLflowCallback(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", metric_name=metric.name)
-    ends: dict[int, float] = {}
 
     def objective(trial: optuna.Trial) -> float:
         params = optuna_params(trial, space)
@@ -239,12 +236,7 @@ def run_optuna(task: str, tool: str, seed: int, trials: int, workdir: Path) -> R
             raise optuna.TrialPruned()
         return family.validation_score(fitted, training, dataset.task, metric.name)
 
-    def stamp(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        ends[trial.number] = time.time() - epoch
-
-    search_started = time.perf_counter()
-    study.optimize(objective, n_trials=trials, callbacks=[tracking, stamp])
-    search = time.perf_counter() - search_started
+    search, ends = optimize_timed(study, objective, trials, [tracking], epoch)
     best = optuna_params(optuna.trial.FixedTrial(study.best_params), space)
     test = _test_value(family, best, training, dataset, metric, seed)
     total = time.perf_counter() - started
@@ -285,17 +277,6 @@ def _number(text: str) -> Any:
         with contextlib.suppress(ValueError):
             return kind(text)
     return text
-
-
-def _run_quietly(runner: Callable[..., RunRecord], workdir: Path, *args: Any) -> RunRecord:
-    """One run in its own directory (MLflow's artifact root is ./mlruns), its stderr shown only on failure."""
-    captured = io.StringIO()
-    try:
-        with contextlib.chdir(workdir), contextlib.redirect_stderr(captured):
-            return runner(*args)
-    except BaseException:
-        sys.stderr.write(captured.getvalue()[-5000:])
-        raise
 
 
 def best_at(run: RunRecord | dict[str, Any], seconds: float) -> float:
@@ -445,25 +426,14 @@ def main() -> None:
         parser.error(f"unknown task or tool: {', '.join(unknown)}")
     cores = len(os.sched_getaffinity(0))
     threads = args.threads or cores
-    os.environ["PIPELINE_THREADS"] = str(threads)  # every tool's fits read it (pipeline.families.threads)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    same_environment(threads)
     output = args.output or REPO / "benchmarks" / "results" / f"quality-{datetime.date.today().isoformat()}.json"
     _quiet()
     for task in tasks:
         materialize(task)
     seed_list = [args.first_seed + i for i in range(seeds)]
-    meta = {
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "argv": sys.argv,
-        "seeds": seed_list,
-        "trials": trials,
-        "threads": threads,
-        "cores": cores,
-        "machine": platform.platform(),
-        "python": platform.python_version(),
-        "versions": {p: version(p) for p in ("mlflow", "hyperopt", "optuna", "optuna-integration", "xgboost")},
-        "tasks": {t: str(TASKS[t].relative_to(REPO)) for t in tasks},
+    meta = provenance(seed_list, trials, threads, cores) | {
+        "tasks": {t: str(TASKS[t].relative_to(REPO)) for t in tasks}
     }
     combos = [(task, tool) for task in tasks for tool in tools]
     print(f"{len(combos)} runs per seed x {seeds} seeds, {trials} trials, nthread={threads}; writing {output}")
@@ -477,7 +447,7 @@ def main() -> None:
                 for tool in order:
                     workdir = root / f"{task}-{tool}-{seed}"
                     workdir.mkdir()
-                    run = _run_quietly(RUNNERS[tool], workdir, task, tool, seed, trials, workdir)
+                    run = run_quietly(RUNNERS[tool], workdir, task, tool, seed, trials, workdir)
                     shutil.rmtree(workdir, ignore_errors=True)
                     runs.append(asdict(run))
                     write_json(output, meta, runs)

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import io
 import json
 import logging
 import math
@@ -51,7 +50,6 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +59,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 import yaml
+from common import optimize_timed, provenance, run_quietly, same_environment
 from hyperopt import STATUS_OK, Trials, fmin, hp, rand, space_eval, tpe
 from hyperopt.pyll import scope
 from mlflow.tracking import MlflowClient
@@ -315,17 +314,11 @@ def run_optuna(
     study = optuna.create_study(
         study_name=f"flights-{space_name}", direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed)
     )
-    ends: dict[int, float] = {}
 
     def objective(trial: optuna.Trial) -> float:
         return float(training.fit(optuna_params(trial, space), seed).best_score)
 
-    def stamp(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        ends[trial.number] = time.time() - epoch
-
-    search_started = time.perf_counter()
-    study.optimize(objective, n_trials=trials, callbacks=[tracking, stamp])
-    search = time.perf_counter() - search_started
+    search, ends = optimize_timed(study, objective, trials, [tracking], epoch)
     best_params = optuna_params(optuna.trial.FixedTrial(study.best_params), space)
     test = training.test_rmse(training.fit(best_params, seed))
     total = time.perf_counter() - started
@@ -467,18 +460,6 @@ def _stamped(objective: Callable[[dict[str, Any]], dict[str, Any]], epoch: float
         return result
 
     return wrapper, records
-
-
-def _run_quietly(runner: Callable[..., RunRecord], workdir: Path, *args: Any) -> RunRecord:
-    """One run in its own directory (MLflow's default artifact root is ./mlruns), its stderr (MLflow's
-    registration messages) kept back and shown only if the run fails."""
-    captured = io.StringIO()
-    try:
-        with contextlib.chdir(workdir), contextlib.redirect_stderr(captured):
-            return runner(*args)
-    except BaseException:
-        sys.stderr.write(captured.getvalue()[-5000:])
-        raise
 
 
 def _number(text: str) -> Any:
@@ -640,9 +621,7 @@ def main() -> None:
         parser.error(f"unknown tool or space: {', '.join(unknown)}")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     threads = args.threads or int(os.environ.get("PIPELINE_THREADS") or cores)
-    os.environ["PIPELINE_THREADS"] = str(threads)  # the pipeline's fits read it (pipeline.families.threads)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    same_environment(threads)
     output = args.output or REPO / "benchmarks" / "results" / f"versus-{datetime.date.today().isoformat()}.json"
     _quiet()
 
@@ -651,15 +630,7 @@ def main() -> None:
         (t, s) for s in SPACES if s in spaces for t in TOOLS if t in tools and not (t == "course" and s != "course")
     ]
     seed_list = [args.first_seed + i for i in range(seeds)]
-    meta = {
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "argv": sys.argv,
-        "seeds": seed_list,
-        "trials": trials,
-        "threads": threads,
-        "cores": cores,
-        "python": platform.python_version(),
-        "versions": {p: version(p) for p in ("mlflow", "hyperopt", "optuna", "optuna-integration", "xgboost")},
+    meta = provenance(seed_list, trials, threads, cores) | {
         "study": str(STUDY_FILE.relative_to(REPO)),
         "test_model": TEST_MODEL,
         "times": "seconds from each tool's start; trial end_s includes the tool's tracking of that trial",
@@ -677,7 +648,7 @@ def main() -> None:
             for tool, space in combos[i % len(combos) :] + combos[: i % len(combos)]:
                 workdir = root / f"{tool}-{space}-{seed}"
                 workdir.mkdir()
-                run = _run_quietly(RUNNERS[tool], workdir, space, space_defs[space], seed, trials, workdir, threads)
+                run = run_quietly(RUNNERS[tool], workdir, space, space_defs[space], seed, trials, workdir, threads)
                 if mlflow.active_run() is not None:
                     mlflow.end_run()
                 shutil.rmtree(workdir, ignore_errors=True)

@@ -17,13 +17,11 @@ import yaml
 from hyperopt import JOB_STATE_DONE, JOB_STATE_RUNNING
 from mlflow.tracking import MlflowClient
 
-from pipeline import config, spaces, tracking
+from pipeline import config, spaces
 from pipeline.failpoints import FAILPOINT
-from pipeline.metrics import METRICS, REGRESSION, Task
 from pipeline.search import optimizer
-from pipeline.search.history import History
 from pipeline.search.local import trial_failpoint
-from pipeline.search.loop import RunContext, SearchSettings, StopRules, run_search
+from pipeline.search.loop import SearchSettings, StopRules
 from pipeline.search.parallel import Parallel
 from pipeline.search.pruning import MedianRule
 
@@ -176,25 +174,16 @@ SPACE = {
 
 
 @pytest.fixture
-def study(tmp_path, flights_tasks, client: MlflowClient):
-    """Runs a search in two local worker processes under a parent run of its own; returns its result and the
-    parent's child runs by trial number."""
-    path = tmp_path / "space.yaml"
-    path.write_text(yaml.safe_dump(SPACE))
-    space, data = spaces.load(path), flights_tasks.training_data(REGRESSION, ("codes",))
-    experiment = tracking.experiment_id(client, "local-parallel")
-    parent = client.create_run(experiment).info.run_id
-    context = RunContext(client, experiment, parent, {"space_sha256": space.sha256})
-    history = History(tmp_path / "history.jsonl")
-    history.start({"parent_run_id": parent})
+def study(parent_search):
+    """Runs a search in two local worker processes under a parent run of its own; returns its result, the
+    parent's child runs by trial number and the history."""
+    searched = parent_search(SPACE, "local-parallel")
 
     def search(max_evals: int, stop: StopRules | None = None, past=()):
         settings = SearchSettings(
             max_evals, 5, optimizer.algorithm_for("tpe"), stop or StopRules(), MedianRule(2, 3), Parallel(workers=2)
         )
-        result = run_search(space, data, Task(REGRESSION), METRICS["rmse"], settings, context, history, past, False)
-        runs = client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
-        return result, {int(r.data.tags["trial_number"]): r for r in runs}, history
+        return *searched.run(settings, past), searched.history
 
     return search
 

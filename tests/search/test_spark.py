@@ -6,14 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-import yaml
-from mlflow.tracking import MlflowClient
 
-from pipeline import spaces, tracking
-from pipeline.metrics import METRICS, REGRESSION, Task
 from pipeline.search import optimizer
-from pipeline.search.history import History
-from pipeline.search.loop import RunContext, SearchSettings, run_search
+from pipeline.search.loop import SearchSettings
 from pipeline.search.parallel import Parallel
 from pipeline.search.pruning import MedianRule
 
@@ -37,29 +32,18 @@ PARALLEL = SearchSettings(
 )
 
 
-def test_parallel_trials_are_child_runs_numbered_as_they_finish_and_a_resume_adds_only_the_missing(
-    tmp_path, flights_tasks, client: MlflowClient
-):
-    path = tmp_path / "space.yaml"
-    path.write_text(yaml.safe_dump(SPACE))
-    space, data = spaces.load(path), flights_tasks.training_data(REGRESSION, ("codes",))
-    experiment = tracking.experiment_id(client, "parallel")
-    parent = client.create_run(experiment).info.run_id
-    context = RunContext(client, experiment, parent, {"space_sha256": space.sha256})
-    history = History(tmp_path / "history.jsonl")
-    history.start({"parent_run_id": parent})
+def test_parallel_trials_are_child_runs_numbered_as_they_finish_and_a_resume_adds_only_the_missing(parent_search):
+    searched = parent_search(SPACE, "parallel")
+    space, history = searched.space, searched.history
 
     def search(max_evals: int, past=()):
-        settings = replace(PARALLEL, max_evals=max_evals)
-        return run_search(space, data, Task(REGRESSION), METRICS["rmse"], settings, context, history, past, False)
+        return searched.run(replace(PARALLEL, max_evals=max_evals), past)
 
-    first = search(2)
-    resumed = search(4, past=first.trials)
+    first, _ = search(2)
+    resumed, by_number = search(4, past=first.trials)
 
     assert [t.number for t in resumed.trials] == list(range(4))
     assert resumed.trials[:2] == first.trials
-    runs = client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
-    by_number = {int(r.data.tags["trial_number"]): r for r in runs}
     assert sorted(by_number) == list(range(4)), "one child run per trial, none lost or repeated"
     for trial in resumed.trials:
         run = by_number[trial.number]
