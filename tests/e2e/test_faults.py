@@ -171,15 +171,23 @@ def assert_one_finished_run_per_trial(client: MlflowClient, experiment_id: str, 
     assert all(r.info.status == "KILLED" and r.info.lifecycle_stage == "deleted" for r in retired)
 
 
+def study_losing_its_server(running_server, tmp_path: Path, flights_spec: dict, name: str, grace_s: float):
+    """An 8-trial study ``name`` (model ``<name>-model``) started against the server with a grace period of
+    ``grace_s``, and the server killed once two trials are in its history: the still-running process, and the
+    command's arguments (for a rerun)."""
+    study = setup_study(tmp_path, flights_spec, name=name, model_name=f"{name}-model", max_evals=8,
+                        tracking={"grace_s": grace_s})  # fmt: skip
+    args = ("run", "--study", str(study), "--tracking-uri", running_server.uri, "--json", "--no-progress")
+    process = start_cli(tmp_path, *args, **QUICK_FAILURES)
+    wait_for_trials(history_file(tmp_path, name), 2, process)
+    running_server.kill()
+    return process, args
+
+
 def test_a_tracking_server_back_within_the_grace_period_loses_nothing_and_the_study_completes(
     running_server, tmp_path, flights_spec
 ):
-    study = setup_study(tmp_path, flights_spec, name="outage", model_name="outage-model", max_evals=8,
-                        tracking={"grace_s": 300})  # fmt: skip
-    args = ("run", "--study", str(study), "--tracking-uri", running_server.uri, "--json", "--no-progress")
-    process = start_cli(tmp_path, *args, **QUICK_FAILURES)
-    wait_for_trials(history_file(tmp_path, "outage"), 2, process)
-    running_server.kill()
+    process, _ = study_losing_its_server(running_server, tmp_path, flights_spec, "outage", grace_s=300)
     time.sleep(2)  # the trials go on meanwhile; the restart itself keeps the server away several seconds more
     running_server.start()
     stdout, stderr = process.communicate(timeout=300)
@@ -198,12 +206,7 @@ def test_a_tracking_server_back_within_the_grace_period_loses_nothing_and_the_st
 def test_a_tracking_server_away_past_the_grace_period_fails_the_study_and_the_rerun_completes(
     running_server, tmp_path, flights_spec
 ):
-    study = setup_study(tmp_path, flights_spec, name="gone", model_name="gone-model", max_evals=8,
-                        tracking={"grace_s": 2})  # fmt: skip
-    args = ("run", "--study", str(study), "--tracking-uri", running_server.uri, "--json", "--no-progress")
-    process = start_cli(tmp_path, *args, **QUICK_FAILURES)
-    wait_for_trials(history_file(tmp_path, "gone"), 2, process)
-    running_server.kill()
+    process, args = study_losing_its_server(running_server, tmp_path, flights_spec, "gone", grace_s=2)
     try:
         _, stderr = process.communicate(timeout=120)
     finally:
