@@ -18,6 +18,9 @@ xgboost training; only the search and its bookkeeping differ), with the same xgb
   (optuna-integration's `MLflowCallback`, a fresh SQLite store).
 - `optuna-pruned`: the same with Optuna's `MedianPruner()` at its defaults, told every boosting round's
   validation value (what optuna-integration's `XGBoostPruningCallback` does).
+- `pipeline-equal-time`: the pipeline given Optuna's time instead of its trial count: the same study (its
+  TPE start-up still sized for the trial budget) with `timeout` set to the seconds Optuna's search took for
+  that task and seed in this invocation (so it runs after `optuna`), and up to ten times the trials.
 - Ablations of the pipeline, to tell what each change of its defaults buys: `pipeline-startup20`
   (hyperopt's 20 random start-up trials), `pipeline-no-pruning`, `pipeline-train-curves` (the training
   split scored every round, as before 2026-11-29).
@@ -64,6 +67,7 @@ from common import optimize_timed, provenance, run_quietly, same_environment
 from pipeline import config, data, families, spaces
 from pipeline.config import MODEL_KEY
 from pipeline.metrics import METRICS, Metric
+from pipeline.search.pruning import Stop
 from pipeline.study import Study, training_data
 
 try:
@@ -90,9 +94,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "pipeline-startup20": {"tpe": {"n_startup_jobs": 20}},
     "pipeline-no-pruning": {"pruning": {"enabled": False}},
     "pipeline-train-curves": {"train_curves": True},
+    "pipeline-equal-time": {},
 }
 """The pipeline's variants: keys merged into the task's study file."""
 TOOLS = (*VARIANTS, "optuna", "optuna-pruned")
+OPTUNA_SECONDS: dict[tuple[str, int], float] = {}
+"""(task, seed) -> Optuna's search seconds in this invocation: ``pipeline-equal-time``'s budget."""
 
 
 @dataclass
@@ -153,9 +160,15 @@ def study_file(task: str, workdir: Path, overrides: dict[str, Any]) -> Path:
 
 def run_pipeline(task: str, tool: str, seed: int, trials: int, workdir: Path) -> RunRecord:
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    file = study_file(task, workdir, VARIANTS[tool])
+    overrides, budget = VARIANTS[tool], {"max_evals": trials}
+    if tool == "pipeline-equal-time":
+        if (task, seed) not in OPTUNA_SECONDS:
+            sys.exit("pipeline-equal-time needs the optuna tool in the same invocation")
+        overrides = {"tpe": {"n_startup_jobs": config.startup_trials(trials)}}
+        budget = {"max_evals": 10 * trials, "timeout": OPTUNA_SECONDS[task, seed]}
+    file = study_file(task, workdir, overrides)
     study = Study.from_file(
-        file, max_evals=trials, seed=seed, tracking_uri=uri, state_dir=workdir / ".pipeline", progress=False
+        file, seed=seed, tracking_uri=uri, state_dir=workdir / ".pipeline", progress=False, **budget
     )
     epoch, started = time.time(), time.perf_counter()
     summary = study.run().to_dict()
@@ -227,9 +240,9 @@ def run_optuna(task: str, tool: str, seed: int, trials: int, workdir: Path) -> R
     def objective(trial: optuna.Trial) -> float:
         params = optuna_params(trial, space)
 
-        def report(round_: int, value: float) -> bool:
+        def report(round_: int, value: float) -> Stop | None:
             trial.report(value, round_)
-            return trial.should_prune()
+            return Stop.PRUNED if trial.should_prune() else None
 
         fitted = family.fit(params, training, dataset.task, metric.name, seed, report if tool != "optuna" else None)
         if fitted.pruned:
@@ -444,12 +457,15 @@ def main() -> None:
         for i, seed in enumerate(seed_list):
             for task in tasks:
                 order = tools[i % len(tools) :] + tools[: i % len(tools)]
+                order.sort(key=lambda tool: tool == "pipeline-equal-time")  # after optuna, whose time it gets
                 for tool in order:
                     workdir = root / f"{task}-{tool}-{seed}"
                     workdir.mkdir()
                     run = run_quietly(RUNNERS[tool], workdir, task, tool, seed, trials, workdir)
                     shutil.rmtree(workdir, ignore_errors=True)
                     runs.append(asdict(run))
+                    if tool == "optuna":
+                        OPTUNA_SECONDS[task, seed] = run.search_s
                     write_json(output, meta, runs)
                     print(
                         f"seed {seed} {task:<9} {tool:<22} best {run.best_value:.5g}  test {run.test_value:.5g}  "

@@ -508,15 +508,23 @@ class StopConfig(_Strict):
 
 
 class PruningConfig(_Strict):
-    """Stop an xgboost trial whose validation curve is worse than the median of the completed trials at equal
-    learning progress (rounds times learning rate; see ``search.pruning``); a pruned trial is recorded as
-    such and never becomes the best."""
+    """Stop an xgboost trial that will not be among the good ones: its best so far, less what it may still
+    gain, worse than a quantile of the completed trials at equal learning progress (rounds times learning
+    rate; see ``search.pruning``). A pruned trial is recorded as such and never becomes the best."""
 
     enabled: bool = True
     startup_trials: PositiveInt = 5
-    """Trials that must complete before any is pruned."""
-    warmup_rounds: Annotated[int, Field(ge=0)] = 50
-    """Rounds every trial runs before it may be pruned: slow learners start badly and catch up."""
+    """Trials that must complete before any is stopped."""
+    warmup_rounds: Annotated[int, Field(ge=0)] = 0
+    """Rounds every trial runs before it may be stopped."""
+    quantile: Annotated[float, Field(gt=0, lt=1)] = 0.33
+    """A trial is pruned once its bound is worse than this share of the completed trials (0.5: the median)."""
+    fall_margin: Annotated[float, Field(ge=0)] = 2.0
+    """What a trial may still gain, in multiples of its gain over its last unit of learning progress (its
+    last 1 / learning_rate rounds); 0 judges its best so far alone."""
+    stall_rounds: PositiveInt | None = 10
+    """A trial behind the study's best that has not improved for this many rounds stops, as completed with
+    its best round's value (null: only early stopping ends it)."""
 
 
 class GateConfig(_Strict):

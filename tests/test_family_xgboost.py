@@ -12,6 +12,7 @@ from pipeline import families
 from pipeline.families import Fitted, TrainingData
 from pipeline.families.xgboost import ACCEPTED_PARAMETERS, TRAINING_KNOBS, booster_params, train
 from pipeline.metrics import BINARY, METRICS, MULTICLASS, REGRESSION, Task, brier, mae, rmse
+from pipeline.search.pruning import Stop
 
 XGB = families.get("xgboost")
 FAST = {"model": "xgboost", "learning_rate": 1.0, "max_depth": 6, "num_boost_round": 300, "early_stopping_rounds": 5}
@@ -318,18 +319,27 @@ def test_the_train_curve_is_scored_only_when_asked_and_falls_faster(data):
 def test_a_pruning_check_stops_training_at_the_round_it_says_and_marks_the_fit_pruned(data):
     seen = []
 
-    def prune_at_round_3(round_: int, value: float) -> bool:
+    def prune_at_round_3(round_: int, value: float) -> Stop | None:
         seen.append(value)
-        return round_ == 3
+        return Stop.PRUNED if round_ == 3 else None
 
     fitted = XGB.fit(FAST | {"learning_rate": 0.1}, data, AIR_TIME, "rmse", 0, prune_at_round_3)
-    assert fitted.pruned and len(fitted.curve) == 4
+    assert fitted.pruned and not fitted.stalled and len(fitted.curve) == 4
     assert seen == fitted.curve, "the check sees each round's validation value"
+
+
+def test_a_stalled_fit_stops_completed_with_its_best_round_kept(data):
+    fitted = XGB.fit(
+        FAST | {"learning_rate": 0.3}, data, AIR_TIME, "rmse", 0, lambda r, v: Stop.STALLED if r == 5 else None
+    )
+    assert fitted.stalled and not fitted.pruned and len(fitted.curve) == 6
+    assert fitted.best_iteration == int(np.argmin(fitted.curve))
+    assert XGB.validation_score(fitted, data, AIR_TIME, "rmse") == pytest.approx(min(fitted.curve), rel=1e-5)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # without a GPU, xgboost warns and trains on the CPU
 def test_a_trial_pruned_at_its_first_round_keeps_that_round_as_its_best(data):
-    fitted = XGB.fit(FAST, data, AIR_TIME, "rmse", 0, lambda round_, value: True)
+    fitted = XGB.fit(FAST, data, AIR_TIME, "rmse", 0, lambda round_, value: Stop.PRUNED)
     assert fitted.pruned and fitted.best_iteration == 0 and len(fitted.curve) == 1
     assert XGB.validation_score(fitted, data, AIR_TIME, "rmse") == pytest.approx(fitted.curve[0], rel=1e-5)
 

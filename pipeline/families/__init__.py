@@ -38,6 +38,8 @@ class Fitted:
     """The same metric on the training split, for learning-curve plots (empty when not computed)."""
     pruned: bool = False
     """Stopped by the study's pruning rule before early stopping or the round budget ended it."""
+    stalled: bool = False
+    """Stopped as completed by the pruning rule: it trailed the study's best and had stopped improving."""
 
 
 @dataclass

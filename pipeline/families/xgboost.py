@@ -14,7 +14,7 @@ from pipeline.config import MODEL_KEY
 from pipeline.families import Family, Fitted, Task, TrainingData, threads
 from pipeline.features import Preprocessor
 from pipeline.metrics import BINARY, METRICS, MULTICLASS, REGRESSION
-from pipeline.search.pruning import MAXIMIZED_CURVES, RoundCheck
+from pipeline.search.pruning import MAXIMIZED_CURVES, RoundCheck, Stop
 
 TRAINING_KNOBS = {"num_boost_round": 1000, "early_stopping_rounds": 50}
 """Parameters of the training loop rather than of the booster, with their defaults."""
@@ -115,7 +115,8 @@ def train(
     )
     seconds = time.perf_counter() - started
     curve = [float(v) for v in history.get("validation", {}).get(eval_metric, [])]
-    best = rounds - 1 if dvalidation is None else _best_round(booster, curve, eval_metric)
+    stopped = any(p.stopped is not None for p in pruning)
+    best = rounds - 1 if dvalidation is None else _best_round(booster, curve, eval_metric, stopped)
     return Fitted(
         model=booster,
         best_iteration=int(best),
@@ -123,7 +124,8 @@ def train(
         curve_metric=eval_metric,
         seconds=seconds,
         train_curve=[float(v) for v in history.get("train", {}).get(eval_metric, [])],
-        pruned=any(p.fired for p in pruning),
+        pruned=any(p.stopped is Stop.PRUNED for p in pruning),
+        stalled=any(p.stopped is Stop.STALLED for p in pruning),
     )
 
 
@@ -136,9 +138,10 @@ def _evaluated(
     return [(dtrain, "train"), (dvalidation, "validation")] if train_curve else [(dvalidation, "validation")]
 
 
-def _best_round(booster: xgb.Booster, curve: list[float], eval_metric: str) -> int:
-    """Early stopping's best round; a trial pruned before early stopping recorded one takes its curve's."""
-    if (best := booster.attr("best_iteration")) is not None:
+def _best_round(booster: xgb.Booster, curve: list[float], eval_metric: str, stopped: bool) -> int:
+    """Early stopping's best round, or the curve's for a trial the pruning rule ``stopped``: xgboost ends the
+    round's callbacks at the first that stops training, so early stopping never saw that last round."""
+    if not stopped and (best := booster.attr("best_iteration")) is not None:
         return int(best)
     return int(np.argmax(curve) if eval_metric in MAXIMIZED_CURVES else np.argmin(curve))
 
@@ -146,11 +149,12 @@ def _best_round(booster: xgb.Booster, curve: list[float], eval_metric: str) -> i
 class _Pruning(xgb.callback.TrainingCallback):
     def __init__(self, should_prune: RoundCheck, eval_metric: str):
         super().__init__()
-        self.should_prune, self.eval_metric, self.fired = should_prune, eval_metric, False
+        self.should_prune, self.eval_metric = should_prune, eval_metric
+        self.stopped: Stop | None = None
 
     def after_iteration(self, model: xgb.Booster, epoch: int, evals_log: dict[str, Any]) -> bool:
-        self.fired = self.should_prune(epoch, evals_log["validation"][self.eval_metric][-1])
-        return self.fired
+        self.stopped = self.should_prune(epoch, evals_log["validation"][self.eval_metric][-1])
+        return self.stopped is not None
 
 
 class XGBoostFamily(Family):

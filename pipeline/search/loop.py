@@ -20,7 +20,7 @@ from pipeline.metrics import Metric, Task
 from pipeline.search import optimizer, parallel
 from pipeline.search.history import History
 from pipeline.search.progress import Progress
-from pipeline.search.pruning import MedianRule
+from pipeline.search.pruning import PruningRule
 from pipeline.search.trial import Trainer, TrialOutcome, TrialRecord, failed_trial, now_ms
 from pipeline.spaces import SearchSpace
 
@@ -68,7 +68,7 @@ class SearchSettings:
     algorithm: Callable[..., Any]
     """hyperopt's suggest function (``optimizer.algorithm_for``)."""
     stop: StopRules = StopRules()
-    pruning: MedianRule | None = None
+    pruning: PruningRule | None = None
     parallel: parallel.Parallel | None = None
     """Run trials several at once (worker processes here, or Spark) instead of one after the other here."""
     device: str = "cpu"

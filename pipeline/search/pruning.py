@@ -1,16 +1,28 @@
-"""Stopping hopeless trials early: a median rule over boosting rounds, at equal learning progress.
+"""Stopping trials early that will not win: an optimistic bound on each boosting curve, at equal learning progress.
 
-At each round past the warm-up, a trial's best validation value so far is compared with the median of the
-trials that completed before it, each read where it had made as much learning progress; worse than that
-median, it stops. A completed trial that early-stopped before that point counts with its final best, since
-it had stopped improving.
+At each round, a trial's best validation value so far, less what it may still gain, is compared with the
+completed trials' values where they had made as much learning progress; worse than a quantile of those (a
+third, by default: the trials that the search will model as good), the trial is pruned. Past a completed
+trial's end its final best counts, since it had stopped improving.
 
 Learning progress is rounds times the learning rate (the shrinkage of each tree): after round ``r`` a
 trial with rate ``eta`` has added ``(r + 1) * eta`` of full trees. Optuna's MedianPruner compares trials at
 the same round, which cuts exactly the slow learners that win on many tables: at round 50 a trial at rate
-0.02 has come as far as one at rate 0.3 after 3 rounds, and its error is still high. Read at equal progress
-it competes with where the fast trials stood after 3 rounds, and a fast trial past its competitors' ends
-is compared with their final bests. Trials with equal rates are compared at the same round, as before.
+0.02 has come as far as one at rate 0.3 after 3 rounds. Trials with equal rates are compared round for round.
+
+What a trial may still gain is ``fall_margin`` times what it gained over its last unit of progress (its
+last ``1 / eta`` rounds). Comparing best-so-far values alone (a median rule) was measured to cut winners:
+early on every curve falls from the same start at much the same pace, and which one is ahead at progress 1
+or 2 says little about where it ends (on the flights table the final ranking settles near progress 4). A
+curve still falling fast is kept however far behind it stands; one that has flattened is judged by where it
+stands. Replayed over the full curves of unpruned studies, this cut none of a study's best fifth of trials,
+where the median rule cut some of them, and saved as much time on a table whose trials refine for long.
+
+A trial that trails the study's best and has not improved for ``stall_rounds`` rounds is stopped as
+completed, not pruned: its value is its best round's, a real model's, as early stopping would have
+returned it with a shorter patience. Early stopping's own patience (``early_stopping_rounds``) still
+applies to the trials that lead: those are the ones worth the wait. (Its effect on the default study: a
+third of every trial's rounds were the patience after its best round.)
 
 With k-fold cross-validation a trial trains its folds one after the other, and the rule must not stop it on
 one bad fold: its value is the mean over folds, and one fold is exactly the noise cross-validation averages
@@ -18,9 +30,8 @@ away. So each fold is compared with the same fold of the completed trials (the s
 hard for every trial counts against none), and a trial is stopped only when two folds say so: during a
 fold it is worse on, after it finished an earlier fold worse than the completed trials' median there. One
 bad fold, however bad, never stops a trial, and its mean decides; a trial worse on every fold is stopped in
-its second fold, which saves up to (k - 2) / k of its cost. The running mean over the folds done so far was
-not chosen: until the second fold starts it is the first fold alone, so it stops a trial on one bad fold,
-and a mean that outweighs one fold (three folds or more) comes too late to save much.
+its second fold, which saves up to (k - 2) / k of its cost. Folds run their full patience (no stall stop):
+a fold's best trails or leads the study on other rows than the trial's value.
 
 The rule sees only finished trials' curves, which the study history holds, so a resumed study prunes
 exactly as an uninterrupted one.
@@ -28,24 +39,41 @@ exactly as an uninterrupted one.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 MAXIMIZED_CURVES = frozenset({"auc", "aucpr", "map", "ndcg", "pre"})
 """xgboost eval metrics that grow as the model improves; every other one shrinks."""
 
-RoundCheck = Callable[[int, float], bool]
-"""Called after each boosting round with the round (0-based) and the validation value; True stops the trial."""
+
+class Stop(enum.Enum):
+    """Why a trial stops before its own early stopping would."""
+
+    PRUNED = "pruned"
+    """It would not be among the good trials: recorded as pruned, never the study's best."""
+    STALLED = "stalled"
+    """It trails the study's best and stopped improving: completed, with its best round's value."""
+
+
+RoundCheck = Callable[[int, float], Stop | None]
+"""Called after each boosting round with the round (0-based) and the validation value; a Stop ends the trial."""
 
 
 @dataclass(frozen=True)
-class MedianRule:
+class PruningRule:
     startup_trials: int = 5
-    """Completed trials needed before any trial is pruned."""
-    warmup_rounds: int = 50
-    """Rounds every trial runs before it may be pruned (slow learners start badly)."""
+    """Completed trials needed before any trial is stopped."""
+    warmup_rounds: int = 0
+    """Rounds every trial runs before it may be stopped."""
+    quantile: float = 0.33
+    """The share of the completed trials (at equal progress) that a trial's bound must stay within."""
+    fall_margin: float = 2.0
+    """How many times its last unit of progress's gain a trial may still gain (0: its best so far alone)."""
+    stall_rounds: int | None = 10
+    """Rounds without improvement after which a trial that trails the study's best stops (None: never)."""
 
     def checker(
         self,
@@ -65,19 +93,31 @@ class MedianRule:
         sign = _sign(curve_metric)
         running = _running_best_padded([sign * c for c, _ in kept])
         last = np.array([len(c) - 1 for c, _ in kept])
+        incumbent = float(running[:, -1].min())
         speed = rate / np.array([r for _, r in kept], np.float64)
         """Rounds of each completed trial per round of this one, for the same learning progress."""
+        unit = max(1, round(1 / rate))
+        """This trial's rounds per unit of learning progress: the window its recent gain is measured over."""
         rows = np.arange(len(kept))
-        best_so_far = np.inf
-        warmup = self.warmup_rounds
+        bests: list[float] = []
+        quantile, margin, stall, warmup = self.quantile, self.fall_margin, self.stall_rounds, self.warmup_rounds
+        since_improved = 0
 
-        def check(round_: int, value: float) -> bool:
-            nonlocal best_so_far
-            best_so_far = min(best_so_far, sign * value)
+        def check(round_: int, value: float) -> Stop | None:
+            nonlocal since_improved
+            previous = bests[-1] if bests else np.inf
+            bests.append(min(previous, sign * value))
+            since_improved = 0 if bests[-1] < previous else since_improved + 1
             if round_ < warmup:
-                return False
-            at = np.clip(np.floor((round_ + 1) * speed).astype(np.int64) - 1, 0, last)
-            return bool(best_so_far > np.median(running[rows, at]))
+                return None
+            if len(bests) > unit or margin == 0:  # its gain is measured once it has run one unit of progress
+                gain = bests[-1 - unit] - bests[-1] if len(bests) > unit else 0.0
+                at = np.clip(np.floor((round_ + 1) * speed).astype(np.int64) - 1, 0, last)
+                if bests[-1] - margin * gain > np.quantile(running[rows, at], quantile):
+                    return Stop.PRUNED
+            if stall is not None and since_improved >= stall and bests[-1] > incumbent:
+                return Stop.STALLED
+            return None
 
         return check
 
@@ -98,7 +138,8 @@ class MedianRule:
             if len(trial) == folds and all(len(c) for c in trial):
                 usable.append(trial)
                 usable_rates.append(trial_rate)
-        checks = [self.checker([trial[k] for trial in usable], curve_metric, usable_rates, rate) for k in range(folds)]
+        rule = self if folds == 1 else replace(self, stall_rounds=None)
+        checks = [rule.checker([trial[k] for trial in usable], curve_metric, usable_rates, rate) for k in range(folds)]
         if curve_metric is None or any(check is None for check in checks):
             return None
         sign = _sign(curve_metric)
@@ -112,7 +153,7 @@ class FoldPruning:
     ``finished(k, curve)`` once it ran to its end."""
 
     checks: list[RoundCheck]
-    """Per fold, the median rule against that fold's curves of the completed trials."""
+    """Per fold, the rule against that fold's curves of the completed trials."""
     final_medians: list[float]
     """Per fold, the median of the completed trials' best values on it (as losses: times ``sign``)."""
     sign: float
@@ -120,15 +161,15 @@ class FoldPruning:
     """Folds this trial finished worse than the completed trials' median on them."""
 
     def check(self, fold: int) -> RoundCheck:
-        """The per-round check of ``fold``: the median rule, once an earlier fold finished worse (at once for
-        a single split)."""
+        """The per-round check of ``fold``: the rule, once an earlier fold finished worse (at once for a
+        single split)."""
         rule = self.checks[fold]
         if len(self.checks) == 1:
             return rule
 
-        def check(round_: int, value: float) -> bool:
+        def check(round_: int, value: float) -> Stop | None:
             worse = rule(round_, value)  # called every round: it keeps the fold's best so far
-            return worse and self.worse_folds > 0
+            return worse if worse is not None and self.worse_folds > 0 else None
 
         return check
 

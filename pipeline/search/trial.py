@@ -18,7 +18,7 @@ from pipeline import families
 from pipeline.config import MODEL_KEY
 from pipeline.families import CrossValidation, Family, Fitted, TrainingData
 from pipeline.metrics import Metric, Task
-from pipeline.search.pruning import FoldPruning, MedianRule
+from pipeline.search.pruning import FoldPruning, PruningRule
 from pipeline.spaces import SearchSpace
 
 
@@ -90,7 +90,7 @@ class Trainer:
     metric: Metric
     seed: int
     tags: dict[str, str]
-    pruning: MedianRule | None = None
+    pruning: PruningRule | None = None
     device: str = "cpu"
     completed: dict[str, list[tuple[float, list[list[float]]]]] = field(default_factory=dict)
     train_curves: bool = False
@@ -161,6 +161,8 @@ class Trainer:
             record.metrics |= {f"{metric.name}_when_pruned": value, "pruned_at_round": len(fitted.curve) - 1}
         else:
             record.metrics[metric.name] = value
+        if fitted.stalled:
+            record.metrics["stalled_at_round"] = len(fitted.curve) - 1
         if best_iteration is not None:
             record.metrics["best_iteration"] = best_iteration
         if len(data.folds) > 1:

@@ -54,7 +54,7 @@ from pipeline.search.loop import (
     inherited_count,
     run_search,
 )
-from pipeline.search.pruning import MedianRule
+from pipeline.search.pruning import PruningRule
 from pipeline.search.trial import TrialOutcome
 from pipeline.study.options import IN_MEMORY, Execution, RunKeywords, split_keywords, with_overrides
 from pipeline.study.result import StudyResult
@@ -685,5 +685,9 @@ def check_compatible(study: StudyConfig, where: Path | str, dataset: data.Datase
             )
 
 
-def pruning_rule(config: PruningConfig) -> MedianRule | None:
-    return MedianRule(config.startup_trials, config.warmup_rounds) if config.enabled else None
+def pruning_rule(config: PruningConfig) -> PruningRule | None:
+    if not config.enabled:
+        return None
+    return PruningRule(
+        config.startup_trials, config.warmup_rounds, config.quantile, config.fall_margin, config.stall_rounds
+    )

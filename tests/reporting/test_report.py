@@ -37,8 +37,8 @@ SPACE = {
 }
 """Fast xgboost trials (high learning rates stop early) with a choice whose option brings its own parameter."""
 TRIALS = 7
-PRUNE_EARLY = {"startup_trials": 3, "warmup_rounds": 3}
-"""Pruning from the fourth trial on, after three rounds: some of the trials are pruned."""
+PRUNE_EARLY = {"startup_trials": 3, "warmup_rounds": 3, "quantile": 0.5, "fall_margin": 0.0}
+"""A median rule from the fourth trial on, after three rounds: some of the trials are pruned."""
 TRIAL_PLOTS = {"optimization_history", "parameter_importance", "parallel_coordinates", "slices", "learning_curves"}
 PLOTS = TRIAL_PLOTS | {"roc", "calibration", "feature_importance"}
 

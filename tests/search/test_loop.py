@@ -29,7 +29,7 @@ from pipeline.search.loop import (
     run_search,
     stop_reason,
 )
-from pipeline.search.pruning import MedianRule
+from pipeline.search.pruning import PruningRule
 
 FAST = {"num_boost_round": 200, "early_stopping_rounds": 5}
 """With learning rates of 0.5 and more, early stopping ends each trial within a few dozen rounds."""
@@ -620,7 +620,7 @@ WIDE_RATES = {
 
 
 def pruning_search(space, prepared, context, history, max_evals, past=()) -> SearchResult:
-    rules = replace(settings(max_evals), pruning=MedianRule(startup_trials=2, warmup_rounds=3))
+    rules = replace(settings(max_evals), pruning=PruningRule(startup_trials=2, warmup_rounds=3))
     return run_search(space, prepared, AIR_TIME, METRICS["rmse"], rules, context, history, past, show_progress=False)
 
 

@@ -23,7 +23,7 @@ from pipeline.search import optimizer
 from pipeline.search.local import trial_failpoint
 from pipeline.search.loop import SearchSettings, StopRules
 from pipeline.search.parallel import Parallel
-from pipeline.search.pruning import MedianRule
+from pipeline.search.pruning import PruningRule
 
 # --- the driver, with a quadratic for an objective -------------------------------------------------------------
 
@@ -181,7 +181,7 @@ def study(parent_search):
 
     def search(max_evals: int, stop: StopRules | None = None, past=()):
         settings = SearchSettings(
-            max_evals, 5, optimizer.algorithm_for("tpe"), stop or StopRules(), MedianRule(2, 3), Parallel(workers=2)
+            max_evals, 5, optimizer.algorithm_for("tpe"), stop or StopRules(), PruningRule(2, 3), Parallel(workers=2)
         )
         return *searched.run(settings, past), searched.history
 

@@ -10,7 +10,7 @@ import pytest
 from pipeline.search import optimizer
 from pipeline.search.loop import SearchSettings
 from pipeline.search.parallel import Parallel
-from pipeline.search.pruning import MedianRule
+from pipeline.search.pruning import PruningRule
 
 pytest.importorskip("pyspark", reason="parallel trials need pyspark: pip install -e '.[test]' installs it")
 
@@ -27,7 +27,7 @@ PARALLEL = SearchSettings(
     max_evals=0,
     seed=5,
     algorithm=optimizer.algorithm_for("tpe"),
-    pruning=MedianRule(startup_trials=2, warmup_rounds=3),
+    pruning=PruningRule(startup_trials=2, warmup_rounds=3),
     parallel=Parallel(workers=2, master="local[2]"),
 )
 

@@ -17,7 +17,7 @@ from pipeline import config, data, families, spaces
 from pipeline.families import CrossValidation
 from pipeline.features import Preprocessor
 from pipeline.metrics import METRICS, REGRESSION
-from pipeline.search.pruning import MedianRule
+from pipeline.search.pruning import PruningRule
 from pipeline.search.trial import Trainer, TrialOutcome, TrialRecord, failed_trial
 from pipeline.study import training_data
 
@@ -64,7 +64,7 @@ def test_a_trial_the_estimator_refuses_is_a_failed_outcome_with_its_error_as_tag
 
 
 def test_a_trial_trailing_the_median_is_pruned_and_keeps_its_best_off_the_metric(trainer, space):
-    pruning = Trainer(trainer.space, trainer.data, trainer.task, trainer.metric, 3, TAGS, MedianRule(1, 2))
+    pruning = Trainer(trainer.space, trainer.data, trainer.task, trainer.metric, 3, TAGS, PruningRule(1, 2))
     pruning.completed["xgboost"] = [(0.3, [[1.0] * 300])]  # an earlier trial (rate 0.3, one split) far better
     outcome, record = pruning(1, {"model": "xgboost", "max_depth": 2.0, "learning_rate": 0.3,
                                   "num_boost_round": 300, "early_stopping_rounds": 5})  # fmt: skip
@@ -74,8 +74,23 @@ def test_a_trial_trailing_the_median_is_pruned_and_keeps_its_best_off_the_metric
     assert record.metrics["pruned_at_round"] < 300
 
 
+def test_a_trial_behind_the_best_that_stalls_completes_with_its_best_rounds_value(trainer):
+    rule = PruningRule(2, 0, quantile=0.9, stall_rounds=3)  # a lax quantile: only the stall stop acts
+    stalling = Trainer(trainer.space, trainer.data, trainer.task, trainer.metric, 3, TAGS, rule)
+    stalling.completed["xgboost"] = [(0.4, [[1.0] * 300]), (0.4, [[1e3] * 300])]  # the best is far ahead
+    outcome, record = stalling(1, {"model": "xgboost", "max_depth": 3.0, "learning_rate": 0.4,
+                                   "num_boost_round": 300, "early_stopping_rounds": 5})  # fmt: skip
+
+    assert outcome.ok and not outcome.pruned and record.tags["trial_state"] == "COMPLETE"
+    curve = outcome.curve
+    assert record.metrics["stalled_at_round"] == len(curve) - 1 and outcome.best_iteration == len(curve) - 4
+    assert record.metrics["rmse"] == outcome.value == pytest.approx(min(curve), rel=1e-6)
+    stalling.note_completed(outcome)
+    assert len(stalling.completed["xgboost"]) == 3, "a stalled trial is a completed one: later trials compare"
+
+
 def test_only_completed_trials_teach_the_pruning_rule(trainer):
-    fresh = Trainer(trainer.space, trainer.data, trainer.task, trainer.metric, 3, TAGS, MedianRule(1, 2))
+    fresh = Trainer(trainer.space, trainer.data, trainer.task, trainer.metric, 3, TAGS, PruningRule(1, 2))
     done, _ = trainer(0, {"model": "xgboost", "max_depth": 4.0, "learning_rate": 0.5, "num_boost_round": 300,
                           "early_stopping_rounds": 5})  # fmt: skip
     failed, _ = failed_trial(1, {"model": "xgboost"}, "ValueError: no")
@@ -167,6 +182,10 @@ def test_a_trials_value_is_the_mean_of_its_folds_fit_one_by_one_by_hand(cv_folds
     assert len(curve) == longest and curve[0] == pytest.approx(np.mean([c[0] for c in outcome.fold_curves]))
 
 
+MEDIAN = PruningRule(startup_trials=3, warmup_rounds=0, quantile=0.5, fall_margin=0.0, stall_rounds=None)
+"""The rule as a median of best-so-far values, from round 0: what the fold tests below are about."""
+
+
 def scaled(outcome: TrialOutcome, factors: list[float]) -> list[list[list[float]]]:
     """Three completed trials whose fold ``k`` curve is this trial's times ``factors[k]`` (rmse: below 1 is
     better than this trial on that fold)."""
@@ -186,7 +205,7 @@ def test_a_trial_whose_first_fold_is_bad_but_whose_mean_is_good_is_not_pruned(cv
     history = scaled(unpruned, [0.5, 1.5, 1.5])
     others = [np.mean([min(c) for c in trial]) for trial in history]
     assert unpruned.value < min(others), "its mean beats every completed trial's"
-    rule = MedianRule(startup_trials=3, warmup_rounds=0)
+    rule = MEDIAN
     single = rule.checker([trial[0] for trial in history], "rmse")
     assert any(single(r, v) for r, v in enumerate(unpruned.fold_curves[0])), "judged on fold 0 alone, it is cut"
 
@@ -198,7 +217,7 @@ def test_a_trial_whose_first_fold_is_bad_but_whose_mean_is_good_is_not_pruned(cv
 
 def test_a_trial_worse_on_every_fold_is_pruned_in_its_second_fold(cv_trainer, cv_unpruned):
     unpruned, complete = cv_unpruned
-    rule = MedianRule(startup_trials=3, warmup_rounds=0)
+    rule = MEDIAN
     history = scaled(unpruned, [0.5, 0.5, 0.5])
 
     outcome, record = replace(cv_trainer, pruning=rule, completed={"xgboost": at_rate(history)})(1, PARAMS)
