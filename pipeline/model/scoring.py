@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.data import read_table
+from pipeline.data.reading import read_table
 from pipeline.errors import InputError
 from pipeline.tracking import Client, models
 
