@@ -1,12 +1,15 @@
-"""Parallel trials in worker processes on this machine: no Spark, no Java.
+"""Parallel trials in worker processes on this machine: no Spark, no Java; and the driver's side of the
+worker protocol, which Spark's resident workers (``spark.py``) share.
 
 Each of N worker processes is started once (spawn: no state forked from the driver, whose threads and
 open store a fork would copy) and receives the study's data once; it builds its matrices on its first
 trial and keeps them for the next. Workers only train: the driver writes the history and every MLflow run.
 
-One pipe per worker rather than ``concurrent.futures.ProcessPoolExecutor``: a pool whose worker dies fails
-every trial in flight and cannot tell which one killed it. Here a worker that dies (SIGKILL, a segfault in
-a native library, the OOM killer) fails its own trial only, and a new worker takes its place.
+The protocol: a worker holds one connection to the driver and runs ``serve`` on it, a trial at a time, until
+the connection closes. One connection per worker rather than ``concurrent.futures.ProcessPoolExecutor``: a pool
+whose worker dies fails every trial in flight and cannot tell which one killed it. Here a worker that dies
+(SIGKILL, a segfault in a native library, the OOM killer) fails its own trial only, and a new worker takes its
+place.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ Payload = tuple[TrialOutcome, TrialRecord]
 
 
 class WorkerDied(RuntimeError):
-    """The worker process running a trial exited before it sent the trial back."""
+    """The worker running a trial exited (or its connection to the driver closed) before it sent the trial
+    back."""
 
 
 def trial_failpoint(index: int) -> str:
@@ -46,7 +50,91 @@ class _Job:
     """``Trainer.detached`` when the trial was submitted: the pruning reference as it was then."""
 
 
-class LocalPool:
+class Worker:
+    """The driver's end of one worker: a trial at a time goes out over ``conn`` and comes back."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.busy = False
+        """A trial is out on it."""
+        self.retired = False
+        """It will take no more trials (its worker is known to be gone): an idle pool skips it."""
+        self._lock = threading.Lock()
+
+    def run(self, job: _Job) -> Payload:
+        """The trial's payload; WorkerDied when the connection ends first, RuntimeError for an error of the
+        worker outside the trial (the trainer records a failing fit itself)."""
+        self.busy = True
+        try:
+            self.conn.send(job)
+            kind, body = self.conn.recv()
+        except (EOFError, OSError):
+            self.close()
+            raise WorkerDied(self.death()) from None
+        finally:
+            self.busy = False
+        if kind == "error":
+            raise RuntimeError(body)
+        return body
+
+    def death(self) -> str:
+        """Why the trial failed, once its connection ended."""
+        return "the worker running the trial died"
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+
+class WorkerPool:
+    """What the engines share: ``submit`` and the trial threads, ``workers`` of them. A trial takes an idle
+    worker, runs on it and gives it back; a worker that dies fails its own trial only (WorkerDied), and
+    ``_lost`` is told. Engines add the workers (``_idle``) and stop them on leaving (``_stop_waiting``)."""
+
+    def __init__(self, trainer: Trainer, workers: int, thread_name_prefix: str):
+        self._trainer = trainer
+        self._idle: queue.SimpleQueue[Worker | None] = queue.SimpleQueue()
+        """Idle workers; None once no worker will come (see ``_stop_waiting``)."""
+        self._failure: Exception = WorkerDied("the pool was closed before a worker took the trial")
+        self._closed = False
+        self._trials = ThreadPoolExecutor(workers, thread_name_prefix=thread_name_prefix)
+        self._submitted = 0
+
+    def submit(self, values: dict[str, Any]) -> Future[Payload]:
+        """Start a trial on the next idle worker. Called on the driver's thread, which alone extends the
+        pruning reference, so the copy taken here is consistent."""
+        job = _Job(self._submitted, values, self._trainer.detached())
+        self._submitted += 1
+        return self._trials.submit(self._run, job)
+
+    def _run(self, job: _Job) -> Payload:
+        while True:
+            worker = self._idle.get()
+            if worker is None:
+                self._idle.put(None)  # for the next trial waiting
+                raise self._failure
+            if not worker.retired:
+                break
+        try:
+            payload = worker.run(job)
+        except WorkerDied:
+            self._lost(worker)
+            raise
+        self._idle.put(worker)
+        return payload
+
+    def _lost(self, worker: Worker) -> None:
+        """``worker`` died in a trial (its connection is closed)."""
+
+    def _stop_waiting(self, failure: Exception | None = None) -> None:
+        """No worker will come: the trials waiting for one, and any submitted later, fail with ``failure`` (by
+        default, that the pool was closed)."""
+        if failure is not None:
+            self._failure = failure
+        self._idle.put(None)
+
+
+class LocalPool(WorkerPool):
     """``workers`` processes that run trials of ``trainer`` (its data sent once to each); ``submit`` returns
     a future per trial. Use it as a context manager: leaving it stops the workers.
 
@@ -55,48 +143,33 @@ class LocalPool:
     """
 
     def __init__(self, trainer: Trainer, workers: int, threads: int | None):
-        self._trainer = trainer
+        super().__init__(trainer, workers, "local-trial")
         assert trainer.data is not None, "the driver's trainer has the study's data"
         self._data = replace(trainer.data, cache={})  # built matrices cannot be pickled
         self._threads = threads
         self._context = multiprocessing.get_context("spawn")
-        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
-        self._workers: list[_Worker] = []
+        self._workers: list[_Process] = []
         self._lock = threading.Lock()
-        self._closed = False
-        self._slots = ThreadPoolExecutor(workers, thread_name_prefix="local-trial")
-        self._submitted = 0
         for _ in range(workers):
             self._idle.put(self._start())
 
-    def submit(self, values: dict[str, Any]) -> Future[Payload]:
-        """Start a trial on the next idle worker. Called on the driver's thread, which alone extends the
-        pruning reference, so the copy taken here is consistent."""
-        job = _Job(self._submitted, values, self._trainer.detached())
-        self._submitted += 1
-        return self._slots.submit(self._run, job)
+    def _lost(self, worker: Worker) -> None:
+        if not self._closed:
+            self._idle.put(self._start())
 
-    def _run(self, job: _Job) -> Payload:
-        worker = self._idle.get()
-        try:
-            return worker.run(job)
-        except WorkerDied:
-            if not self._closed:
-                worker = self._start()
-            raise
-        finally:
-            self._idle.put(worker)
-
-    def _start(self) -> _Worker:
+    def _start(self) -> _Process:
+        """A new worker process (a closed pool's never takes a trial: leaving kills it)."""
         parent, child = self._context.Pipe()
         process = self._context.Process(
-            target=_serve, args=(child, self._data, self._threads), name="pipeline-trial", daemon=True
+            target=serve, args=(child, self._data, self._threads), name="pipeline-trial", daemon=True
         )
         process.start()
         child.close()  # the worker holds the only other end: its death is an EOF here
-        worker = _Worker(process, parent)
+        worker = _Process(parent, process)
         with self._lock:
             self._workers.append(worker)
+            if self._closed:  # started while the pool was being left, after it killed the others
+                process.kill()
         return worker
 
     def __enter__(self) -> LocalPool:
@@ -105,38 +178,31 @@ class LocalPool:
     def __exit__(self, *exc: object) -> None:
         """Stops every worker, idle or not (they hold nothing but their copy of the data): a trial still
         running, when the search ended on an error, fails rather than keeps this process waiting."""
-        self._closed = True
         with self._lock:
+            self._closed = True
             workers = list(self._workers)
         for worker in workers:
             worker.process.kill()
             worker.process.join()
-        self._slots.shutdown(wait=True, cancel_futures=True)
+        self._stop_waiting()
+        self._trials.shutdown(wait=True, cancel_futures=True)
         for worker in workers:
-            worker.conn.close()
+            worker.close()
 
 
-@dataclass
-class _Worker:
-    process: Any
-    """A ``multiprocessing`` process of the spawn context."""
-    conn: Connection
+class _Process(Worker):
+    def __init__(self, conn: Connection, process: Any):
+        super().__init__(conn)
+        self.process = process
+        """A ``multiprocessing`` process of the spawn context."""
 
-    def run(self, job: _Job) -> Payload:
-        try:
-            self.conn.send(job)
-            kind, body = self.conn.recv()
-        except (EOFError, OSError):
-            self.process.join()
-            self.conn.close()
-            raise WorkerDied(f"the worker process running the trial died (exit code {self.process.exitcode})") from None
-        if kind == "error":
-            raise RuntimeError(body)
-        return body
+    def death(self) -> str:
+        self.process.join()
+        return f"the worker process running the trial died (exit code {self.process.exitcode})"
 
 
-def _serve(conn: Connection, data: Any, threads: int | None) -> None:
-    """A worker process: trials from the pipe until it closes. The matrices built by the first trial stay in
+def serve(conn: Connection, data: Any, threads: int | None) -> None:
+    """A worker: trials from the connection until it closes. The matrices built by the first trial stay in
     ``data.cache`` for the next ones."""
     if threads is not None:
         os.environ["PIPELINE_THREADS"] = str(threads)

@@ -34,7 +34,7 @@ from hyperopt.exceptions import AllTrialsFailed
 from hyperopt.pyll import stochastic
 
 from pipeline.config import MODEL_KEY, Choice, ConditionalOption, Parameter, PChoice, Scalar, option_value
-from pipeline.errors import InputError
+from pipeline.errors import InputError, PipelineError
 from pipeline.spaces import SearchSpace
 
 
@@ -242,12 +242,14 @@ def minimize_parallel(
     on_finished: Callable[[dict[str, Any], Any, str | None], dict[str, Any]],
 ) -> str | None:
     """``plan``'s trials, up to ``parallelism`` at once: an ask/tell loop over hyperopt's record, shared by the
-    parallel engines (worker processes here, Spark jobs).
+    parallel engines (worker processes here, resident Spark workers).
 
     ``submit(values)`` starts a trial (the sampled values, as ``minimize``'s objective receives them) and
     returns its future; ``on_finished(values, payload, error)`` runs here, once per trial in the order they
     finish, with the future's result (``payload``) or, when it raised (a worker that died), its error, and
-    returns hyperopt's result (``{"status": OK, "loss": ...}`` or ``{"status": FAIL}``).
+    returns hyperopt's result (``{"status": OK, "loss": ...}`` or ``{"status": FAIL}``). A future that
+    raises a PipelineError (an engine that can run no trial, e.g. Spark tasks that cannot reach the driver)
+    ends the search with it.
 
     Each proposal is asked of ``Plan.run``'s proposer (warm-start points first, no configuration twice)
     against a record in which the trials still running carry a constant liar: the worst loss finished so
@@ -283,6 +285,8 @@ def minimize_parallel(
         for future in sorted(finished, key=running.__getitem__):
             doc = _doc(trials, running.pop(future))
             error = future.exception()
+            if isinstance(error, PipelineError):  # the engine cannot run trials at all, not a failed trial
+                raise error
             payload = None if error is not None else future.result()
             message = None if error is None else f"{type(error).__name__}: {error}"
             _tell(trials, doc, on_finished(_values(plan.compiled, doc), payload, message))

@@ -18,6 +18,7 @@ from hyperopt import JOB_STATE_DONE, JOB_STATE_RUNNING
 from mlflow.tracking import MlflowClient
 
 from pipeline import config, spaces
+from pipeline.errors import PipelineError
 from pipeline.failpoints import FAILPOINT
 from pipeline.search import optimizer
 from pipeline.search.local import trial_failpoint
@@ -51,10 +52,13 @@ def quadratic(values: dict[str, Any]) -> float:
 
 class Engine:
     """Trials of the quadratic in ``workers`` threads, each a few milliseconds long; counts what the driver
-    has in flight (submitted, not yet settled) and fails the trials whose submission number is in ``fail``."""
+    has in flight (submitted, not yet settled) and fails the trials whose submission number is in ``fail``
+    (from ``broken`` on, the engine itself fails: PipelineError)."""
 
-    def __init__(self, space: spaces.SearchSpace, workers: int, fail: frozenset[int] = frozenset()):
-        self.space, self.fail = space, fail
+    def __init__(
+        self, space: spaces.SearchSpace, workers: int, fail: frozenset[int] = frozenset(), broken: int | None = None
+    ):
+        self.space, self.fail, self.broken = space, fail, broken
         self.pool = ThreadPoolExecutor(workers)
         self.submitted: list[dict[str, Any]] = []
         self.settled: list[tuple[dict[str, Any], float | None, str | None]] = []
@@ -71,6 +75,8 @@ class Engine:
         time.sleep(0.002 * (index % 3))  # trials finish out of order
         if index in self.fail:
             raise RuntimeError("the worker died")
+        if self.broken is not None and index >= self.broken:
+            raise PipelineError("no worker could start")
         return quadratic(values)
 
     def on_finished(self, values: dict[str, Any], payload: float | None, error: str | None) -> dict[str, Any]:
@@ -96,6 +102,16 @@ def test_the_driver_keeps_n_trials_in_flight_runs_exactly_max_evals_and_settles_
     failed = [s for s in engine.settled if s[2] is not None]
     assert len(failed) == 1 and failed[0][0] == engine.submitted[4] and "RuntimeError: the worker died" in failed[0][2]
     assert all(math.isclose(v, quadratic(p)) for p, v, e in engine.settled if e is None)
+
+
+def test_an_engine_that_can_run_no_trial_ends_the_search_with_its_error_and_no_failed_trial(tmp_path):
+    space = space_of(tmp_path, CONTINUOUS)
+    engine = Engine(space, 2, broken=3)
+
+    with pytest.raises(PipelineError, match="no worker could start"):
+        drive(engine, optimizer.Plan(space, 12, seed=1), 2)
+
+    assert len(engine.settled) <= 3 and all(error is None for _, _, error in engine.settled)
 
 
 def test_proposals_see_the_running_trials_at_the_worst_finished_loss(tmp_path):
