@@ -44,7 +44,7 @@ from pipeline.search.pruning import MAXIMIZED_CURVES, PruningRule, Stop
 
 RESULTS = REPO / "benchmarks" / "results"
 RULES = {
-    "median (before 2026-11-30)": PruningRule(5, 50, quantile=0.5, fall_margin=0.0, stall_rounds=None),
+    "median at equal progress (until 2026-11-29)": PruningRule(5, 50, quantile=0.5, fall_margin=0.0, stall_rounds=None),
     "default": PruningRule(),
     "no stall stop": PruningRule(stall_rounds=None),
     "fall_margin 1": PruningRule(fall_margin=1.0),
