@@ -13,9 +13,9 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 from mlflow.tracking import MlflowClient as Client
 
-from pipeline.tracking import models, names
+from pipeline.tracking import models, names, retry
+from pipeline.tracking.retry import LOCKED_RETRIES
 from pipeline.tracking.runs import (
-    LOCKED_RETRIES,
     ParentRun,
     TrialWriter,
     child_runs,
@@ -54,6 +54,7 @@ __all__ = [
     "pointed_at",
     "resolve_uri",
     "retire_run",
+    "retry",
     "runs_tagged",
     "signature",
     "studies_named",

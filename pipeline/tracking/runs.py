@@ -5,12 +5,10 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import queue
 import tempfile
 import threading
-import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
@@ -32,6 +30,7 @@ from pipeline.failpoints import failpoint
 from pipeline.metrics import METRICS
 from pipeline.search.trial import TrialRecord, now_ms
 from pipeline.tracking import names
+from pipeline.tracking.retry import error_summary, retrying_locked, transient, with_grace
 from pipeline.tracking.store import log_params, schema
 
 T = TypeVar("T")
@@ -59,14 +58,14 @@ def log_trial(client: MlflowClient, experiment: str, parent_run_id: str, record:
     for name, values in record.curves.items():
         metrics.extend(Metric(name, float(v), record.end_ms, step) for step, v in enumerate(values))
     params = [Param(k, str(v)) for k, v in record.params.items()]
-    run_id = _retrying(client.create_run, experiment, start_time=record.start_ms, tags=tags).info.run_id
+    run_id = retrying_locked(client.create_run, experiment, start_time=record.start_ms, tags=tags).info.run_id
     try:
-        _retrying(client.log_batch, run_id, metrics=metrics, params=params)  # MLflow splits past its limits
+        retrying_locked(client.log_batch, run_id, metrics=metrics, params=params)  # MLflow splits past its limits
     except Exception as error:
         if not transient(error):
             client.set_terminated(run_id, status="FAILED", end_time=now_ms())
         raise
-    _retrying(client.set_terminated, run_id, status=record.status, end_time=record.end_ms)
+    retrying_locked(client.set_terminated, run_id, status=record.status, end_time=record.end_ms)
     return run_id
 
 
@@ -187,105 +186,9 @@ class TrialWriter:
 def _write_failed(number: int, error: BaseException) -> TrackingError:
     if isinstance(error, TrackingError):
         return error
-    failure = TrackingError(f"the tracking store failed to record trial {number} ({_summary(error)})")
+    failure = TrackingError(f"the tracking store failed to record trial {number} ({error_summary(error)})")
     failure.__cause__ = error
     return failure
-
-
-def _summary(error: BaseException) -> str:
-    """``Class: first line`` of an error, cut to 300 characters: what a one-line message can hold."""
-    first = str(error).splitlines()[0][:300] if str(error) else ""
-    return f"{type(error).__name__}: {first}"
-
-
-TRANSIENT_CODES = frozenset(
-    {
-        "INTERNAL_ERROR",  # the client's code for a server it could not reach, and the server's for a 500
-        "TEMPORARILY_UNAVAILABLE",  # SQLAlchemy's OperationalError: locked, disk I/O, cannot open the file
-        "SERVICE_UNDER_MAINTENANCE",
-        "WORKSPACE_TEMPORARILY_UNAVAILABLE",
-        "DEADLINE_EXCEEDED",
-        "ABORTED",
-        "REQUEST_LIMIT_EXCEEDED",
-        "RESOURCE_EXHAUSTED",
-    }
-)
-"""MLflow error codes of a failure that can pass by itself; any other code is a write the store refused."""
-
-
-def transient(error: BaseException) -> bool:
-    """Whether retrying the call later may succeed: the store unreachable, overloaded or briefly locked,
-    as opposed to a request it refused (an invalid value, an unknown run or experiment)."""
-    if isinstance(error, MlflowException):
-        return error.error_code in TRANSIENT_CODES
-    return isinstance(error, OSError)  # requests' ConnectionError and timeouts are OSErrors
-
-
-FIRST_RETRY_S = 0.5
-MAX_RETRY_S = 10.0
-
-
-def retry_delay(attempt: int) -> float:
-    """Seconds before retry ``attempt`` (0, 1, ...) of a failed write: 0.5, 1, 2, 4, 8, then 10 s apart.
-
-    Capped low because an outage ends unannounced: the queue is written at most 10 s after the store is
-    back. Each attempt against a store that is down also spends MLflow's own HTTP retries (about 15 s
-    by default, ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``), so an outage costs one request per 10-25 s.
-    """
-    return min(MAX_RETRY_S, FIRST_RETRY_S * 2**attempt)
-
-
-def with_grace(call: Callable[[], T], grace_s: float, what: str, stop: threading.Event | None = None) -> T:
-    """``call()``, retried with ``retry_delay`` backoff while it fails ``transient``-ly, for up to ``grace_s``
-    seconds after its first failure (one attempt is always made; setting ``stop`` ends the retrying).
-
-    Raises a one-line TrackingError naming ``what`` once the grace period is over; a failure that is not
-    transient is raised as it is, at once.
-    """
-    stop = stop or threading.Event()
-    deadline: float | None = None
-    for attempt in itertools.count():
-        try:
-            result = call()
-        except Exception as error:
-            if not transient(error):
-                raise
-            now = time.monotonic()
-            if deadline is None:
-                deadline = now + grace_s
-                if grace_s > 0:
-                    log.warning("tracking store unavailable (%s): retrying %s for up to %g s, the study goes on",
-                                _summary(error), what, grace_s)  # fmt: skip
-            if now >= deadline or stop.wait(min(retry_delay(attempt), deadline - now)):
-                raise _gave_up(what, grace_s, error) from error
-            continue
-        if deadline is not None:
-            log.info("tracking store back: %s written at attempt %d", what, attempt + 1)
-        return result
-    raise AssertionError("unreachable")
-
-
-def _gave_up(what: str, grace_s: float, error: BaseException) -> TrackingError:
-    waited = f" and was still unavailable after the {grace_s:g} s grace period (tracking.grace_s)" if grace_s else ""
-    return TrackingError(
-        f"the tracking store failed to record {what}{waited} ({_summary(error)}); "
-        "rerun the same command once it is back: the study resumes"
-    )
-
-
-LOCKED_RETRIES = 6
-
-
-def _retrying(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call MLflow, retrying while SQLite reports "database is locked" (another process is writing)."""
-    for attempt in range(LOCKED_RETRIES):
-        try:
-            return call(*args, **kwargs)
-        except Exception as error:
-            if "database is locked" not in str(error) or attempt == LOCKED_RETRIES - 1:
-                raise
-            time.sleep(0.1 * 2**attempt)
-    raise AssertionError("unreachable")
 
 
 def child_runs(client: MlflowClient, experiment: str, parent_run_id: str) -> list[Run]:
@@ -333,7 +236,7 @@ def kill_orphaned_parents(client: MlflowClient, experiment: str, study: str, kee
 def set_run_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None:
     """Tags on a run that is not open here (a finished study's run, after its gate)."""
     failpoint(tags)
-    _retrying(client.log_batch, run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+    retrying_locked(client.log_batch, run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
 
 
 def best_trials(client: MlflowClient, parent_run_id: str, count: int) -> list[dict[str, str]]:
@@ -394,16 +297,16 @@ class ParentRun:
     def set_tags(self, tags: Mapping[str, str]) -> None:
         failpoint(tags)
         items = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
-        self._write("tags", _retrying, self.client.log_batch, self.run_id, tags=items)
+        self._write("tags", retrying_locked, self.client.log_batch, self.run_id, tags=items)
         self.tags.update({k: str(v)[:5000] for k, v in tags.items()})
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
         stamp = now_ms()
         items = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
-        self._write("metrics", _retrying, self.client.log_batch, self.run_id, metrics=items)
+        self._write("metrics", retrying_locked, self.client.log_batch, self.run_id, metrics=items)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        self._write("parameters", _retrying, log_params, self.client, self.run_id, params)
+        self._write("parameters", retrying_locked, log_params, self.client, self.run_id, params)
 
     def log_files(self, files: Sequence[Path], folder: str) -> None:
         for file in files:
@@ -468,7 +371,7 @@ def _end_once(run_id: str, status: str) -> None:
         mlflow.end_run(status)
     except Exception as error:
         log.warning("parent run %s left RUNNING: the tracking store did not answer (%s); the next run of the "
-                    "study resumes it", run_id, _summary(error))  # fmt: skip
+                    "study resumes it", run_id, error_summary(error))  # fmt: skip
         _forget_active_run()
 
 

@@ -318,14 +318,14 @@ def test_transient_tells_a_store_that_is_away_from_a_write_it_refuses(client, pa
     with pytest.raises(MlflowException) as away:
         client.set_tag(run_id, "k", "v")
 
-    assert not tracking.runs.transient(refused.value)
-    assert not tracking.runs.transient(ValueError("could not convert string to float"))
-    assert tracking.runs.transient(unreachable.value)
-    assert tracking.runs.transient(away.value)
+    assert not tracking.retry.transient(refused.value)
+    assert not tracking.retry.transient(ValueError("could not convert string to float"))
+    assert tracking.retry.transient(unreachable.value)
+    assert tracking.retry.transient(away.value)
 
 
 def test_retry_delays_double_up_to_ten_seconds():
-    assert [tracking.runs.retry_delay(n) for n in range(7)] == [0.5, 1, 2, 4, 8, 10, 10]
+    assert [tracking.retry.retry_delay(n) for n in range(7)] == [0.5, 1, 2, 4, 8, 10, 10]
 
 
 def free_port() -> int:

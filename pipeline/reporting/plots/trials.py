@@ -1,14 +1,9 @@
-"""Figures of a study and of its final model: plain data in (pandas, numpy), matplotlib figures out.
-
-Nothing here knows MLflow, so a figure can be drawn from a study logged long ago or from data a test makes.
-Figures are ``matplotlib.figure.Figure`` objects, never pyplot's: no global registry of open figures to
-leak from in a long process, no interactive backend to look for on a server; PNGs are rendered by Agg.
-"""
+"""Figures of a study's trials: the optimization history, parameter importances, parallel coordinates and
+slices, and the hotspots that link their points to the trials' runs."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,39 +11,32 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import LogNorm, Normalize
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from sklearn.calibration import calibration_curve
 from sklearn.ensemble import RandomForestRegressor
-from sklearn.metrics import roc_auc_score, roc_curve
 
-FINISHED, PRUNED = "FINISHED", "PRUNED"
+from pipeline.reporting.plots.base import BEST_COLOR, FINISHED, PAD, PRUNED, SEQUENTIAL
+
+LOG_SCALE_SPAN = 100.0
+"""A positive parameter whose values span this factor or more is drawn on a log axis (log-uniform ones)."""
 MIN_TRIALS_FOR_FOREST = 10
 """Below this many finished trials a random forest over the parameters fits noise; rank correlation is
 the more honest estimate."""
 MIN_TRIALS_FOR_IMPORTANCE = 3
-LOG_SCALE_SPAN = 100.0
-"""A positive parameter whose values span this factor or more is drawn on a log axis (log-uniform ones)."""
-DENSE_POINTS = 2000
-"""Past this many test rows, scatter plots become hexbin densities."""
-BEST_COLOR = "tab:red"
-STATUS_MARKERS = {PRUNED: "o", "FAILED": "x", "KILLED": "D"}
 OUTLIER_IQR = 3.0
 """A finished trial further than this many interquartile ranges beyond the quartiles does not stretch the
 optimization history's y-axis (Tukey's "far out"); it is drawn at the edge."""
-PAD = 0.08
-"""Room left above and below a zoomed range, as a share of its span."""
 RELIABLE_IMPORTANCE_TRIALS = 20
 """Below this many finished trials, importances are flagged as a hint only: a rank correlation from n
 trials is uncertain by about 1/sqrt(n - 1) (0.41 at 7 trials, 0.23 at 20), and a forest over a handful of
 trials ranks noise."""
-SEQUENTIAL = "viridis"
-"""The colour map of trial numbers (slices) and of row counts (hexbin densities): every end of viridis stands
-out on white, where Blues starts white and hides the early trials and the lone rows."""
-ZOOM_SHARE = 0.95
-"""Learning curves are zoomed on the rounds after the validation curve made this share of its gain."""
-MIN_ROUNDS_TO_ZOOM = 10
+STATUS_MARKERS = {PRUNED: "o", "FAILED": "x", "KILLED": "D"}
+
+
+def _note(axes, text: str) -> None:
+    axes.text(0.5, 0.5, text, ha="center", va="center", transform=axes.transAxes, wrap=True)
+    axes.set_axis_off()
 
 
 @dataclass(frozen=True)
@@ -376,152 +364,6 @@ def slices(trials: Trials) -> Figure:
     return figure
 
 
-def learning_curves(curves: Mapping[str, pd.Series], best_iteration: int | None, title: str) -> Figure:
-    """Per-round curves of one trial (``validation_rmse_curve``, ``train_rmse_curve``, ... as Series indexed
-    by round), with the round early stopping kept: where training and validation part shows overfitting.
-
-    The y-axis is named after the curves' metric and zoomed on the rounds that matter (see
-    :func:`curve_range`): the first rounds' large errors would otherwise flatten the part where the curves
-    part and the validation curve turns; the x-axis label says from which round on the zoom holds.
-    """
-    figure = Figure(figsize=(9, 5), layout="constrained")
-    axes = figure.subplots()
-    for name, curve in sorted(curves.items()):
-        axes.plot(curve.index, curve.to_numpy(), label=name.removesuffix("_curve").replace("_", " ", 1))
-    if best_iteration is not None:
-        axes.axvline(best_iteration, color=BEST_COLOR, ls="--", label=f"best iteration ({best_iteration})")
-    metric = curve_metric(curves)
-    zoom = curve_range(curves, best_iteration)
-    xlabel = "boosting round"
-    if zoom is not None:
-        low, high, first = zoom
-        axes.set_ylim(low, high)
-        if first > min(int(c.index.min()) for c in curves.values()):
-            xlabel += f" (y-axis zoomed on rounds {first} on; earlier rounds run off the plot)"
-    axes.set(xlabel=xlabel, ylabel=f"{metric} per round" if metric else "metric per round", title=title)
-    axes.legend(loc="best")
-    return figure
-
-
-def curve_metric(curves: Mapping[str, pd.Series]) -> str | None:
-    """The metric the curves are in (``rmse`` for ``train_rmse_curve`` and ``validation_rmse_curve``), or
-    None when they are in several or there is none."""
-    names = {key.removesuffix("_curve").split("_", 1)[-1] for key in curves}
-    return names.pop() if len(names) == 1 else None
-
-
-def curve_range(curves: Mapping[str, pd.Series], best_iteration: int | None) -> tuple[float, float, int] | None:
-    """The y-limits and first round of the zoom on learning curves: every curve from the round where the
-    validation curve has made ``ZOOM_SHARE`` of its gain (from its first round to the best iteration, or to
-    its extreme furthest from the start), padded by ``PAD``. None when there is no validation curve of at least
-    ``MIN_ROUNDS_TO_ZOOM`` rounds, or it never moved."""
-    validation = next((c for key, c in sorted(curves.items()) if key.startswith("validation_")), None)
-    if validation is None or len(validation) < MIN_ROUNDS_TO_ZOOM:
-        return None
-    values = validation.astype(float)
-    start = float(values.iloc[0])
-    if best_iteration is not None and best_iteration in values.index:
-        best = float(values.loc[best_iteration])
-    else:
-        best = max((float(values.min()), float(values.max())), key=lambda v: abs(v - start))
-    gain = best - start
-    if gain == 0 or not np.isfinite(gain):
-        return None
-    first = int(values.index[np.argmax(((values - start) / gain).to_numpy() >= ZOOM_SHARE)])
-    shown = pd.concat([c[c.index >= first].astype(float) for c in curves.values()])
-    shown = shown[np.isfinite(shown)]
-    low, high = float(shown.min()), float(shown.max())
-    pad = PAD * (high - low) if high > low else max(abs(high) * PAD, 1e-9)
-    return low - pad, high + pad, first
-
-
-def predicted_vs_actual(y_true: np.ndarray, y_pred: np.ndarray, target: str) -> Figure:
-    """The final model's test predictions against the truth; the diagonal is a perfect model."""
-    figure = Figure(figsize=(6.5, 6), layout="constrained")
-    axes = figure.subplots()
-    _points(figure, axes, y_true, y_pred)
-    low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
-    axes.plot([low, high], [low, high], color=BEST_COLOR, lw=1, label="predicted = actual")
-    axes.set(xlabel=f"actual {target}", ylabel=f"predicted {target}")
-    axes.set_title(f"Test split: predicted vs actual ({len(y_true)} rows)")
-    axes.legend(loc="upper left")
-    return figure
-
-
-def residuals(y_true: np.ndarray, y_pred: np.ndarray, target: str) -> Figure:
-    """Residuals (actual - predicted) against the prediction, and their distribution: a trend or a funnel
-    on the left, or a skew on the right, is error the metric alone hides."""
-    figure = Figure(figsize=(11, 4.8), layout="constrained")
-    left, right = figure.subplots(1, 2)
-    errors = np.asarray(y_true, np.float64) - y_pred
-    _points(figure, left, y_pred, errors)
-    left.axhline(0, color=BEST_COLOR, lw=1)
-    left.set(xlabel=f"predicted {target}", ylabel="residual (actual - predicted)", title="Residuals vs predicted")
-    right.hist(errors, bins=60, color="tab:blue")
-    right.axvline(0, color=BEST_COLOR, lw=1)
-    right.set(xlabel="residual", ylabel="rows", title=f"Residuals: mean {errors.mean():.3g}, std {errors.std():.3g}")
-    figure.suptitle(f"Test split residuals of {target}")
-    return figure
-
-
-def roc(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> Figure:
-    """ROC curve of the positive class (binary) or of each class against the rest (multiclass), with AUC.
-
-    ``proba`` has one column per class in ``classes`` order; ``y_true`` holds class indices.
-    """
-    figure = Figure(figsize=(6.5, 6), layout="constrained")
-    axes = figure.subplots()
-    for index in _scored_classes(classes):
-        positive = np.asarray(y_true) == index
-        if positive.all() or not positive.any():
-            continue  # ROC is undefined for a class the test split holds all or none of
-        fpr, tpr, _ = roc_curve(positive, proba[:, index])
-        auc = roc_auc_score(positive, proba[:, index])
-        axes.plot(fpr, tpr, label=f"{classes[index]} (AUC {auc:.3f})")
-    axes.plot([0, 1], [0, 1], color="grey", ls="--", label="chance")
-    axes.set(xlabel="false positive rate", ylabel="true positive rate", title="Test split: ROC curve")
-    axes.legend(loc="lower right")
-    return figure
-
-
-def calibration(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> Figure:
-    """Observed frequency against predicted probability in ten quantile bins (on the diagonal when the
-    probabilities can be read as frequencies), above the distribution of the predicted probabilities."""
-    figure = Figure(figsize=(6.5, 7), layout="constrained")
-    curve_axes, histogram = figure.subplots(2, 1, height_ratios=(3, 1), sharex=True)
-    for index in _scored_classes(classes):
-        positive = np.asarray(y_true) == index
-        observed, predicted = calibration_curve(positive, proba[:, index], n_bins=10, strategy="quantile")
-        curve_axes.plot(predicted, observed, marker="o", label=str(classes[index]))
-        histogram.hist(proba[:, index], bins=40, range=(0, 1), histtype="step", label=str(classes[index]))
-    curve_axes.plot([0, 1], [0, 1], color="grey", ls="--", label="perfectly calibrated")
-    curve_axes.set(ylabel="observed frequency", title="Test split: calibration (quantile bins)")
-    curve_axes.legend(loc="upper left")
-    histogram.set(xlabel="predicted probability", ylabel="rows")
-    return figure
-
-
-def feature_importance(importance: pd.Series, metric: str, maximize: bool) -> Figure:
-    """Raw input columns by how much the final model's test metric worsens when the column is shuffled
-    (in the metric's units; near zero or negative: the model does not rely on the column)."""
-    figure = Figure(figsize=(8, 1.5 + 0.45 * max(len(importance), 1)), layout="constrained")
-    axes = figure.subplots()
-    ordered = importance.sort_values()
-    axes.barh(ordered.index.astype(str), ordered.to_numpy(), color="tab:blue")
-    axes.axvline(0, color="grey", lw=0.8)
-    worse = "decrease" if maximize else "increase"
-    axes.set(
-        xlabel=f"test {metric} {worse} when the column is shuffled",
-        title="Final model: permutation importance of the raw columns (test split)",
-    )
-    return figure
-
-
-def _note(axes, text: str) -> None:
-    axes.text(0.5, 0.5, text, ha="center", va="center", transform=axes.transAxes, wrap=True)
-    axes.set_axis_off()
-
-
 def _as_numbers(column: pd.Series, categorical: bool) -> np.ndarray:
     """A parameter as one float column for a tree: choices as codes of their sorted values, absent as NaN."""
     if not categorical:
@@ -602,17 +444,3 @@ def _slice_positions(trials: Trials, param: str, rows: pd.DataFrame) -> np.ndarr
     categories = sorted(rows[param].unique())
     codes = rows[param].map({c: i for i, c in enumerate(categories)}).to_numpy(dtype=float)
     return codes + np.random.default_rng(0).uniform(-0.15, 0.15, len(codes))
-
-
-def _points(figure: Figure, axes, x: np.ndarray, y: np.ndarray) -> None:
-    """Points, or their density once there are too many to see."""
-    if len(x) > DENSE_POINTS:
-        cells = axes.hexbin(x, y, gridsize=60, mincnt=1, cmap=SEQUENTIAL, norm=LogNorm())
-        figure.colorbar(cells, ax=axes, label="rows")
-    else:
-        axes.scatter(x, y, s=8, alpha=0.5, color="tab:blue")
-
-
-def _scored_classes(classes: list[str]) -> range:
-    """The positive class alone for a binary task (the other's curve mirrors it), else every class."""
-    return range(1, 2) if len(classes) == 2 else range(len(classes))
