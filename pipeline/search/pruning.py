@@ -96,7 +96,7 @@ class PruningRule:
         incumbent = float(running[:, -1].min())
         speed = rate / np.array([r for _, r in kept], np.float64)
         """Rounds of each completed trial per round of this one, for the same learning progress."""
-        unit = max(1, round(1 / rate))
+        unit = max(1, round(1 / rate)) if rate > 0 else 1  # learning_rate 0 (allowed by xgboost) learns nothing
         """This trial's rounds per unit of learning progress: the window its recent gain is measured over."""
         rows = np.arange(len(kept))
         bests: list[float] = []

@@ -240,3 +240,11 @@ def test_folds_never_stall():
     behind = [10.0, 6.0, 4.5, 4.5, 4.5, 4.5]
     assert replay(rule.over_folds([[c] for c in FLAT], "rmse", 1).check(0), behind) == 4
     assert run_folds(rule.over_folds(completed, "rmse", 2), [behind, behind]) is None
+
+
+def test_a_trial_at_learning_rate_zero_is_judged_not_crashed():
+    """xgboost accepts ``learning_rate: 0`` (a fixed value in a user's space); such a trial never improves and
+    ends by the stall stop, behind the study's best."""
+    rule = PruningRule(startup_trials=3, quantile=0.9, stall_rounds=3)
+    check = rule.checker(FLAT, "rmse", rates=[1.0] * 3, rate=0.0)
+    assert [check(r, 10.0) for r in range(4)] == [None, None, None, Stop.STALLED]
