@@ -340,7 +340,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"see it: {_where_to_look(result)}")
     client = tracking.connect(result.tracking_uri)
     print(
-        "top trials:\n" + "\n".join(runs.trial_lines(client, tracking.runs.read_study(client, result.parent_run_id), 5))
+        "top trials:\n"
+        + "\n".join(runs.trial_lines(client, tracking.queries.read_study(client, result.parent_run_id), 5))
     )
     if args.json:
         print(json.dumps(result.to_dict(), default=str))

@@ -145,7 +145,7 @@ def _warm_start(
     parent = tracking.models.version_tags(client, name, champion).get(names.PARENT_RUN_ID)
     if parent is None:
         return []
-    logged = tracking.runs.best_trials(client, parent, count)
+    logged = tracking.queries.best_trials(client, parent, count)
     points = [p for params in logged if (p := spaces.point_from_logged(space, params)) is not None]
     if len(points) < len(logged):
         log.info(
@@ -176,7 +176,7 @@ def _gate(
     it is after the gate (a promoted version is champion, no longer challenger).
     """
     name, version, settings = study.config.model_name, result.model_version, study.config.retrain
-    decided = tracking.runs.read_study(client, result.parent_run_id).tags
+    decided = tracking.queries.read_study(client, result.parent_run_id).tags
     record: dict[str, Any] = {}
     if names.GATE_PREFIX + "action" in decided:  # decided before a crash: the same decision, read back
         record = {

@@ -100,9 +100,9 @@ def test_each_family_is_searched_refitted_registered_and_served(family, store, t
             space, training_data(dataset, space), dataset.task, metric, settings, context, history, show_progress=False
         )
         final = finalize.refit(dataset, result.best, "train_validation", seed=0)
-        x_test, y_test = dataset.xy("test")
-        expected = finalize.predict(final, x_test)
-        registration = finalize.publish(store, parent, final, x_test, expected, f"shipped-{family}", tags={})
+        evaluation = finalize.evaluate(final, dataset, metric)
+        registration = finalize.publish(store, parent, final, evaluation, f"shipped-{family}", trials=2, seed=0)
+    x_test, y_test, expected = evaluation.x, evaluation.y, evaluation.predictions
 
     assert result.best.params["model"] == family and np.isfinite(metric.score(y_test, expected))
     served = mlflow.pyfunc.load_model(registration.uri).predict(x_test)

@@ -120,7 +120,9 @@ def test_the_python_api_runs_two_studies_in_one_process_without_leaking_state(tm
         assert result.best_value == frame.loc[frame["state"] == "COMPLETE", "value"].min()
         assert isinstance(result.best_params["max_depth"], int) and result.best_params["model"] == "xgboost"
         assert result.model_uri == f"models:/{result.model_name}@champion"
-        assert str(client.get_model_version_by_alias(result.model_name, "champion").version) == result.model_version
+        champion = client.get_model_version_by_alias(result.model_name, "champion")
+        assert str(champion.version) == result.model_version
+        assert result.model_id.startswith("m-") and champion.source == f"models:/{result.model_id}"
         assert result.to_dict()["best_val_metric"] == result.best_value
         roles = json.loads(Path(client.download_artifacts(result.parent_run_id, "features/roles.json")).read_text())
         assert {r["column"]: r["role"] for r in roles}["origin"] == "categorical"

@@ -10,6 +10,7 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -80,22 +81,34 @@ def predict(model: FinalModel, frame: pd.DataFrame) -> np.ndarray:
     return families.get(model.family).predict(model.model, model.preprocessor.transform(frame), model.task)
 
 
-def log_evaluation(
-    parent: ParentRun,
-    model: FinalModel,
-    x_test: pd.DataFrame,
-    y_test: np.ndarray,
-    predictions: np.ndarray,
-    metric: Metric,
-    seed: int,
-) -> None:
+@dataclass(frozen=True)
+class Evaluation:
+    """The final model's one look at the test split: its raw rows, targets, predictions and score."""
+
+    x: pd.DataFrame
+    y: np.ndarray
+    predictions: np.ndarray
+    """Values, or class probabilities (``predict``)."""
+    metric: Metric
+    value: float
+
+
+def evaluate(model: FinalModel, dataset: Dataset, metric: Metric) -> Evaluation:
+    """Score ``model`` once on the test split."""
+    x_test, y_test = dataset.xy("test")
+    predictions = predict(model, x_test)
+    return Evaluation(x_test, y_test, predictions, metric, metric.score(y_test, predictions))
+
+
+def log_evaluation(parent: ParentRun, model: FinalModel, evaluation: Evaluation, seed: int) -> None:
     """Log the test predictions and the raw columns' importance on the study's run, under ``evaluation/``:
     what the report's final-model plots are drawn from, so that they can be drawn again from MLflow alone.
 
     ``test_predictions.parquet`` holds ``y_true`` (the value, or the class index) and ``y_pred``
     (regression) or one ``probability_<class>`` column per class, in class order.
     """
-    served = outputs.output(predictions, model.task)
+    x_test, y_test, metric = evaluation.x, evaluation.y, evaluation.metric
+    served = outputs.output(evaluation.predictions, model.task)
     frame = pd.DataFrame({"y_true": y_test})
     if model.task.classification:
         frame = frame.join(pd.DataFrame(served).drop(columns="label"))
@@ -162,20 +175,52 @@ def publish(
     client: Client,
     parent: ParentRun,
     model: FinalModel,
-    x_test: pd.DataFrame,
-    expected: np.ndarray,
+    evaluation: Evaluation,
     name: str,
-    tags: dict[str, str],
+    *,
+    trials: int,
+    seed: int,
+    provenance: Mapping[str, str] | None = None,
+    description: str = "",
+    version_tags: Mapping[str, str] | None = None,
 ) -> registry.Registration:
-    """Log the model on the study's run, register a version, check it loads and reproduces ``expected`` (the
-    in-process predictions on the raw test rows ``x_test``), then give it its role: the alias moves only
-    after that check, so a half-logged model never becomes ``champion``."""
-    logged = log_model(parent, model, x_test, expected, tags)
-    version = tracking.models.register(client, logged.uri, name, tags)
-    log.info("registered %s version %s", name, version)
-    verify(client, name, version, x_test, expected, model.task)
+    """Log the evaluation and the model on the study's parent run, register a version, check it loads and
+    reproduces the in-process test predictions, then give it its role: the alias moves only after that
+    check, so a half-logged model never becomes ``champion``.
+
+    Each step is recorded on the parent run once done (``names.STEP_MODEL``, ``STEP_REGISTERED``,
+    ``STEP_VERIFIED``, ``STEP_ALIASED``), so the same call after a crash resumes at the first step not done.
+    A version is tagged with the parent run and the study's number of ``trials`` (with ``provenance`` and
+    the test metric); when a crash came between registering and recording it, the rerun finds it by those
+    two tags and reuses it: a study at one budget never registers a second version.
+    """
+    tags = dict(provenance or {}) | {names.PARENT_RUN_ID: parent.run_id, names.STUDY_TRIALS: str(trials)}
+    version = parent.tags.get(names.STEP_REGISTERED) or tracking.models.find_version(
+        client, name, {names.PARENT_RUN_ID: parent.run_id, names.STUDY_TRIALS: str(trials)}
+    )
+    if version is None:
+        log_evaluation(parent, model, evaluation, seed)
+        model_uri = parent.tags.get(names.STEP_MODEL)
+        if model_uri is None:
+            model_uri = log_model(parent, model, evaluation.x, evaluation.predictions, tags).uri
+            parent.set_tags({names.STEP_MODEL: model_uri})
+        version = tracking.models.register(client, model_uri, name, tags)
+        log.info("registered %s version %s", name, version)
+    else:
+        log.info("%s version %s was registered by this study before it stopped: reusing it", name, version)
+    parent.set_tags({names.STEP_REGISTERED: version})
+    if description:
+        tracking.models.set_description(client, name, version, description)
+    test_tag = {names.test_metric(evaluation.metric.name): f"{evaluation.value:.6g}"}
+    tracking.models.set_version_tags(client, name, version, test_tag | dict(version_tags or {}))
+    if names.STEP_VERIFIED not in parent.tags:
+        verify(client, name, version, evaluation.x, evaluation.predictions, model.task)
+        parent.set_tags({names.STEP_VERIFIED: "passed"})
     alias = registry.place_new_version(client, name, version)
-    return registry.Registration(name, version, alias, logged.model_id)
+    parent.set_tags(
+        {names.STEP_ALIASED: alias, names.MODEL_URI: f"models:/{name}@{alias}", names.MODEL_VERSION: version}
+    )
+    return registry.Registration(name, version, alias, tracking.models.version_model_id(client, name, version))
 
 
 def describe(study: str, parent_run_id: str, dataset: Dataset, best: TrialOutcome, metric: str, test: float) -> str:

@@ -27,7 +27,7 @@ from pipeline.errors import InputError
 from pipeline.metrics import METRICS
 from pipeline.reporting import plots, runs
 from pipeline.tracking import Client, names
-from pipeline.tracking.runs import LoggedStudy, LoggedTrial
+from pipeline.tracking.queries import LoggedStudy, LoggedTrial
 
 ARTIFACT_PATH = "report"
 """Where the report is logged on the study's parent run."""
@@ -73,10 +73,10 @@ def find_study(client: Client, experiment: str | None, run_id: str | None) -> st
     a finished study.
     """
     if run_id is not None:
-        run = tracking.runs.find_run(client, run_id)
+        run = tracking.queries.find_run(client, run_id)
         if run is None:
             raise InputError(None, "--run-id", f"no run {run_id!r} in the tracking store", _LIST_STUDIES)
-        if not tracking.runs.is_study(run):
+        if not tracking.queries.is_study(run):
             raise InputError(None, "--run-id", f"run {run_id} is not a study's parent run", _LIST_STUDIES)
         return run_id
     if experiment is None:
@@ -92,16 +92,16 @@ _LIST_STUDIES = "`python -m pipeline runs` lists the studies and their run ids"
 
 def gather(client: Client, run_id: str) -> Study:
     """Everything the report shows, read from MLflow."""
-    parent = tracking.runs.read_study(client, run_id)
+    parent = tracking.queries.read_study(client, run_id)
     params = parent.params
     metric = METRICS[params["metric"]]
-    children = tracking.runs.logged_trials(client, parent, with_curves=False)
+    children = tracking.queries.logged_trials(client, parent, with_curves=False)
     frame, searched = _trial_frame(parent, children), _searched(parent, children)
     trials = plots.Trials(frame, searched, metric.name, metric.greater_is_better)
     best = next((r for r in children if r.run_id == parent.tags.get(names.BEST_TRIAL_RUN_ID)), None)
     curves = _curves(client, best) if best is not None else {}
     best_iteration = best.metrics.get("best_iteration") if best is not None else None
-    experiment = tracking.runs.experiment_name(client, parent.experiment_id)
+    experiment = tracking.queries.experiment_name(client, parent.experiment_id)
     return Study(
         name=parent.name,
         target=params.get("target", "target"),
@@ -219,7 +219,7 @@ def _searched(parent: LoggedStudy, children: list[LoggedTrial]) -> list[str]:
 
 def _curves(client: Client, trial: LoggedTrial) -> dict[str, pd.Series]:
     """The trial's per-round curves, indexed by round."""
-    read = tracking.runs.curves(client, trial.run_id, sorted(trial.curves))
+    read = tracking.queries.curves(client, trial.run_id, sorted(trial.curves))
     return {
         key: pd.Series([v for _, v in points], index=[s for s, _ in points], name=key) for key, points in read.items()
     }
@@ -227,7 +227,7 @@ def _curves(client: Client, trial: LoggedTrial) -> dict[str, pd.Series]:
 
 def _evaluation(client: Client, run_id: str) -> Evaluation | None:
     with tempfile.TemporaryDirectory() as tmp:
-        folder = tracking.runs.download(client, run_id, names.EVALUATION_FOLDER, Path(tmp))
+        folder = tracking.queries.download(client, run_id, names.EVALUATION_FOLDER, Path(tmp))
         if folder is None:
             return None
         frame = pd.read_parquet(folder / "test_predictions.parquet")

@@ -17,7 +17,7 @@ from pipeline.config import MODEL_KEY
 from pipeline.errors import InputError
 from pipeline.metrics import METRICS
 from pipeline.tracking import Client, names
-from pipeline.tracking.runs import LoggedStudy, LoggedTrial
+from pipeline.tracking.queries import LoggedStudy, LoggedTrial
 
 WIDTH = 100
 """Columns a table may use: it reads in a default 100-column terminal and stays unwrapped in most logs."""
@@ -29,16 +29,16 @@ PRUNED = "PRUNED"
 
 def studies(client: Client, experiment: str | None) -> list[LoggedStudy]:
     """Parent runs (one per study), newest first, of one experiment or of all."""
-    known = tracking.runs.experiments(client)
+    known = tracking.queries.experiments(client)
     if experiment is not None and experiment not in known:
         raise InputError(None, "--experiment", f"no experiment {experiment!r}", f"experiments: {', '.join(known)}")
-    return tracking.runs.study_runs(client, [known[experiment]] if experiment is not None else list(known.values()))
+    return tracking.queries.study_runs(client, [known[experiment]] if experiment is not None else list(known.values()))
 
 
 def top_trials(client: Client, parent: LoggedStudy, count: int) -> list[LoggedTrial]:
     """The study's finished trials, best first by its metric."""
     metric = METRICS[parent.params.get("metric", "rmse")]
-    return tracking.runs.top_trials(client, parent, metric.name, metric.greater_is_better, count)
+    return tracking.queries.top_trials(client, parent, metric.name, metric.greater_is_better, count)
 
 
 def model_aliases(client: Client, name: str) -> dict[str, list[str]]:

@@ -22,7 +22,7 @@ from pipeline.search.resume import from_logged
 from pipeline.search.trial import TrialOutcome, TrialRecord
 from pipeline.spaces import SearchSpace
 from pipeline.tracking import Client, names
-from pipeline.tracking.runs import LoggedStudy, LoggedTrial, find_run, is_study, studies_in
+from pipeline.tracking.queries import LoggedStudy, LoggedTrial, find_run, is_study, studies_in
 
 
 @dataclass(frozen=True)

@@ -9,19 +9,21 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from dataclasses import asdict
 from typing import Any
 
 from pipeline import spaces
 from pipeline.config import StudyConfig
 from pipeline.errors import InputError
-from pipeline.metrics import Metric
+from pipeline.metrics import METRICS, Metric
 from pipeline.search.history import History, StudyState
 from pipeline.search.loop import outcome_from_history, record_from_history
 from pipeline.search.trial import TrialOutcome, TrialRecord
 from pipeline.spaces import SearchSpace
 from pipeline.tracking import Client, child_runs, log_trial, names, retire_run
-from pipeline.tracking.runs import LoggedStudy, LoggedTrial
+from pipeline.tracking.queries import LoggedStudy, LoggedTrial, latest_study, logged_trials
+from pipeline.tracking.runs import delete_tags
 
 log = logging.getLogger(__name__)
 
@@ -181,3 +183,57 @@ def rebuild(
     state = history.read()
     assert state is not None, "a history just written has its study line"
     return state
+
+
+def starting_point(
+    client: Client,
+    experiment_id: str,
+    history: History,
+    identity: dict[str, Any],
+    study: StudyConfig,
+    space: SearchSpace,
+    *,
+    fresh: bool = False,
+) -> StudyState | LoggedStudy | None:
+    """Where a study's run starts: the state to resume or extend, the finished study to return as it is,
+    or None for a new study.
+
+    The local history comes first (an unfinished study resumes only with the inputs it started with); when
+    it is gone, the study's newest parent run in the tracking store decides: finished with these inputs and
+    at least ``max_evals`` trials, it is returned as it is; finished with fewer, it is extended (its step
+    tags cleared, its history rebuilt); finished with other inputs, a new study starts; unfinished, its
+    history is rebuilt from its runs. ``fresh`` sets an unfinished history aside and starts a new study."""
+    name = study.name
+    if fresh:
+        if history.path.exists():
+            set_aside = history.archive(f"abandoned-{int(time.time())}")
+            log.info("--fresh: the unfinished study's history was moved to %s", set_aside)
+        return None
+    state = history.read()
+    if state is not None:
+        check_resumable(state.study, identity, name)
+        return state
+    latest = latest_study(client, experiment_id, name)
+    if latest is None or names.IDENTITY not in latest.tags:
+        return None
+    saved = json.loads(latest.tags[names.IDENTITY]) | {"parent_run_id": latest.run_id}
+    difference = changed(saved, identity)
+    if names.STEP_DONE in latest.tags and difference is not None:
+        log.info("study %r: %s changed since its last run: a new study", name, difference)
+        return None
+    check_resumable(saved, identity, name)  # an unfinished study resumes only as it started
+    metric = METRICS[study.metric]
+    if names.STEP_DONE in latest.tags:
+        logged = contiguous(logged_trials(client, latest, with_curves=False))
+        done = sum(names.INHERITED_FROM not in t.tags for t in logged)  # inherited ones come on top
+        if done >= study.max_evals:
+            log.info("study %r is complete with these inputs (%d trials): nothing to do", name, done)
+            return latest
+        log.info("extending study %r (parent run %s) from %d to %d trials", name, latest.run_id, done,
+                 study.max_evals)  # fmt: skip
+        delete_tags(client, latest.run_id, names.STEPS)
+    trials = contiguous(logged_trials(client, latest))  # curves: pruning replays them
+    if names.STEP_DONE not in latest.tags:
+        log.info("study %r: no local history; rebuilt from the tracking store (parent run %s, %d trials)",
+                 name, latest.run_id, len(trials))  # fmt: skip
+    return rebuild(history, latest, trials, space, metric)

@@ -263,12 +263,14 @@ class Study:
                 identity = identity | {names.CONTINUED_FROM: source.run_id}
             experiment_id = tracking.experiment_id(client, self.config.experiment)
             trial_history = history.History(folder / "history.jsonl")
-            where = self._where_to_start(client, experiment_id, trial_history, identity)
+            where = resume.starting_point(
+                client, experiment_id, trial_history, identity, self.config, self.space, fresh=self.execution.fresh
+            )
             inheritance = None
             if source is not None:  # curves only for a new study: its pruning rule starts from them
-                logged = tracking.runs.logged_trials(client, source, with_curves=where is None)
+                logged = tracking.queries.logged_trials(client, source, with_curves=where is None)
                 inheritance = continuation.inherit(logged, self.space, self.metric)
-            if isinstance(where, tracking.runs.LoggedStudy):
+            if isinstance(where, tracking.queries.LoggedStudy):
                 result = self._recorded(client, where)
             else:
                 result = self._run(client, experiment_id, dataset, trial_history, where, identity, inheritance)
@@ -278,7 +280,7 @@ class Study:
 
     def _source(
         self, client: tracking.Client, identity: dict[str, Any], fingerprint: str
-    ) -> tracking.runs.LoggedStudy | None:
+    ) -> tracking.queries.LoggedStudy | None:
         """The study this one continues from (``continue_from``), checked to share its data and metric."""
         if self.continue_from is None:
             return None
@@ -286,44 +288,6 @@ class Study:
         source = continuation.find_source(client, self.continue_from, config.experiment, config.name, identity)
         continuation.check_source(source, self.continue_from, fingerprint, config.metric)
         return source
-
-    def _where_to_start(
-        self, client: tracking.Client, experiment_id: str, trial_history: history.History, identity: dict[str, Any]
-    ) -> history.StudyState | tracking.runs.LoggedStudy | None:
-        """The state to resume or extend, the finished study to return as it is, or None for a new study."""
-        name = self.config.name
-        if self.execution.fresh:
-            if trial_history.path.exists():
-                set_aside = trial_history.archive(f"abandoned-{int(time.time())}")
-                log.info("--fresh: the unfinished study's history was moved to %s", set_aside)
-            return None
-        state = trial_history.read()
-        if state is not None:
-            resume.check_resumable(state.study, identity, name)
-            return state
-        latest = tracking.runs.latest_study(client, experiment_id, name)
-        if latest is None or names.IDENTITY not in latest.tags:
-            return None
-        saved = json.loads(latest.tags[names.IDENTITY]) | {"parent_run_id": latest.run_id}
-        difference = resume.changed(saved, identity)
-        if names.STEP_DONE in latest.tags and difference is not None:
-            log.info("study %r: %s changed since its last run: a new study", name, difference)
-            return None
-        resume.check_resumable(saved, identity, name)  # an unfinished study resumes only as it started
-        if names.STEP_DONE in latest.tags:
-            logged = resume.contiguous(tracking.runs.logged_trials(client, latest, with_curves=False))
-            done = sum(names.INHERITED_FROM not in t.tags for t in logged)  # inherited ones come on top
-            if done >= self.config.max_evals:
-                log.info("study %r is complete with these inputs (%d trials): nothing to do", name, done)
-                return latest
-            log.info("extending study %r (parent run %s) from %d to %d trials", name, latest.run_id, done,
-                     self.config.max_evals)  # fmt: skip
-            tracking.runs.delete_tags(client, latest.run_id, names.STEPS)
-        trials = resume.contiguous(tracking.runs.logged_trials(client, latest))  # curves: pruning replays them
-        if names.STEP_DONE not in latest.tags:
-            log.info("study %r: no local history; rebuilt from the tracking store (parent run %s, %d trials)",
-                     name, latest.run_id, len(trials))  # fmt: skip
-        return resume.rebuild(trial_history, latest, trials, self.space, self.metric)
 
     def _run(
         self,
@@ -427,10 +391,10 @@ class Study:
             },
         )
 
-    def _recorded(self, client: tracking.Client, study: tracking.runs.LoggedStudy) -> StudyResult:
+    def _recorded(self, client: tracking.Client, study: tracking.queries.LoggedStudy) -> StudyResult:
         """A finished study's result as the tracking store holds it: nothing is written."""
         metric = self.metric
-        logged = resume.contiguous(tracking.runs.logged_trials(client, study, with_curves=False))
+        logged = resume.contiguous(tracking.queries.logged_trials(client, study, with_curves=False))
         outcomes = [resume.from_logged(t, self.space, metric)[0] for t in logged]
         best = best_of(outcomes, metric)
         assert best is not None, "a finished study registered a model, so one of its trials completed"
@@ -530,53 +494,29 @@ class Study:
         searched: SearchResult,
         provenance: dict[str, str],
     ) -> tuple[registry.Registration, float, float]:
-        """Refit the best trial, score the test split once, then the steps after it, each recorded on the
-        parent run once done: model logged, registered, verified, aliased. A rerun reuses the version this
-        study (at this number of trials) registered, found by its tags, rather than registering another."""
-        study, metric, name = self.config, self.metric, self.config.model_name
-        final = finalize.refit(dataset, searched.best, study.refit_on, study.seed)
-        x_test, y_test = dataset.xy("test")
-        predictions = finalize.predict(final, x_test)
-        test_value = metric.score(y_test, predictions)
-        parent.log_metrics({names.test_metric(metric.name): test_value, names.FINAL_TRAIN_SECONDS: final.train_seconds})
-        if final.rounds is not None:
-            parent.log_metrics({names.FINAL_ROUNDS: final.rounds})
-        trials = str(len(searched.trials))
-        tags = provenance | {names.PARENT_RUN_ID: parent.run_id, names.STUDY_TRIALS: trials}
-        version = parent.tags.get(names.STEP_REGISTERED) or tracking.models.find_version(
-            client, name, {names.PARENT_RUN_ID: parent.run_id, names.STUDY_TRIALS: trials}
+        """Refit the best trial, score the test split once, then log, register, verify and alias the model
+        (``finalize.publish``: each step recorded on the parent run, so a rerun resumes at the first step not
+        done and reuses the version this study registered at this number of trials)."""
+        study, metric, best = self.config, self.metric, searched.best
+        final = finalize.refit(dataset, best, study.refit_on, study.seed)
+        evaluation = finalize.evaluate(final, dataset, metric)
+        parent.log_metrics(
+            {names.test_metric(metric.name): evaluation.value, names.FINAL_TRAIN_SECONDS: final.train_seconds}
+            | ({names.FINAL_ROUNDS: final.rounds} if final.rounds is not None else {})
         )
-        if version is None:
-            finalize.log_evaluation(parent, final, x_test, y_test, predictions, metric, study.seed)
-            model_uri = parent.tags.get(names.STEP_MODEL)
-            if model_uri is None:
-                model_uri = finalize.log_model(parent, final, x_test, predictions, tags).uri
-                parent.set_tags({names.STEP_MODEL: model_uri})
-            version = tracking.models.register(client, model_uri, name, tags)
-            log.info("registered %s version %s", name, version)
-        else:
-            log.info("%s version %s was registered by this study before it stopped: reusing it", name, version)
-        parent.set_tags({names.STEP_REGISTERED: version})
-        described = finalize.describe(study.name, parent.run_id, dataset, searched.best, metric.name, test_value)
-        tracking.models.set_description(client, name, version, described)
-        tracking.models.set_version_tags(
+        registration = finalize.publish(
             client,
-            name,
-            version,
-            {
-                names.test_metric(metric.name): f"{test_value:.6g}",
-                names.best_val(metric.name): f"{searched.best.value:.6g}",
-            },
+            parent,
+            final,
+            evaluation,
+            study.model_name,
+            trials=len(searched.trials),
+            seed=study.seed,
+            provenance=provenance,
+            description=finalize.describe(study.name, parent.run_id, dataset, best, metric.name, evaluation.value),
+            version_tags={names.best_val(metric.name): f"{best.value:.6g}"},
         )
-        if names.STEP_VERIFIED not in parent.tags:
-            finalize.verify(client, name, version, x_test, predictions, final.task)
-            parent.set_tags({names.STEP_VERIFIED: "passed"})
-        alias = registry.place_new_version(client, name, version)
-        parent.set_tags(
-            {names.STEP_ALIASED: alias, names.MODEL_URI: f"models:/{name}@{alias}", names.MODEL_VERSION: version}
-        )
-        model_id = tracking.models.version_model_id(client, name, version)
-        return registry.Registration(name, version, alias, model_id), test_value, final.train_seconds
+        return registration, evaluation.value, final.train_seconds
 
     def _log_inputs(self, parent: ParentRun, dataset: data.Dataset) -> None:
         """The study's configuration as params, its three files as artifacts, and the splits as datasets."""

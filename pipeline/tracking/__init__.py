@@ -1,7 +1,9 @@
 """The only package that talks to MLflow (the served pyfunc model in ``model/serving.py`` aside).
 
-``store``: connecting and experiments; ``runs``: trial runs, the study's parent run, clean-up after a crash;
-``models``: logging, registering and loading models; ``names``: every tag, metric and folder name written.
+``store``: connecting and experiments; ``runs``: writing trial runs and the study's parent run, clean-up
+after a crash; ``queries``: reading studies and their trials back; ``models``: logging, registering and
+loading models; ``names``: every tag, metric and folder name written; ``retry``: transient errors and
+the grace period.
 """
 
 import os
@@ -13,18 +15,16 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 from mlflow.tracking import MlflowClient as Client
 
-from pipeline.tracking import models, names, retry
+from pipeline.tracking import models, names, queries, retry
+from pipeline.tracking.queries import child_runs, runs_tagged, studies_named
 from pipeline.tracking.retry import LOCKED_RETRIES
 from pipeline.tracking.runs import (
     ParentRun,
     TrialWriter,
-    child_runs,
     kill_orphaned_parents,
     log_trial,
     open_parent,
     retire_run,
-    runs_tagged,
-    studies_named,
 )
 from pipeline.tracking.store import (
     connect,
@@ -52,6 +52,7 @@ __all__ = [
     "names",
     "open_parent",
     "pointed_at",
+    "queries",
     "resolve_uri",
     "retire_run",
     "retry",

@@ -161,8 +161,16 @@ def find_version(client: MlflowClient, name: str, tags: Mapping[str, str]) -> st
 
 
 def version_model_id(client: MlflowClient, name: str, version: str) -> str:
-    """The id of the logged model a version was registered from (``m-...``), or '' if MLflow has none."""
-    return str(getattr(client.get_model_version(name, version), "model_id", "") or "")
+    """The id of the logged model a version was registered from (``m-...``), or '' if MLflow has none.
+
+    A version registered from ``models:/m-...`` names it in its source; MLflow 3 fills the version's own
+    ``model_id`` field on some stores only (not on SQLite's)."""
+    found = client.get_model_version(name, version)
+    model_id = str(getattr(found, "model_id", "") or "")
+    source = str(found.source or "")
+    if not model_id and source.startswith("models:/m-"):
+        model_id = source.removeprefix("models:/")
+    return model_id
 
 
 def set_version_tags(client: MlflowClient, name: str, version: str, tags: Mapping[str, str]) -> None:

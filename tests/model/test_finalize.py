@@ -22,6 +22,7 @@ from pipeline.model import finalize
 from pipeline.search.loop import TrialOutcome
 from pipeline.search.trial import Trainer
 from pipeline.study import training_data
+from pipeline.tracking import names
 
 PARAMS = {"model": "xgboost", "max_depth": 4, "learning_rate": 0.5, "num_boost_round": 200, "early_stopping_rounds": 5}
 SEED = 11
@@ -151,21 +152,21 @@ def store(tmp_path_factory: pytest.TempPathFactory, new_store):
         mlflow.set_tracking_uri(None)
 
 
-def register(store, model: finalize.FinalModel, x_test: pd.DataFrame, name: str, **tags: str):
+def register(store, model: finalize.FinalModel, dataset: Dataset, name: str, **tags: str):
     """Log and register ``model`` inside a run of its own, as ``run`` does inside the study's parent run."""
     client, experiment = store
+    evaluation = finalize.evaluate(model, dataset, METRICS["rmse" if dataset.task.kind == REGRESSION else "log_loss"])
     with tracking.open_parent(client, experiment_id=experiment) as parent:
-        registration = finalize.publish(client, parent, model, x_test, finalize.predict(model, x_test), name, tags)
+        registration = finalize.publish(client, parent, model, evaluation, name, trials=1, seed=SEED, provenance=tags)
     return registration, parent.run_id
 
 
 @pytest.fixture(scope="module")
 def registered(store, searched: Searched, refitted) -> Registered:
     """Two studies' final models registered under one name, each logged inside its own (parent) run."""
-    x_test, _ = searched.dataset.xy("test")
     runs, registrations = [], []
     for refit_on in ("train_validation", "train"):
-        registration, run_id = register(store, refitted[refit_on], x_test, MODEL_NAME, refit_on=refit_on)
+        registration, run_id = register(store, refitted[refit_on], searched.dataset, MODEL_NAME, refit_on=refit_on)
         registrations.append(registration)
         runs.append(run_id)
     return Registered(client=store[0], runs=runs, registrations=registrations)
@@ -184,6 +185,34 @@ def test_first_version_is_champion_and_the_next_a_challenger(registered):
         assert version.tags["validation_status"] == "passed"
         assert version.run_id == run_id
         assert version.source == f"models:/{registration.model_id}"
+
+
+def forget_steps(client: MlflowClient, parent: tracking.ParentRun) -> None:
+    tracking.runs.delete_tags(client, parent.run_id, names.STEPS)
+    for step in names.STEPS:
+        parent.tags.pop(step, None)
+
+
+def test_publishing_again_after_a_crash_reuses_the_version_the_parent_run_registered(store, searched, refitted):
+    """The crash window between registering a version and recording it on the parent run: the same call
+    again finds the version by its parent run and number of trials, and registers no second one."""
+    client, experiment = store
+    name = "finalize-test-again"
+    evaluation = finalize.evaluate(refitted["train"], searched.dataset, METRICS["rmse"])
+    with tracking.open_parent(client, experiment_id=experiment) as parent:
+        first = finalize.publish(client, parent, refitted["train"], evaluation, name, trials=3, seed=SEED)
+        forget_steps(client, parent)  # as if the process died before recording the version
+        again = finalize.publish(client, parent, refitted["train"], evaluation, name, trials=3, seed=SEED)
+        forget_steps(client, parent)  # as extending a finished study does
+        extended = finalize.publish(client, parent, refitted["train"], evaluation, name, trials=4, seed=SEED)
+
+    assert (first.version, first.alias) == ("1", "champion")
+    assert (again.version, again.alias, again.model_id) == ("1", "champion", first.model_id)
+    assert (extended.version, extended.alias) == ("2", "challenger")  # a larger budget is a new version
+    assert len(client.search_model_versions(f"name = '{name}'")) == 2
+    tags = client.get_model_version(name, "1").tags
+    assert tags[names.PARENT_RUN_ID] == parent.run_id and tags[names.STUDY_TRIALS] == "3"
+    assert tags[names.test_metric("rmse")] == f"{evaluation.value:.6g}"
 
 
 def test_preprocessor_is_logged_as_plain_json(tmp_path, registered, refitted):
@@ -249,7 +278,7 @@ def test_refit_of_a_classifier_predicts_the_positive_class_probability(late):
 def test_champion_classifier_serves_labels_and_probabilities_like_finalize_predict(store, late):
     model = finalize.refit(late.dataset, late.best, "train_validation", SEED)
     x_test, _ = late.dataset.xy("test")
-    registration, _ = register(store, model, x_test, "finalize-test-late")
+    registration, _ = register(store, model, late.dataset, "finalize-test-late")
     assert (registration.version, registration.alias) == ("1", "champion")
     rows = x_test.head(300).reset_index(drop=True)
     rows.loc[0, "carrier"] = "ZZ"  # a carrier never seen: read as missing
@@ -287,7 +316,7 @@ def test_refit_of_a_family_without_rounds(ridge):
 def test_champion_ridge_serves_values_like_finalize_predict(store, ridge, tmp_path):
     model = finalize.refit(ridge.dataset, ridge.best, "train_validation", SEED)
     x_test, _ = ridge.dataset.xy("test")
-    registration, run_id = register(store, model, x_test, "finalize-test-ridge")
+    registration, run_id = register(store, model, ridge.dataset, "finalize-test-ridge")
     assert (registration.version, registration.alias) == ("1", "champion")
     rows = x_test.head(300).reset_index(drop=True)
     rows.loc[0, "dest"] = "ZZZ"
@@ -323,12 +352,12 @@ def test_evaluation_logs_what_the_report_draws_the_final_model_from(store, searc
     else:
         model, dataset = finalize.refit(late.dataset, late.best, "train_validation", SEED), late.dataset
         metric = METRICS["log_loss"]
-    x_test, y_test = dataset.xy("test")
-    predictions = finalize.predict(model, x_test)
+    evaluation = finalize.evaluate(model, dataset, metric)
+    y_test, predictions = evaluation.y, evaluation.predictions
     client, experiment = store
 
     with tracking.open_parent(client, experiment_id=experiment) as parent:
-        finalize.log_evaluation(parent, model, x_test, y_test, predictions, metric, SEED)
+        finalize.log_evaluation(parent, model, evaluation, SEED)
 
     local = Path(client.download_artifacts(parent.run_id, "evaluation", str(tmp_path)))
     frame = pd.read_parquet(local / "test_predictions.parquet")

@@ -17,7 +17,7 @@ from pipeline.metrics import METRICS
 from pipeline.search import continuation, optimizer
 from pipeline.study import Study
 from pipeline.tracking import names
-from pipeline.tracking.runs import LoggedTrial
+from pipeline.tracking.queries import LoggedTrial
 
 # --- which values a parameter accepts ------------------------------------------------------------------
 
