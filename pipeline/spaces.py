@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline import config
 from pipeline.config import (
+    GRID_TOLERANCE,
     MODEL_KEY,
     Choice,
     ConditionalOption,
+    Grid,
     Parameter,
     PChoice,
     RandInt,
@@ -110,9 +112,13 @@ def is_integer(dist: Any) -> bool:
 def cast(dist: Any, value: Any) -> Scalar:
     if isinstance(dist, Choice | PChoice):
         return value
+    number = float(value)
+    if isinstance(dist, Grid):  # a draw on the very edge of its range may round one step beyond the grid
+        first, last = dist.steps()
+        number = min(max(number, first * dist.q), last * dist.q)
     if is_integer(dist):
-        return round(float(value))
-    return float(value)
+        return round(number)
+    return number
 
 
 def render(parameter: Parameter) -> str:
@@ -267,7 +273,6 @@ def _express(params: dict[str, Parameter], logged: Mapping[str, str], used: set[
     return out
 
 
-GRID_TOLERANCE = 1e-6
 """How far (in steps) a logged value may sit from its q grid: what its decimal text loses (``0.30000000000000004``)."""
 
 
@@ -276,8 +281,8 @@ def accepts(parameter: Parameter, text: str) -> tuple[Scalar | None, str]:
 
     A fixed value must be the same; a choice's options are compared as text (as MLflow logged them); a
     number must lie within ``low..high`` (``randint``: an integer, ``high`` included) and, for a quantized
-    distribution, on its grid at a point hyperopt draws (``round(x / q) * q`` for ``x`` in the bounds); a
-    log distribution's values are positive. Normal distributions have no bounds.
+    distribution, on its grid (a multiple of ``q``; see ``config.Grid``); a log distribution's values are
+    positive. Normal distributions have no bounds.
     """
     if isinstance(parameter, Scalar):
         same = text == str(parameter) or (_number(text) == parameter and not isinstance(parameter, bool | str))
@@ -302,10 +307,8 @@ def accepts(parameter: Parameter, text: str) -> tuple[Scalar | None, str]:
         steps = number / q
         if abs(steps - round(steps)) > GRID_TOLERANCE * max(1.0, abs(steps)):
             return None, f"is not on the grid of step {q}"
-        low, high = getattr(parameter, "low", None), getattr(parameter, "high", None)
-        k = round(steps)
-        if low is not None and high is not None and not ((k - 0.5) * q < high and (k + 0.5) * q > low):
-            return None, f"is outside {low}..{high}"
+        if isinstance(parameter, Grid) and not parameter.steps()[0] <= round(steps) <= parameter.steps()[1]:
+            return None, f"is outside {parameter.low}..{parameter.high}"
     else:
         low, high = getattr(parameter, "low", None), getattr(parameter, "high", None)
         if low is not None and high is not None and not low <= number <= high:

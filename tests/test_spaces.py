@@ -238,7 +238,7 @@ def test_typed_needs_every_searched_value(tmp_path):
 def test_integer_step_always_yields_the_nearest_int(q, sampled):
     space = spaces.SearchSpace(
         file=Path("space.yaml"),
-        config=SpaceConfig(parameters={"max_depth": QUniform(distribution="quniform", low=0, high=1, q=q)}),
+        config=SpaceConfig(parameters={"max_depth": QUniform(distribution="quniform", low=-2e6, high=2e6, q=q)}),
         sha256="x",
     )
 
@@ -246,6 +246,26 @@ def test_integer_step_always_yields_the_nearest_int(q, sampled):
 
     assert type(value) is int
     assert abs(value - sampled) <= 0.5
+
+
+@pytest.mark.parametrize(
+    ("declared", "sampled", "typed"),
+    [
+        ("max_depth: {distribution: quniform, low: 3, high: 12, q: 1}", 2.0, 3),
+        ("max_depth: {distribution: quniform, low: 3, high: 12, q: 1}", 13.0, 12),
+        ("subsample: {distribution: quniform, low: 0.05, high: 0.95, q: 0.1}", 0.0, 0.1),
+        ("max_leaves: {distribution: qloguniform, low: 0.001, high: 5, q: 1}", 0.0, 1),
+    ],
+)
+def test_a_draw_one_step_beyond_the_grid_is_typed_as_its_nearest_end(tmp_path, declared, sampled, typed):
+    """A draw on the very edge of its range rounds one step beyond; a trial never gets a value outside the
+    grid (a log distribution's grid starts at q: it draws no zero)."""
+    space = load_text(tmp_path, f"parameters:\n  {declared}\n")
+    name = declared.split(":")[0]
+
+    value = space.typed({"model": "xgboost", name: sampled})[name]
+
+    assert value == pytest.approx(typed) and type(value) is type(typed)
 
 
 @settings(max_examples=50, deadline=None)

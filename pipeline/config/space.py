@@ -68,7 +68,43 @@ class Uniform(_Bounded):
     distribution: Literal["uniform"]
 
 
-class QUniform(_Bounded, _Quantized):
+GRID_TOLERANCE = 1e-6
+"""How far from a multiple of ``q`` a number may be and still count as on the grid (a float step's rounding)."""
+
+
+def grid(low: float, high: float, q: float) -> tuple[int, int]:
+    """The steps ``k`` of the first and last multiples ``k * q`` within ``low..high``: the values a quantized
+    distribution with these bounds draws (an empty grid when the first is past the last)."""
+    return math.ceil(low / q - GRID_TOLERANCE), math.floor(high / q + GRID_TOLERANCE)
+
+
+class Grid(_Bounded, _Quantized):
+    """A bounded quantized distribution: the multiples of ``q`` from ``low`` to ``high``, each as likely a priori
+    as its interval of the continuous distribution (``quniform``: all alike; ``high`` and ``low`` included)."""
+
+    def steps(self) -> tuple[int, int]:
+        """The steps ``k`` of the first and last values ``k * q`` drawn."""
+        return grid(self.low, self.high, self.q)
+
+    @model_validator(mode="after")
+    def _a_multiple_within(self):
+        first, last = self.steps()
+        if first > last:
+            raise ValueError(
+                f"no multiple of q ({self.q}) lies between low ({self.low}) and high ({self.high}); "
+                "widen the bounds or use a smaller q"
+            )
+        return self
+
+    @property
+    def drawn_bounds(self) -> tuple[float, float]:
+        """The continuous range whose draws, rounded to a multiple of ``q``, give each value of the grid its
+        whole interval: half a step beyond the first and last multiples."""
+        first, last = self.steps()
+        return (first - 0.5) * self.q, (last + 0.5) * self.q
+
+
+class QUniform(Grid):
     distribution: Literal["quniform"]
 
 
@@ -76,8 +112,13 @@ class LogUniform(_Positive):
     distribution: Literal["loguniform"]
 
 
-class QLogUniform(_Positive, _Quantized):
+class QLogUniform(_Positive, Grid):
     distribution: Literal["qloguniform"]
+
+    def steps(self) -> tuple[int, int]:
+        """As for ``quniform``, from ``q`` on: a log distribution draws no zero."""
+        first, last = grid(self.low, self.high, self.q)
+        return max(first, 1), last
 
 
 class _Gaussian(_Strict):

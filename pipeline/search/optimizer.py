@@ -91,12 +91,12 @@ def _distribution(label: str, d: Any) -> Any:
     kind = d.distribution
     if kind == "uniform":
         return hp.uniform(label, d.low, d.high)
-    if kind == "quniform":
-        return hp.quniform(label, d.low, d.high, d.q)
+    if kind == "quniform":  # hyperopt's own bounds would give the first and last values half a step each
+        return hp.quniform(label, *d.drawn_bounds, d.q)
     if kind == "loguniform":
         return hp.loguniform(label, math.log(d.low), math.log(d.high))
     if kind == "qloguniform":
-        return hp.qloguniform(label, math.log(d.low), math.log(d.high), d.q)
+        return hp.qloguniform(label, *map(math.log, d.drawn_bounds), d.q)
     if kind == "normal":
         return hp.normal(label, d.mu, d.sigma)
     if kind == "qnormal":
