@@ -55,12 +55,12 @@ def test_a_trial_types_its_values_and_records_the_metric_its_curve_and_its_state
 
 
 def test_a_trial_the_estimator_refuses_is_a_failed_outcome_with_its_error_as_tags(trainer):
-    outcome, record = trainer(0, {"model": "xgboost", "max_depth": -1.0, "learning_rate": 0.4,
+    outcome, record = trainer(0, {"model": "xgboost", "max_depth": 3.0, "learning_rate": -0.4,
                                   "num_boost_round": 300, "early_stopping_rounds": 5})  # fmt: skip
 
     assert not outcome.ok and math.isnan(outcome.value) and outcome.best_iteration is None
     assert record.status == "FAILED" and record.tags["trial_state"] == "FAIL"
-    assert record.tags["error_class"] == "XGBoostError" and "max_depth" in record.tags["error_message"]
+    assert record.tags["error_class"] == "XGBoostError" and "learning_rate" in record.tags["error_message"]
 
 
 def test_a_trial_trailing_the_median_is_pruned_and_keeps_its_best_off_the_metric(trainer, space):
