@@ -194,10 +194,9 @@ def publish(
     the test metric); when a crash came between registering and recording it, the rerun finds it by those
     two tags and reuses it: a study at one budget never registers a second version.
     """
-    tags = dict(provenance or {}) | {names.PARENT_RUN_ID: parent.run_id, names.STUDY_TRIALS: str(trials)}
-    version = parent.tags.get(names.STEP_REGISTERED) or tracking.models.find_version(
-        client, name, {names.PARENT_RUN_ID: parent.run_id, names.STUDY_TRIALS: str(trials)}
-    )
+    registered_by = {names.PARENT_RUN_ID: parent.run_id, names.STUDY_TRIALS: str(trials)}
+    tags = dict(provenance or {}) | registered_by
+    version = parent.tags.get(names.STEP_REGISTERED) or tracking.models.find_version(client, name, registered_by)
     if version is None:
         log_evaluation(parent, model, evaluation, seed)
         model_uri = parent.tags.get(names.STEP_MODEL)
