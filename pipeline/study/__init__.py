@@ -25,23 +25,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Unpack
 
-import numpy as np
-import pandas as pd
-
 import pipeline
-from pipeline import config, data, families, spaces, tracking
+from pipeline import config, data, spaces, tracking
 from pipeline.config import (
     REPO_ROOT,
     DatasetConfig,
     PartitionSplit,
-    PruningConfig,
     SpaceConfig,
     StudyConfig,
     default_study_file,
 )
 from pipeline.errors import InputError, PipelineError, TrackingError
-from pipeline.families import CrossValidation, TrainingData
-from pipeline.features import Preprocessor
 from pipeline.metrics import METRICS, Metric
 from pipeline.model import finalize, registry
 from pipeline.search import continuation, history, optimizer, parallel, resume
@@ -54,10 +48,17 @@ from pipeline.search.loop import (
     inherited_count,
     run_search,
 )
-from pipeline.search.pruning import PruningRule
 from pipeline.search.trial import TrialOutcome
+from pipeline.study import stages
 from pipeline.study.options import IN_MEMORY, Execution, RunKeywords, split_keywords, with_overrides
 from pipeline.study.result import StudyResult
+from pipeline.study.stages import (
+    check_compatible,
+    continued_tags,
+    pruning_rule,
+    searched_before,
+    training_data,
+)
 from pipeline.tracking import ParentRun, names
 
 log = logging.getLogger(__name__)
@@ -342,7 +343,7 @@ class Study:
                     warm_start=self.warm_start,
                     trials=inheritance.history_entries() if inheritance is not None else (),
                 )
-                self._log_inputs(parent, dataset)
+                stages.log_inputs(parent, dataset, study, self.space, self.sources)
                 if inheritance is not None:  # each inherited trial logged as a run of this study, not re-trained
                     started_state = trial_history.read()
                     assert started_state is not None, "a history just started has its study line"
@@ -361,7 +362,7 @@ class Study:
             final_started = time.perf_counter()
             registration, test_value, final_seconds = self._finalize(client, parent, dataset, searched, provenance)
             finalize_seconds = time.perf_counter() - final_started
-            self._report(client, parent)
+            stages.report_step(client, parent, study.report)
             parent.set_tags({names.STEP_DONE: "true"})
         trial_history.archive(parent.run_id)
         best = searched.best
@@ -517,117 +518,3 @@ class Study:
             version_tags={names.best_val(metric.name): f"{best.value:.6g}"},
         )
         return registration, evaluation.value, final.train_seconds
-
-    def _log_inputs(self, parent: ParentRun, dataset: data.Dataset) -> None:
-        """The study's configuration as params, its three files as artifacts, and the splits as datasets."""
-        study, space = self.config, self.space
-        params: dict[str, Any] = dict(study.model_dump(mode="json"))
-        params |= {
-            "dataset_name": dataset.config.name,
-            "target": dataset.config.target,
-            "train_rows": len(dataset.train),
-            "validation_rows": len(dataset.validation),
-            "test_rows": len(dataset.test),
-            "dropped_missing_target": dataset.dropped_missing_target,
-        }
-        params |= {f"fixed.{family}.{k}": v for family in space.families for k, v in space.fixed(family).items()}
-        params |= {"model_families": ",".join(space.families), "task": dataset.task.kind}
-        parent.log_params(params)
-        roles = dataset.roles.table()
-        parent.log_texts({"roles.json": roles.to_json(orient="records", indent=1)}, names.FEATURES_FOLDER)
-        parent.set_tags({names.FEATURES: ",".join(dataset.feature_columns)})
-        parent.log_files([p for p in self.sources.values() if isinstance(p, Path)], names.CONFIG_FOLDER)
-        parent.log_texts({k: v for k, v in self.sources.items() if isinstance(v, str)}, names.CONFIG_FOLDER)
-        parent.log_splits(
-            [
-                (split, getattr(dataset, split), f"{dataset.fingerprint}-{split}")
-                for split in ("train", "validation", "test")
-            ],
-            source=str(dataset.config.path),
-            target=dataset.config.target,
-            name=dataset.config.name,
-        )
-
-    def _report(self, client: tracking.Client, parent: ParentRun) -> None:
-        """The report step: drawn and logged once; a report that fails is a warning, never a failed study."""
-        if names.STEP_REPORT in parent.tags:
-            return
-        if not self.config.report:
-            parent.set_tags({names.STEP_REPORT: "skipped"})
-            return
-        try:
-            from pipeline.reporting import report  # matplotlib's import (about 1 s) is paid only here
-
-            report.publish(client, parent.run_id)
-            parent.set_tags({names.STEP_REPORT: "done"})
-        except Exception as error:  # the study is complete and registered; a plot that fails must not undo that
-            log.warning("study report not logged (%s: %s); rebuild it: python -m pipeline report --run-id %s",
-                        type(error).__name__, error, parent.run_id)  # fmt: skip
-            parent.set_tags({names.STEP_REPORT: f"failed: {type(error).__name__}"})
-
-
-def continued_tags(identity: dict[str, Any], inheritance: continuation.Inheritance) -> dict[str, str]:
-    """The parent run's record of a continuation: the source study's parent run, trials kept and dropped."""
-    return {
-        names.CONTINUED_FROM: identity[names.CONTINUED_FROM],
-        names.INHERITED_TRIALS: str(len(inheritance.inherited)),
-        names.DROPPED_TRIALS: str(len(inheritance.dropped)),
-    }
-
-
-def searched_before(past: list[TrialOutcome], metric: Metric, stop_reason: str) -> SearchResult:
-    """The search of a study that stopped after it: its trials as the history holds them."""
-    best = best_of(past, metric)
-    if best is None:
-        raise PipelineError("the study's search finished without a completed trial; rerun with --fresh")
-    return SearchResult(trials=past, best=best, wall_seconds=0.0, stop_reason=stop_reason, resumed_trials=len(past))
-
-
-def training_data(dataset: data.Dataset, space: spaces.SearchSpace) -> TrainingData | CrossValidation:
-    """The training and validation splits with one preprocessor, fitted on training rows only, per encoding
-    the space's model families need; for a k-fold split, one such pair per fold (its validation rows the
-    fold, its training rows the other folds)."""
-    roles = dataset.roles
-    encodings = {families.get(name).encoding for name in space.families}
-
-    def split(train: tuple[pd.DataFrame, np.ndarray], validation: tuple[pd.DataFrame, np.ndarray]) -> TrainingData:
-        x_train = train[0]
-        preprocessors = {
-            e: Preprocessor.fit(x_train, roles.categorical, roles.numeric, roles.crossed, encoding=e) for e in encodings
-        }
-        return TrainingData(*train, *validation, preprocessors)
-
-    if dataset.folds is None:
-        return split(dataset.xy("train"), dataset.xy("validation"))
-    return CrossValidation(tuple(split(train, held_out) for train, held_out in dataset.fold_xy()))
-
-
-def check_compatible(study: StudyConfig, where: Path | str, dataset: data.Dataset, space: spaces.SearchSpace) -> None:
-    """The metric fits the dataset's task, and every family of the space handles that task."""
-    metric = METRICS[study.metric]
-    if dataset.task.kind not in metric.tasks:
-        allowed = ", ".join(name for name, m in METRICS.items() if dataset.task.kind in m.tasks)
-        raise InputError(
-            where, "metric", f"{metric.name} does not apply to a {dataset.task.kind} task", f"allowed: {allowed}"
-        )
-    if study.device != "cpu" and not any(families.get(n).placed({}, study.device) for n in space.families):
-        raise InputError(
-            where, "device", f"no model family of {space.file.name} trains on {study.device}", "use device: cpu"
-        )
-    for name in space.families:
-        if dataset.task.kind not in families.get(name).tasks:
-            key = f"models.{name}" if len(space.families) > 1 else "model"
-            raise InputError(
-                space.file,
-                key,
-                f"{name} does not handle a {dataset.task.kind} task",
-                f"it handles: {', '.join(families.get(name).tasks)}",
-            )
-
-
-def pruning_rule(config: PruningConfig) -> PruningRule | None:
-    if not config.enabled:
-        return None
-    return PruningRule(
-        config.startup_trials, config.warmup_rounds, config.quantile, config.fall_margin, config.stall_rounds
-    )
