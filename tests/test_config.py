@@ -167,9 +167,11 @@ def test_tpe_options_default_to_hyperopts_but_the_start_up_and_are_read(tmp_path
     default = config.load_study(write(tmp_path / "a.yaml", STUDY)).tpe
     tuned = config.load_study(write(tmp_path / "b.yaml", {**STUDY, "tpe": {"n_startup_jobs": 3, "gamma": 0.4}})).tpe
 
-    assert default.model_dump() == {"n_startup_jobs": None, "gamma": 0.25, "n_EI_candidates": 24}
-    assert default.for_budget(30) == {"n_startup_jobs": 10, "gamma": 0.25, "n_EI_candidates": 24}
-    assert tuned.for_budget(30) == {"n_startup_jobs": 3, "gamma": 0.4, "n_EI_candidates": 24}, "a set value stays"
+    assert default.model_dump() == {"n_startup_jobs": None, "gamma": 0.25, "n_EI_candidates": 24, "multivariate": True}
+    assert default.for_budget(30) == {"n_startup_jobs": 10, "gamma": 0.25, "n_EI_candidates": 24, "multivariate": True}
+    assert tuned.for_budget(30) == {"n_startup_jobs": 3, "gamma": 0.4, "n_EI_candidates": 24, "multivariate": True}, (
+        "a set value stays"
+    )
 
 
 @pytest.mark.parametrize(("max_evals", "startup"), [(1, 5), (15, 5), (18, 6), (30, 10), (60, 20), (1000, 20)])

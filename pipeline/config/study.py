@@ -28,6 +28,9 @@ class TPEOptions(_Strict):
     hyperopt's own default, 20, is two thirds of a 30-trial study spent at random."""
     gamma: Annotated[float, Field(gt=0, lt=1)] = 0.25
     n_EI_candidates: Annotated[int, Field(ge=1)] = 24
+    multivariate: bool = True
+    """Model the parameters jointly where the space allows it (``optimizer.TPE``); false: hyperopt's
+    univariate TPE, as before 2026-11-30."""
 
     def for_budget(self, max_evals: int) -> dict[str, Any]:
         """hyperopt's keywords for a study of ``max_evals`` trials."""

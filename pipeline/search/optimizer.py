@@ -33,15 +33,29 @@ from hyperopt.base import Domain, spec_from_misc
 from hyperopt.exceptions import AllTrialsFailed
 from hyperopt.pyll import stochastic
 
-from pipeline.config import MODEL_KEY, Choice, ConditionalOption, Parameter, PChoice, Scalar, option_value
+from pipeline.config import (
+    MODEL_KEY,
+    Choice,
+    ConditionalOption,
+    LogUniform,
+    Parameter,
+    PChoice,
+    QLogUniform,
+    QUniform,
+    Scalar,
+    Uniform,
+    option_value,
+)
 from pipeline.errors import InputError, PipelineError
+from pipeline.search import tpe as multivariate
 from pipeline.spaces import SearchSpace
 
 
 def algorithm_for(name: str, tpe_options: dict[str, Any] | None = None, file: Any = None) -> Callable[..., Any]:
-    """hyperopt's suggest function; raises InputError when atpe's dependencies are missing."""
+    """The suggest function of algorithm ``name`` (hyperopt's ``algo``); raises InputError when atpe's
+    dependencies are missing. ``tpe`` is :class:`TPE`, with ``tpe_options`` (the study file's ``tpe``)."""
     if name == "tpe":
-        return partial(tpe.suggest, **(tpe_options or {}))
+        return TPE(**(tpe_options or {}))
     if name == "atpe":
         try:
             import lightgbm  # noqa: F401  (atpe imports it only on first use, deep inside a trial)
@@ -53,6 +67,95 @@ def algorithm_for(name: str, tpe_options: dict[str, Any] | None = None, file: An
 
 
 OK, FAIL = STATUS_OK, STATUS_FAIL
+Dimensions = dict[str, multivariate.Dimension]
+"""The joint model's view of a space: its searched parameters by hyperopt label."""
+
+
+@dataclass(frozen=True)
+class TPE:
+    """Tree-structured Parzen estimators, as a study's ``algorithm: tpe`` runs them.
+
+    ``n_startup_jobs`` proposals are drawn from the prior (hyperopt's random search), then each comes from
+    TPE. With ``multivariate`` (the default) and a space whose every parameter is present in every trial
+    (one model family, no conditional options, distributions bounded or categorical), TPE models the
+    parameters jointly (``search.tpe``, as Optuna's default sampler): each proposal is drawn near one good
+    trial in all its parameters at once. Otherwise, and when called without a space, it is hyperopt's
+    univariate TPE with the same options.
+    """
+
+    n_startup_jobs: int = 20
+    gamma: float = 0.25
+    n_EI_candidates: int = 24
+    multivariate: bool = True
+
+    def __call__(self, new_ids: Sequence[int], domain: Any, trials: Trials, seed: int) -> list[dict[str, Any]]:
+        return self._univariate(new_ids, domain, trials, seed)
+
+    def _univariate(self, new_ids: Sequence[int], domain: Any, trials: Trials, seed: int) -> list[dict[str, Any]]:
+        options = {"n_startup_jobs": self.n_startup_jobs, "gamma": self.gamma, "n_EI_candidates": self.n_EI_candidates}
+        return tpe.suggest(new_ids, domain, trials, seed, **options)
+
+    def for_space(self, space: SearchSpace) -> Callable[..., list[dict[str, Any]]]:
+        """The suggest function for ``space``: the joint model when it applies, else hyperopt's."""
+        dimensions = _dimensions(space) if self.multivariate else None
+        return self._univariate if dimensions is None else partial(self._joint, dimensions)
+
+    def _joint(
+        self, dimensions: Dimensions, new_ids: Sequence[int], domain: Any, trials: Trials, seed: int
+    ) -> list[dict[str, Any]]:
+        if len(trials.trials) < self.n_startup_jobs:  # hyperopt's count: failed and running trials included
+            return rand.suggest(new_ids, domain, trials, seed)
+        labels = list(dimensions)
+        finished, running = [], []
+        for doc in sorted(trials.trials, key=lambda d: d["tid"]):
+            loss = doc["result"].get("loss")
+            point = [float(doc["misc"]["vals"][label][0]) for label in labels]
+            if doc["state"] == JOB_STATE_DONE and doc["result"]["status"] == STATUS_OK:
+                finished.append((point, float(loss)))
+            elif doc["state"] == JOB_STATE_RUNNING and loss is not None:
+                running.append(point)  # a parallel study's constant liar
+        if not finished:
+            return rand.suggest(new_ids, domain, trials, seed)
+        points, losses = np.array([p for p, _ in finished]), np.array([loss for _, loss in finished])
+        liars = np.array(running) if running else None
+        proposal = multivariate.propose(list(dimensions.values()), points, losses, np.random.default_rng(seed),
+                                        gamma=self.gamma, candidates=self.n_EI_candidates, liars=liars)  # fmt: skip
+        vals = {label: [_recorded(dimensions[label], value)] for label, value in zip(labels, proposal, strict=True)}
+        misc = {"tid": new_ids[0], "cmd": domain.cmd, "workdir": domain.workdir,
+                "idxs": {label: [new_ids[0]] for label in labels}, "vals": vals}  # fmt: skip
+        return trials.new_trial_docs(list(new_ids[:1]), [None], [domain.new_result()], [misc])
+
+
+def _recorded(dimension: multivariate.Dimension, value: float) -> Any:
+    """A proposed value as hyperopt records it: an option's index or a grid value as an int, else a float."""
+    if dimension.is_categorical or (dimension.step is not None and float(dimension.step).is_integer()):
+        return round(value)
+    return float(value)
+
+
+def _dimensions(space: SearchSpace) -> Dimensions | None:
+    """The joint model's view of ``space`` by hyperopt label, or None when it does not apply: several
+    families, a conditional option, or a distribution without bounds, with its own option weights, or
+    without order (randint)."""
+    if len(space.branches) != 1:
+        return None
+    ((_, params),) = space.branches.items()
+    dimensions = {}
+    for name, parameter in params.items():
+        if isinstance(parameter, Scalar):
+            continue
+        if isinstance(parameter, Choice) and not parameter.conditional:
+            dimensions[name] = multivariate.Dimension.categorical(len(parameter.options))
+        elif isinstance(parameter, Uniform | LogUniform):
+            log = isinstance(parameter, LogUniform)
+            dimensions[name] = multivariate.Dimension.continuous(parameter.low, parameter.high, log)
+        elif isinstance(parameter, QUniform | QLogUniform):
+            first, last = parameter.steps()
+            log, q = isinstance(parameter, QLogUniform), parameter.q
+            dimensions[name] = multivariate.Dimension.grid(first * q, last * q, q, log)
+        else:
+            return None
+    return dimensions or None
 
 
 def compile_space(space: SearchSpace) -> Any:
@@ -171,7 +274,7 @@ class Plan:
     space: SearchSpace
     max_evals: int
     seed: int
-    algorithm: Callable[..., Any] = tpe.suggest
+    algorithm: Callable[..., Any] = TPE()
     past: Sequence[PastTrial] = ()
     first: Sequence[dict[str, Any]] = ()
     should_stop: Callable[[], bool] = lambda: False
@@ -344,6 +447,8 @@ class _Proposer:
 
     def __init__(self, plan: Plan):
         self.plan = plan
+        algorithm = plan.algorithm
+        self.algorithm = algorithm.for_space(plan.space) if isinstance(algorithm, TPE) else algorithm
         self.keys: dict[int, Key] = {}
         """Trial id -> key, for the trials already in hyperopt's record."""
         self.exhausted: str | None = None
@@ -359,8 +464,8 @@ class _Proposer:
             if key not in taken:  # not evaluated before a resume, nor a repeat of an earlier point
                 return trials.new_trial_docs([tid], [None], [domain.new_result()], [_misc(space, tid, params)])[0]
         taken = taken | set(self.plan._warm_keys)
-        attempts = [(self.plan.algorithm, seed)]
-        attempts += [(self.plan.algorithm, derived_seed(seed, "redraw", str(i))) for i in range(1, REDRAWS)]
+        attempts = [(self.algorithm, seed)]
+        attempts += [(self.algorithm, derived_seed(seed, "redraw", str(i))) for i in range(1, REDRAWS)]
         attempts += [(rand.suggest, derived_seed(seed, "prior", str(i))) for i in range(PRIOR_DRAWS)]
         for algorithm, attempt_seed in attempts:
             docs = algorithm([tid], domain, trials, attempt_seed)

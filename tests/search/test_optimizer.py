@@ -530,6 +530,20 @@ def test_tpe_options_reach_the_algorithm(nested_space):
     assert [repr(p) for p in other_gamma[3:]] != [repr(p) for p in default[3:]]
 
 
+def test_a_space_of_one_family_is_modelled_jointly_and_a_nested_one_by_hyperopts_tpe(nested_space):
+    """The joint model applies where every parameter is present in every trial: after the same random
+    start-up trials it proposes otherwise than hyperopt's univariate TPE. A nested space keeps hyperopt's."""
+    flat = shipped_space()
+    joint = run(flat, max_evals=14, seed=2, algorithm="tpe", n_startup_jobs=6)
+    univariate = run(flat, max_evals=14, seed=2, algorithm="tpe", n_startup_jobs=6, multivariate=False)
+    assert [repr(p) for p in joint[:6]] == [repr(p) for p in univariate[:6]]
+    assert all(repr(j) != repr(u) for j, u in zip(joint[6:], univariate[6:], strict=True))
+
+    nested = search_nested(nested_space, 10, n_startup_jobs=3)
+    assert [repr(p) for p in nested] == [repr(p) for p in search_nested(nested_space, 10, n_startup_jobs=3,
+                                                                        multivariate=False)]  # fmt: skip
+
+
 @pytest.mark.parametrize("algorithm", ["rand", "anneal"])
 def test_rand_and_anneal_search_the_nested_space(nested_space, algorithm):
     first = run(nested_space, max_evals=25, seed=4, algorithm=algorithm)
