@@ -35,10 +35,10 @@ RECENT_FULL_WEIGHT = 25
 class Dimension:
     """One searched parameter, as the estimator sees it.
 
-    Numeric values are modelled on ``[low, high]`` in working coordinates (the logarithm for a log
-    distribution); a quantized parameter's values are ``first + k * step`` up to ``last`` (natural units),
-    and ``low``/``high`` reach half a step beyond them so that every grid value owns an equal cell. A
-    categorical parameter's values are option indices ``0 .. choices - 1``.
+    Numeric values lie from ``first`` to ``last`` (natural units) and are modelled on ``[low, high]`` in
+    working coordinates (the logarithm for a log distribution); a quantized parameter's values are
+    ``first + k * step``, and ``low``/``high`` reach half a step beyond its ends so that every grid value
+    owns an equal cell. A categorical parameter's values are option indices ``0 .. choices - 1``.
     """
 
     low: float = 0.0
@@ -51,9 +51,8 @@ class Dimension:
 
     @classmethod
     def continuous(cls, low: float, high: float, log: bool = False) -> Dimension:
-        if log:
-            low, high = math.log(low), math.log(high)
-        return cls(low, high, log=log)
+        working = (math.log(low), math.log(high)) if log else (low, high)
+        return cls(*working, log=log, first=low, last=high)
 
     @classmethod
     def grid(cls, first: float, last: float, step: float, log: bool = False) -> Dimension:
@@ -76,9 +75,9 @@ class Dimension:
     def natural(self, working: np.ndarray) -> np.ndarray:
         """Working coordinates back to values the space can give: on the grid for a quantized parameter."""
         values = np.exp(working) if self.log else working
-        if self.step is None:
-            return np.clip(values, *((math.exp(self.low), math.exp(self.high)) if self.log else (self.low, self.high)))
-        return np.clip(self.first + np.round((values - self.first) / self.step) * self.step, self.first, self.last)
+        if self.step is not None:
+            values = self.first + np.round((values - self.first) / self.step) * self.step
+        return np.clip(values, self.first, self.last)  # exp(log(high)) can be a hair above high
 
 
 def n_below(observed: int, gamma: float) -> int:

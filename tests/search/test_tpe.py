@@ -30,6 +30,8 @@ def test_draws_are_values_each_dimension_can_take():
     assert set(grid) <= set(range(3, 13)) and {3, 12} <= set(grid)  # the ends are drawn too
     assert set(log_grid) <= set(range(1, 51)) and {1, 50} <= set(log_grid)
     assert set(categorical) == {0, 1, 2, 3}
+    edge = Dimension.continuous(0.02, 0.3, log=True)  # exp(log(0.3)) is 0.30000000000000004
+    assert list(edge.natural(np.array([edge.low, edge.high]))) == [0.02, 0.3]
 
 
 @pytest.mark.parametrize("seed", [0, 1])
