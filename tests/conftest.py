@@ -29,30 +29,30 @@ SHARED_STORE_MODULES = frozenset({"tests/e2e/test_cli.py", "tests/e2e/test_mlflo
 """The modules reading the e2e store of the session fixture ``two_studies``."""
 
 SCOPE_SECONDS = {
-    "tests/e2e/test_faults.py": 110,
-    "two_studies": 90,
-    "tests/tracking/test_bootstrap.py": 80,
-    "tests/e2e/test_steps.py": 70,
-    "tests/e2e/test_retrain.py": 60,
-    "tests/test_shipped.py": 40,
-    "tests/e2e/test_serve.py": 40,
-    "tests/search/test_spark.py": 50,
-    "tests/search/test_parallel.py": 50,
-    "tests/search/test_continuation.py": 30,
-    "tests/e2e/test_continue.py": 30,
-    "tests/test_study.py": 30,
-    "tests/reporting/test_report.py": 25,
-    "tests/test_features.py": 25,
-    "tests/reporting/test_plots.py": 20,
-    "tests/model/test_gate.py": 20,
-    "tests/search/test_optimizer.py": 20,
-    "tests/model/test_finalize.py": 20,
-    "tests/search/test_loop.py": 15,
-    "tests/e2e/test_families.py": 15,
+    "tests/e2e/test_faults.py": 72,
+    "two_studies": 47,
+    "tests/tracking/test_bootstrap.py": 40,
+    "tests/test_shipped.py": 37,
+    "tests/search/test_parallel.py": 36,
+    "tests/search/test_spark.py": 31,
+    "tests/e2e/test_steps.py": 28,
+    "tests/e2e/test_serve.py": 23,
+    "tests/e2e/test_retrain.py": 16,
+    "tests/search/test_optimizer.py": 15,
+    "tests/e2e/test_continue.py": 13,
+    "tests/model/test_gate.py": 11,
+    "tests/reporting/test_report.py": 11,
+    "tests/reporting/test_plots.py": 10,
+    "tests/test_study.py": 9,
+    "tests/search/test_loop.py": 7,
+    "tests/search/test_continuation.py": 6,
+    "tests/tracking/test_store.py": 5,
+    "tests/model/test_finalize.py": 5,
+    "tests/e2e/test_families.py": 5,
 }
-"""Seconds one worker spends on each slow scope, measured with ``--durations`` on the 2-core machine under load
-(2026-11-29): only their order matters. Another module counts ``SECONDS_PER_TEST`` a test, and one in tests/e2e
-at least ``E2E_SECONDS`` (studies and processes): add a new slow module here, or update one whose cost changed."""
+"""Seconds one worker spends on each slow scope, measured per test on the 2-core machine under load (2026-11-30,
+one run): only their order matters. Another module counts ``SECONDS_PER_TEST`` a test, and one in tests/e2e at
+least ``E2E_SECONDS`` (studies and processes): add a new slow module here, or update one whose cost changed."""
 SECONDS_PER_TEST, E2E_SECONDS = 0.05, 30
 
 
