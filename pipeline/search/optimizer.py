@@ -37,13 +37,9 @@ from pipeline.config import (
     MODEL_KEY,
     Choice,
     ConditionalOption,
-    LogUniform,
     Parameter,
     PChoice,
-    QLogUniform,
-    QUniform,
     Scalar,
-    Uniform,
     option_value,
 )
 from pipeline.errors import InputError, PipelineError
@@ -68,7 +64,6 @@ def algorithm_for(name: str, tpe_options: dict[str, Any] | None = None, file: An
 
 OK, FAIL = STATUS_OK, STATUS_FAIL
 Dimensions = dict[str, multivariate.Dimension]
-"""The joint model's view of a space: its searched parameters by hyperopt label."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +92,7 @@ class TPE:
 
     def for_space(self, space: SearchSpace) -> Callable[..., list[dict[str, Any]]]:
         """The suggest function for ``space``: the joint model when it applies, else hyperopt's."""
-        dimensions = _dimensions(space) if self.multivariate else None
+        dimensions = multivariate.dimensions_of(space) if self.multivariate else None
         return self._univariate if dimensions is None else partial(self._joint, dimensions)
 
     def _joint(
@@ -121,9 +116,7 @@ class TPE:
         proposal = multivariate.propose(list(dimensions.values()), points, losses, np.random.default_rng(seed),
                                         gamma=self.gamma, candidates=self.n_EI_candidates, liars=liars)  # fmt: skip
         vals = {label: [_recorded(dimensions[label], value)] for label, value in zip(labels, proposal, strict=True)}
-        misc = {"tid": new_ids[0], "cmd": domain.cmd, "workdir": domain.workdir,
-                "idxs": {label: [new_ids[0]] for label in labels}, "vals": vals}  # fmt: skip
-        return trials.new_trial_docs(list(new_ids[:1]), [None], [domain.new_result()], [misc])
+        return trials.new_trial_docs(list(new_ids[:1]), [None], [domain.new_result()], [_misc_of(new_ids[0], vals)])
 
 
 def _recorded(dimension: multivariate.Dimension, value: float) -> Any:
@@ -131,31 +124,6 @@ def _recorded(dimension: multivariate.Dimension, value: float) -> Any:
     if dimension.is_categorical or (dimension.step is not None and float(dimension.step).is_integer()):
         return round(value)
     return float(value)
-
-
-def _dimensions(space: SearchSpace) -> Dimensions | None:
-    """The joint model's view of ``space`` by hyperopt label, or None when it does not apply: several
-    families, a conditional option, or a distribution without bounds, with its own option weights, or
-    without order (randint)."""
-    if len(space.branches) != 1:
-        return None
-    ((_, params),) = space.branches.items()
-    dimensions = {}
-    for name, parameter in params.items():
-        if isinstance(parameter, Scalar):
-            continue
-        if isinstance(parameter, Choice) and not parameter.conditional:
-            dimensions[name] = multivariate.Dimension.categorical(len(parameter.options))
-        elif isinstance(parameter, Uniform | LogUniform):
-            log = isinstance(parameter, LogUniform)
-            dimensions[name] = multivariate.Dimension.continuous(parameter.low, parameter.high, log)
-        elif isinstance(parameter, QUniform | QLogUniform):
-            first, last = parameter.steps()
-            log, q = isinstance(parameter, QLogUniform), parameter.q
-            dimensions[name] = multivariate.Dimension.grid(first * q, last * q, q, log)
-        else:
-            return None
-    return dimensions or None
 
 
 def compile_space(space: SearchSpace) -> Any:
@@ -521,7 +489,11 @@ def _trials_from(trials: Trials, space: SearchSpace, past: Sequence[PastTrial]) 
 
 
 def _misc(space: SearchSpace, tid: int, params: dict[str, Any]) -> dict[str, Any]:
-    vals = encode(space, params)
+    return _misc_of(tid, encode(space, params))
+
+
+def _misc_of(tid: int, vals: dict[str, list[Any]]) -> dict[str, Any]:
+    """hyperopt's record of a trial's sampled values (``vals``: per label, ``[value]`` or ``[]``)."""
     idxs = {label: [tid] if value else [] for label, value in vals.items()}
     return {"tid": tid, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None, "idxs": idxs, "vals": vals}
 

@@ -25,6 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import log_ndtr, ndtr, ndtri
 
+from pipeline.config import Choice, LogUniform, QLogUniform, QUniform, Scalar, Uniform
+from pipeline.spaces import SearchSpace
+
 PRIOR_WEIGHT = 1.0
 """The prior component's weight, against 1 for each trial's kernel (Optuna's and hyperopt's default)."""
 RECENT_FULL_WEIGHT = 25
@@ -78,6 +81,31 @@ class Dimension:
         if self.step is not None:
             values = self.first + np.round((values - self.first) / self.step) * self.step
         return np.clip(values, self.first, self.last)  # exp(log(high)) can be a hair above high
+
+
+def dimensions_of(space: SearchSpace) -> dict[str, Dimension] | None:
+    """The estimator's view of ``space``: its searched parameters by name (hyperopt's labels), or None when
+    it does not apply: several families, a conditional option, or a distribution without bounds, with its
+    own option weights, or without order (randint)."""
+    if len(space.branches) != 1:
+        return None
+    ((_, params),) = space.branches.items()
+    dimensions = {}
+    for name, parameter in params.items():
+        if isinstance(parameter, Scalar):
+            continue
+        if isinstance(parameter, Choice) and not parameter.conditional:
+            dimensions[name] = Dimension.categorical(len(parameter.options))
+        elif isinstance(parameter, Uniform | LogUniform):
+            log = isinstance(parameter, LogUniform)
+            dimensions[name] = Dimension.continuous(parameter.low, parameter.high, log)
+        elif isinstance(parameter, QUniform | QLogUniform):
+            first, last = parameter.steps()
+            log, q = isinstance(parameter, QLogUniform), parameter.q
+            dimensions[name] = Dimension.grid(first * q, last * q, q, log)
+        else:
+            return None
+    return dimensions or None
 
 
 def n_below(observed: int, gamma: float) -> int:
