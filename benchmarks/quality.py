@@ -9,15 +9,17 @@ Tasks (each a study file; the two tables beyond ours ship inside PyPI packages a
   classify home ownership, log loss, a seeded random split.
 
 Every tool searches the task's space (our default, `search_spaces/xgboost.yaml`, translated to Optuna's
-API) for the same number of trials, on the same splits and matrices (the pipeline's own preprocessing and
-xgboost training; only the search and its bookkeeping differ), with the same xgboost threads:
+API) for the same number of trials, on the same splits and matrices (the pipeline's own preprocessing),
+with the same xgboost threads:
 
 - `pipeline`: `Study.run` as the `run` command calls it (each trial a child run on a fresh SQLite store,
   then refit, log, register, load back), at its defaults.
 - `optuna`: Optuna at its current defaults (`TPESampler(seed=seed)`), each trial an MLflow run
-  (optuna-integration's `MLflowCallback`, a fresh SQLite store).
+  (optuna-integration's `MLflowCallback`, a fresh SQLite store), trained as an Optuna user's objective
+  trains it: `xgb.train` with the validation split scored every round for early stopping (the pipeline
+  scores it less often at low learning rates: `pipeline.families.xgboost.scoring_interval`).
 - `optuna-pruned`: the same with Optuna's `MedianPruner()` at its defaults, told every boosting round's
-  validation value (what optuna-integration's `XGBoostPruningCallback` does).
+  validation value by optuna-integration's `XGBoostPruningCallback`.
 - `pipeline-equal-time`: the pipeline given Optuna's time instead of its trial count: the same study (its
   TPE start-up still sized for the trial budget) with `timeout` set to the seconds Optuna's search took for
   that task and seed in this invocation (so it runs after `optuna`), and up to ten times the trials.
@@ -67,13 +69,16 @@ from common import optimize_timed, provenance, run_quietly, same_environment
 from pipeline import config, data, families, spaces
 from pipeline.config import MODEL_KEY
 from pipeline.metrics import METRICS, Metric
-from pipeline.search.pruning import Stop
+from pipeline.families import Fitted
+from pipeline.families import xgboost as xgboost_family
 from pipeline.study import Study, training_data
 
 try:
     import optuna
     from mlflow.tracking import MlflowClient
+    import xgboost as xgb
     from optuna_integration.mlflow import MLflowCallback
+    from optuna_integration.xgboost import XGBoostPruningCallback
 except ImportError as missing:
     sys.exit(f"benchmarks/quality.py needs the bench extra ({missing}): pip install -e '.[bench]'")
 
@@ -235,18 +240,13 @@ def run_optuna(task: str, tool: str, seed: int, trials: int, workdir: Path) -> R
         sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=pruner,
     )
+    eval_metric = metric.early_stopping[dataset.task.kind]
     tracking = MLflowCallback(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", metric_name=metric.name)
 
     def objective(trial: optuna.Trial) -> float:
         params = optuna_params(trial, space)
-
-        def report(round_: int, value: float) -> Stop | None:
-            trial.report(value, round_)
-            return Stop.PRUNED if trial.should_prune() else None
-
-        fitted = family.fit(params, training, dataset.task, metric.name, seed, report if tool != "optuna" else None)
-        if fitted.pruned:
-            raise optuna.TrialPruned()
+        pruning = [XGBoostPruningCallback(trial, "validation-" + eval_metric)] if tool == "optuna-pruned" else []
+        fitted = optuna_user_fit(params, training, dataset.task, eval_metric, seed, pruning)
         return family.validation_score(fitted, training, dataset.task, metric.name)
 
     search, ends = optimize_timed(study, objective, trials, [tracking], epoch)
@@ -269,10 +269,33 @@ def run_optuna(task: str, tool: str, seed: int, trials: int, workdir: Path) -> R
     )
 
 
+def optuna_user_fit(
+    params: dict[str, Any], training: Any, task: Any, eval_metric: str, seed: int, callbacks: list[Any]
+) -> Fitted:
+    """A trial as an Optuna user's objective trains it: ``xgb.train`` on the pipeline's matrices, scoring
+    the validation split every round for its early stopping (and optuna-integration's pruning callback)."""
+    knobs = xgboost_family.TRAINING_KNOBS | {k: params[k] for k in xgboost_family.TRAINING_KNOBS if k in params}
+    dtrain, dvalidation = families.get("xgboost").matrices(training, int(params.get("max_bin", 256)))
+    history: dict[str, Any] = {}
+    started = time.perf_counter()
+    booster = xgb.train(
+        xgboost_family.booster_params(params, task, eval_metric, seed, families.threads()),
+        dtrain,
+        num_boost_round=int(knobs["num_boost_round"]),
+        evals=[(dvalidation, "validation")],
+        early_stopping_rounds=int(knobs["early_stopping_rounds"]),
+        evals_result=history,
+        verbose_eval=False,
+        callbacks=callbacks,
+    )
+    curve = history["validation"][eval_metric]
+    return Fitted(booster, booster.best_iteration, curve, eval_metric, time.perf_counter() - started)
+
+
 def _test_value(family: Any, params: dict[str, Any], training: Any, dataset: Any, metric: Metric, seed: int) -> float:
     """Optuna's final model: the best parameters trained as in the trial (early stopping on validation),
     at their best iteration, scored once on the test split."""
-    fitted = family.fit(params, training, dataset.task, metric.name, seed)
+    fitted = optuna_user_fit(params, training, dataset.task, metric.early_stopping[dataset.task.kind], seed, [])
     x_test, y_test = dataset.xy("test")
     preprocessor = training.preprocessors[family.encoding]
     predictions = family.predict(family.trained_model(fitted), preprocessor.transform(x_test), dataset.task)

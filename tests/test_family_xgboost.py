@@ -10,7 +10,13 @@ import xgboost as xgb
 
 from pipeline import families
 from pipeline.families import Fitted, TrainingData
-from pipeline.families.xgboost import ACCEPTED_PARAMETERS, TRAINING_KNOBS, booster_params, train
+from pipeline.families.xgboost import (
+    ACCEPTED_PARAMETERS,
+    TRAINING_KNOBS,
+    booster_params,
+    scoring_interval,
+    train,
+)
 from pipeline.metrics import BINARY, METRICS, MULTICLASS, REGRESSION, Task, brier, mae, rmse
 from pipeline.search.pruning import Stop
 
@@ -99,6 +105,52 @@ def test_early_stopping_stops_before_the_round_limit(data, quantized):
     assert result.curve[result.best_iteration] == min(result.curve)
     assert result.curve_metric == "rmse"
     assert result.seconds > 0
+
+
+def xgboost_early_stopping(data: TrainingData, params: dict) -> tuple[xgb.Booster, list[float]]:
+    """xgboost's own loop on the family's matrices: every round scored, its EarlyStopping callback."""
+    dtrain, dvalidation = XGB.matrices(data, 256)
+    history: dict = {}
+    booster = xgb.train(
+        booster_params(params, AIR_TIME, "rmse", 0, 2),
+        dtrain,
+        num_boost_round=params["num_boost_round"],
+        evals=[(dvalidation, "validation")],
+        early_stopping_rounds=params["early_stopping_rounds"],
+        evals_result=history,
+        verbose_eval=False,
+    )
+    return booster, history["validation"]["rmse"]
+
+
+def test_scoring_every_round_stops_where_xgboosts_early_stopping_stops(data):
+    fitted = fit(data)
+    assert scoring_interval(FAST["learning_rate"]) == 1
+    booster, curve = xgboost_early_stopping(data, FAST)
+    assert fitted.curve == curve
+    assert fitted.best_iteration == booster.best_iteration
+    assert fitted.model.num_boosted_rounds() == booster.num_boosted_rounds()
+
+
+@pytest.mark.parametrize(("rate", "rounds"), [(0.3, 1), (0.15, 1), (0.1, 2), (0.05, 4), (0.02, 10), (0.0, 1)])
+def test_the_scoring_interval_is_a_fixed_amount_of_learning_progress(rate, rounds):
+    assert scoring_interval(rate) == rounds
+
+
+def test_a_slow_learner_is_scored_every_few_rounds_and_keeps_a_scored_round(data):
+    params = {"model": "xgboost", "learning_rate": 0.02, "max_depth": 4, "num_boost_round": 95}
+    params |= {"early_stopping_rounds": 30}
+    fitted = fit(data, params)
+    every_round = xgboost_early_stopping(data, params)[1]
+    assert len(fitted.curve) == 95, "still falling: no early stop within 95 rounds"
+    scored = [r for r in range(95) if r % 10 == 0 or r == 94]
+    assert [fitted.curve[r] for r in scored] == [every_round[r] for r in scored], "the same scores"
+    for r in range(95):
+        assert fitted.curve[r] == fitted.curve[max(s for s in scored if s <= r)], "carried between scorings"
+    assert fitted.curve != every_round
+    assert fitted.best_iteration == 94, "the last round is scored"
+    kept = XGB.predict(XGB.trained_model(fitted), validation_matrix(data), AIR_TIME)
+    assert fitted.curve[fitted.best_iteration] == pytest.approx(rmse(data.y_validation, kept), abs=1e-4)
 
 
 @pytest.mark.parametrize(

@@ -79,6 +79,28 @@ def booster_params(params: dict[str, Any], task: Task, eval_metric: str, seed: i
     return base | {k: v for k, v in params.items() if k not in TRAINING_KNOBS and k != MODEL_KEY}
 
 
+def learning_rate(params: dict[str, Any]) -> float:
+    """``learning_rate`` or its alias ``eta``; xgboost's default (0.3) when the space leaves it out."""
+    return float(params.get("learning_rate", params.get("eta", DEFAULT_LEARNING_RATE)))
+
+
+SCORING_PROGRESS = 0.2
+"""Learning progress (rounds times the learning rate) between two scorings of the validation split."""
+
+
+def scoring_interval(learning_rate: float) -> int:
+    """Rounds between two scorings of the validation split: every round at a learning rate of 0.15 or
+    more, every 4th at 0.05, every 10th at 0.02.
+
+    Scoring is not training: xgboost predicts each new tree on the validation rows and computes the metric
+    over all of them, which measured 30-50 % of a round on our tables (a fifth of a round's time at the
+    least). At a low rate one round barely moves the curve, so scoring once per ``SCORING_PROGRESS`` of
+    learning progress finds nearly the same best round: replayed over the full curves of 15 unpruned
+    studies (``benchmarks/pruning_replay.py``'s), a study's best value moved by at most 2e-4 of itself.
+    """
+    return max(1, round(SCORING_PROGRESS / learning_rate)) if learning_rate > 0 else 1
+
+
 def train(
     params: dict[str, Any],
     dtrain: xgb.DMatrix,
@@ -94,67 +116,86 @@ def train(
 ) -> Fitted:
     """Boost with early stopping on ``dvalidation``; without it, exactly ``num_boost_round`` rounds.
 
-    With ``train_curve`` the training split is scored at every round too: xgboost keeps its predictions
-    cached, so that costs a metric pass over the training rows per round (more than the validation's, as
-    the training split is the larger), which the search does not pay unless asked.
+    The validation split is scored every ``scoring_interval`` rounds (and at the last); the curve carries
+    the last score through the rounds in between, so it still has one value per round, and the best round
+    is always a scored one: the kept model's value is exact. Early stopping waits ``early_stopping_rounds``
+    rounds after the best, as xgboost's does, and ``should_prune`` sees every round.
+
+    With ``train_curve`` the training split is scored too, at the same rounds: a metric pass over the
+    training rows each time (more than the validation's, as the training split is the larger), which the
+    search does not pay unless asked.
     """
     knobs = TRAINING_KNOBS | {k: params[k] for k in TRAINING_KNOBS if k in params}
     rounds = int(num_boost_round or knobs["num_boost_round"])
-    history: dict[str, dict[str, list[float]]] = {}
-    pruning = [_Pruning(should_prune, eval_metric)] if should_prune is not None and dvalidation is not None else []
+    booster_config = booster_params(params, task, eval_metric, seed, nthread)
     started = time.perf_counter()
-    booster = xgb.train(
-        booster_params(params, task, eval_metric, seed, nthread),
-        dtrain,
-        num_boost_round=rounds,
-        evals=_evaluated(dtrain, dvalidation, train_curve),
-        early_stopping_rounds=int(knobs["early_stopping_rounds"]) if dvalidation is not None else None,
-        evals_result=history,
-        verbose_eval=False,
-        callbacks=pruning,
-    )
+    booster = xgb.Booster(booster_config, [dtrain] if dvalidation is None else [dtrain, dvalidation])
+    scores = None
+    if dvalidation is not None:
+        splits = [(dtrain, "train"), (dvalidation, "validation")] if train_curve else [(dvalidation, "validation")]
+        every = scoring_interval(learning_rate(params))
+        scores = _Scores(splits, eval_metric, every, int(knobs["early_stopping_rounds"]), should_prune)
+    for round_ in range(rounds):
+        booster.update(dtrain, round_)
+        if scores is not None and scores.stop_after(booster, round_, last=round_ == rounds - 1):
+            break
+    booster.reset()  # frees the prediction caches of both splits, as xgb.train does
     seconds = time.perf_counter() - started
-    curve = [float(v) for v in history.get("validation", {}).get(eval_metric, [])]
-    stopped = any(p.stopped is not None for p in pruning)
-    best = rounds - 1 if dvalidation is None else _best_round(booster, curve, eval_metric, stopped)
+    if scores is None:
+        return Fitted(model=booster, best_iteration=rounds - 1, curve=[], curve_metric=eval_metric, seconds=seconds)
     return Fitted(
         model=booster,
-        best_iteration=int(best),
-        curve=curve,
+        best_iteration=scores.best_round,
+        curve=scores.curves["validation"],
         curve_metric=eval_metric,
         seconds=seconds,
-        train_curve=[float(v) for v in history.get("train", {}).get(eval_metric, [])],
-        pruned=any(p.stopped is Stop.PRUNED for p in pruning),
-        stalled=any(p.stopped is Stop.STALLED for p in pruning),
+        train_curve=scores.curves.get("train", []),
+        pruned=scores.stopped is Stop.PRUNED,
+        stalled=scores.stopped is Stop.STALLED,
     )
 
 
-def _evaluated(
-    dtrain: xgb.DMatrix, dvalidation: xgb.DMatrix | None, train_curve: bool
-) -> list[tuple[xgb.DMatrix, str]]:
-    """The splits scored at each round: the validation split (early stopping), the training one if asked."""
-    if dvalidation is None:
-        return []
-    return [(dtrain, "train"), (dvalidation, "validation")] if train_curve else [(dvalidation, "validation")]
+class _Scores:
+    """One fit's scoring: the splits' curves, the best round, early stopping and the pruning rule's check."""
 
-
-def _best_round(booster: xgb.Booster, curve: list[float], eval_metric: str, stopped: bool) -> int:
-    """Early stopping's best round, or the curve's for a trial the pruning rule ``stopped``: xgboost ends the
-    round's callbacks at the first that stops training, so early stopping never saw that last round."""
-    if not stopped and (best := booster.attr("best_iteration")) is not None:
-        return int(best)
-    return int(np.argmax(curve) if eval_metric in MAXIMIZED_CURVES else np.argmin(curve))
-
-
-class _Pruning(xgb.callback.TrainingCallback):
-    def __init__(self, should_prune: RoundCheck, eval_metric: str):
-        super().__init__()
-        self.should_prune, self.eval_metric = should_prune, eval_metric
+    def __init__(
+        self,
+        splits: list[tuple[xgb.DMatrix, str]],
+        eval_metric: str,
+        every: int,
+        patience: int,
+        should_prune: RoundCheck | None,
+    ):
+        self.splits, self.every, self.patience, self.should_prune = splits, every, patience, should_prune
+        self.sign = -1.0 if eval_metric in MAXIMIZED_CURVES else 1.0
+        self.curves: dict[str, list[float]] = {name: [] for _, name in splits}
+        self.best_round, self.best = 0, np.inf
         self.stopped: Stop | None = None
 
-    def after_iteration(self, model: xgb.Booster, epoch: int, evals_log: dict[str, Any]) -> bool:
-        self.stopped = self.should_prune(epoch, evals_log["validation"][self.eval_metric][-1])
-        return self.stopped is not None
+    def stop_after(self, booster: xgb.Booster, round_: int, last: bool) -> bool:
+        """Record ``round_`` (scored, or carried from the last scored round); true when training should end."""
+        if round_ % self.every == 0 or last:
+            for name, value in _parsed(booster.eval_set(self.splits, round_)).items():
+                self.curves[name].append(value)
+        else:
+            for curve in self.curves.values():
+                curve.append(curve[-1])
+        value = self.curves["validation"][-1]
+        if self.sign * value < self.best:  # strictly better, as xgboost's early stopping counts it
+            self.best_round, self.best = round_, self.sign * value
+        if self.should_prune is not None and (stop := self.should_prune(round_, value)) is not None:
+            self.stopped = stop
+            return True
+        return round_ - self.best_round >= self.patience
+
+
+def _parsed(evaluation: str) -> dict[str, float]:
+    """xgboost's evaluation line (``[12]\ttrain-rmse:3.1\tvalidation-rmse:3.4``) as {split: value}."""
+    scores = {}
+    for item in evaluation.split("\t")[1:]:
+        key, value = item.rsplit(":", 1)
+        scores[key.split("-", 1)[0]] = float(value)
+    return scores
 
 
 class XGBoostFamily(Family):
@@ -169,8 +210,7 @@ class XGBoostFamily(Family):
         return params if device == "cpu" else params | {"device": device}
 
     def learning_rate(self, params: dict[str, Any]) -> float:
-        """``learning_rate`` or its alias ``eta``; xgboost's default (0.3) when the space leaves it out."""
-        return float(params.get("learning_rate", params.get("eta", DEFAULT_LEARNING_RATE)))
+        return learning_rate(params)
 
     def check_fixed(self, name: str, value: Any, context: dict[str, Any] | None = None) -> str | None:
         """The training-loop knobs by type (the probe fit runs one round whatever they say), the rest by a
