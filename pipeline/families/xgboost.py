@@ -88,7 +88,7 @@ SCORING_PROGRESS = 0.2
 """Learning progress (rounds times the learning rate) between two scorings of the validation split."""
 
 
-def scoring_interval(learning_rate: float) -> int:
+def scoring_interval(learning_rate: float, progress: float = SCORING_PROGRESS) -> int:
     """Rounds between two scorings of the validation split: every round at a learning rate of 0.15 or
     more, every 4th at 0.05, every 10th at 0.02.
 
@@ -96,9 +96,9 @@ def scoring_interval(learning_rate: float) -> int:
     over all of them, which measured 30-50 % of a round on our tables (a fifth of a round's time at the
     least). At a low rate one round barely moves the curve, so scoring once per ``SCORING_PROGRESS`` of
     learning progress finds nearly the same best round: replayed over the full curves of 15 unpruned
-    studies (``benchmarks/pruning_replay.py``'s), a study's best value moved by at most 2e-4 of itself.
+    studies (``benchmarks/scoring_replay.py``), a study's best value moved by at most 2e-4 of itself.
     """
-    return max(1, round(SCORING_PROGRESS / learning_rate)) if learning_rate > 0 else 1
+    return max(1, round(progress / learning_rate)) if learning_rate > 0 else 1
 
 
 def train(
