@@ -68,15 +68,15 @@ from common import optimize_timed, provenance, run_quietly, same_environment
 
 from pipeline import config, data, families, spaces
 from pipeline.config import MODEL_KEY
-from pipeline.metrics import METRICS, Metric
 from pipeline.families import Fitted
 from pipeline.families import xgboost as xgboost_family
+from pipeline.metrics import METRICS, Metric
 from pipeline.study import Study, training_data
 
 try:
     import optuna
-    from mlflow.tracking import MlflowClient
     import xgboost as xgb
+    from mlflow.tracking import MlflowClient
     from optuna_integration.mlflow import MLflowCallback
     from optuna_integration.xgboost import XGBoostPruningCallback
 except ImportError as missing:

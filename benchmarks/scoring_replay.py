@@ -54,7 +54,8 @@ def replay(curve: Sequence[float], every: int, patience: int = PATIENCE) -> tupl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--curves", type=Path, default=CURVES)
-    studies = json.loads(gzip.open(parser.parse_args().curves).read())["studies"]
+    with gzip.open(parser.parse_args().curves) as stored:
+        studies = json.load(stored)["studies"]
     print("| task | progress | study best shift (median / max) | worst trial shift | scorings per round | rounds |")
     print("|---|---|---|---|---|---|")
     for task in dict.fromkeys(s["task"] for s in studies):

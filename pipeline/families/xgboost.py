@@ -93,10 +93,10 @@ def scoring_interval(learning_rate: float, progress: float = SCORING_PROGRESS) -
     more, every 4th at 0.05, every 10th at 0.02.
 
     Scoring is not training: xgboost predicts each new tree on the validation rows and computes the metric
-    over all of them, which measured 30-50 % of a round on our tables (a fifth of a round's time at the
-    least). At a low rate one round barely moves the curve, so scoring once per ``SCORING_PROGRESS`` of
-    learning progress finds nearly the same best round: replayed over the full curves of 15 unpruned
-    studies (``benchmarks/scoring_replay.py``), a study's best value moved by at most 2e-4 of itself.
+    over all of them, which measured 30-55 % of a round on our tables. At a low rate one round barely
+    moves the curve, so scoring once per ``progress`` of learning progress finds nearly the same best
+    round: replayed over the full curves of 15 unpruned studies (``benchmarks/scoring_replay.py``), a
+    study's best value moved by at most 2e-4 of itself at 0.2.
     """
     return max(1, round(progress / learning_rate)) if learning_rate > 0 else 1
 
