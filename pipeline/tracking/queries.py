@@ -15,6 +15,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipeline.metrics import METRICS
 from pipeline.tracking import names
+from pipeline.tracking.curves import rebuilt
 
 
 def child_runs(client: MlflowClient, experiment: str, parent_run_id: str) -> list[Run]:
@@ -203,7 +204,7 @@ def _logged_trial(client: MlflowClient, run: Run, with_curves: bool) -> LoggedTr
         status=run.info.status,
         params=dict(run.data.params),
         metrics={k: v for k, v in run.data.metrics.items() if k not in keys},
-        curves={k: [v for _, v in read.get(k, [])] for k in keys},
+        curves={k: rebuilt(read[k]) if read.get(k) else [] for k in keys},
         tags={k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
         start_ms=run.info.start_time or 0,
         end_ms=run.info.end_time or 0,

@@ -27,6 +27,7 @@ from pipeline.errors import TrackingError
 from pipeline.failpoints import failpoint
 from pipeline.search.trial import TrialRecord, now_ms
 from pipeline.tracking import names
+from pipeline.tracking.curves import logged_points
 from pipeline.tracking.queries import child_runs, trial_runs
 from pipeline.tracking.retry import error_summary, retrying_locked, transient, with_grace
 from pipeline.tracking.store import log_params, schema
@@ -54,7 +55,7 @@ def log_trial(client: MlflowClient, experiment: str, parent_run_id: str, record:
     }
     metrics = [Metric(k, float(v), record.end_ms, 0) for k, v in record.metrics.items()]
     for name, values in record.curves.items():
-        metrics.extend(Metric(name, float(v), record.end_ms, step) for step, v in enumerate(values))
+        metrics.extend(Metric(name, v, record.end_ms, step) for step, v in logged_points(values))
     params = [Param(k, str(v)) for k, v in record.params.items()]
     run_id = retrying_locked(client.create_run, experiment, start_time=record.start_ms, tags=tags).info.run_id
     try:

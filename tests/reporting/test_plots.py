@@ -195,6 +195,16 @@ def test_learning_curves_name_their_metric_and_zoom_past_the_first_rounds():
     assert first > 0 and high > rising["validation_auc_curve"].max() and low > 0.2
 
 
+def test_a_curve_logged_every_few_rounds_zooms_by_its_rounds_not_its_points():
+    rounds = np.arange(0, 200, 25)  # 8 logged points over 176 rounds
+    validation = pd.Series(10 + 80 * np.exp(-rounds / 20) + 0.002 * rounds, index=rounds)
+    zoom = plots.curve_range({"validation_rmse_curve": validation}, int(validation.idxmin()))
+    assert zoom is not None, "176 rounds are enough to zoom, however few of them were logged"
+    _, high, first = zoom
+    assert first in rounds and first > 0
+    assert high < 20
+
+
 def test_hotspots_lie_on_the_drawn_markers_of_their_trials():
     trials = squashed()
     for figure in (plots.optimization_history(trials), plots.slices(trials)):

@@ -73,6 +73,18 @@ def test_log_trial_writes_a_finished_child_run_with_every_curve_step(client, par
     np.testing.assert_allclose([m.value for m in history], curve)
 
 
+def test_a_carried_curve_is_logged_at_its_changes_and_read_back_round_by_round(client, parent):
+    experiment, parent_id = parent
+    curve = [9.0] * 10 + [7.5] * 10 + [7.25] * 5
+    run_id = tracking.log_trial(client, experiment, parent_id, record(4, curves={"validation_rmse_curve": curve}))
+
+    history = client.get_metric_history(run_id, "validation_rmse_curve")
+    assert sorted((m.step, m.value) for m in history) == [(0, 9.0), (10, 7.5), (20, 7.25), (24, 7.25)]
+    study = tracking.queries.LoggedStudy(parent_id, experiment, "FINISHED", {}, {}, {})
+    (trial,) = tracking.queries.logged_trials(client, study)
+    assert trial.curves == {"validation_rmse_curve": curve}
+
+
 def test_log_trial_of_a_failed_record_ends_failed(client, parent):
     experiment, parent_id = parent
     trial = record(3, status="FAILED", tags={"error_class": "XGBoostError"}, metrics={"trial_seconds": 0.5})

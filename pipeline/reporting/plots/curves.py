@@ -17,7 +17,8 @@ ZOOM_SHARE = 0.95
 
 def learning_curves(curves: Mapping[str, pd.Series], best_iteration: int | None, title: str) -> Figure:
     """Per-round curves of one trial (``validation_rmse_curve``, ``train_rmse_curve``, ... as Series indexed
-    by round), with the round early stopping kept: where training and validation part shows overfitting.
+    by round: the rounds logged, see ``pipeline.tracking.curves``), with the round early stopping kept:
+    where training and validation part shows overfitting.
 
     The y-axis is named after the curves' metric and zoomed on the rounds that matter (see
     :func:`curve_range`): the first rounds' large errors would otherwise flatten the part where the curves
@@ -55,7 +56,7 @@ def curve_range(curves: Mapping[str, pd.Series], best_iteration: int | None) -> 
     its extreme furthest from the start), padded by ``PAD``. None when there is no validation curve of at least
     ``MIN_ROUNDS_TO_ZOOM`` rounds, or it never moved."""
     validation = next((c for key, c in sorted(curves.items()) if key.startswith("validation_")), None)
-    if validation is None or len(validation) < MIN_ROUNDS_TO_ZOOM:
+    if validation is None or validation.empty or int(validation.index.max()) + 1 < MIN_ROUNDS_TO_ZOOM:
         return None
     values = validation.astype(float)
     start = float(values.iloc[0])
