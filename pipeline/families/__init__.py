@@ -30,7 +30,8 @@ class Fitted:
     best_iteration: int | None
     """For boosting with early stopping: the last round kept (0-based); None for other estimators."""
     curve: list[float]
-    """The early-stopping metric on the validation split after each round (empty when there is none)."""
+    """The early-stopping metric on the validation split after each round (empty when there is none); a
+    family that scores every few rounds carries each score to the next (see ``xgboost.scoring_interval``)."""
     curve_metric: str | None
     seconds: float
     """Time spent inside the estimator's fit."""
