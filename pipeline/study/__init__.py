@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Unpack
 
 import pipeline
-from pipeline import config, data, spaces, tracking
+from pipeline import data, spaces, tracking
 from pipeline.config import (
     REPO_ROOT,
     DatasetConfig,
@@ -49,8 +49,8 @@ from pipeline.search.loop import (
     run_search,
 )
 from pipeline.search.trial import TrialOutcome
-from pipeline.study import stages
-from pipeline.study.options import IN_MEMORY, Execution, RunKeywords, split_keywords, with_overrides
+from pipeline.study import inputs, stages
+from pipeline.study.options import IN_MEMORY, Execution, RunKeywords, split_keywords
 from pipeline.study.result import StudyResult
 from pipeline.study.stages import (
     check_compatible,
@@ -131,18 +131,7 @@ class Study:
         20
         """
         overrides, execution = split_keywords(keywords, "from_file")
-        named = Path(study) if study is not None else default_study_file()
-        study_file = config.resolve_path(named, "command line", "--study")
-        raw = config.load_study(study_file).model_dump()
-        for key, path in (("dataset", dataset), ("space", space)):
-            if path is not None:
-                raw[key] = config.resolve_path(Path(path), "command line", f"--{key}")
-        merged = with_overrides(raw, "command line", overrides)
-        dataset_config = config.load_dataset(merged.dataset)
-        search_space = spaces.load(merged.space)
-        sources = {p.name: p for p in (study_file, merged.dataset, merged.space)}
-        return cls(merged, dataset_config, search_space, sources=sources, execution=execution, config_file=study_file,
-                   continue_from=keywords.get("continue_from"))  # fmt: skip
+        return cls._of(inputs.from_files(study, dataset, space, overrides), execution, keywords)
 
     @classmethod
     def from_config(
@@ -169,27 +158,12 @@ class Study:
         ... ).run()
         """
         overrides, execution = split_keywords(keywords, "from_config")
-        where = f"study config {IN_MEMORY}"
-        raw_study = study.model_dump() if isinstance(study, StudyConfig) else dict(study)
-        placeholders = {"dataset": Path(f"dataset {IN_MEMORY}"), "space": Path(f"space {IN_MEMORY}")}
-        raw_study = placeholders | {k: v for k, v in raw_study.items() if v is not None}
-        merged = with_overrides(config.validate_mapping(StudyConfig, raw_study, where).model_dump(), where, overrides)
-        raw_dataset = dataset.model_dump() if isinstance(dataset, DatasetConfig) else dict(dataset)
-        if "path" in raw_dataset and not Path(raw_dataset["path"]).is_absolute():
-            raw_dataset["path"] = (Path(base_dir or Path.cwd()) / raw_dataset["path"]).resolve()
-        dataset_config = config.validate_mapping(DatasetConfig, raw_dataset, f"dataset config {IN_MEMORY}")
-        search_space = spaces.from_mapping(
-            space.model_dump() if isinstance(space, SpaceConfig) else dict(space), f"space config {IN_MEMORY}"
-        )
-        sources: dict[str, Path | str] = {
-            "study.yaml": config.to_yaml(merged),
-            "dataset.yaml": config.to_yaml(dataset_config),
-            "space.yaml": config.to_yaml(search_space.config),
-        }
-        return cls(
-            merged, dataset_config, search_space, sources=sources, execution=execution,
-            continue_from=keywords.get("continue_from"),
-        )  # fmt: skip
+        return cls._of(inputs.from_mappings(study, dataset, space, base_dir, overrides), execution, keywords)
+
+    @classmethod
+    def _of(cls, read: inputs.Inputs, execution: Execution, keywords: RunKeywords) -> Study:
+        return cls(read.study, read.dataset, read.space, sources=read.sources, execution=execution,
+                   config_file=read.study_file, continue_from=keywords.get("continue_from"))  # fmt: skip
 
     def for_window(
         self,
