@@ -153,6 +153,22 @@ def test_a_slow_learner_is_scored_every_few_rounds_and_keeps_a_scored_round(data
     assert fitted.curve[fitted.best_iteration] == pytest.approx(rmse(data.y_validation, kept), abs=1e-4)
 
 
+def test_a_patience_shorter_than_the_scoring_interval_still_sees_a_score_before_it_stops(data):
+    params = {"model": "xgboost", "learning_rate": 0.01, "max_depth": 4, "num_boost_round": 60}
+    fitted = fit(data, params | {"early_stopping_rounds": 5})
+    assert scoring_interval(0.01) == 20
+    assert len(fitted.curve) == 60, "still falling: early stopping never sees 5 rounds without improvement"
+    assert fitted.best_iteration == 59
+
+
+def test_a_pruning_stop_is_acted_on_at_a_scored_round_only(data):
+    params = {"model": "xgboost", "learning_rate": 0.02, "max_depth": 4, "num_boost_round": 60}
+    fitted = XGB.fit(params | {"early_stopping_rounds": 50}, data, AIR_TIME, "rmse", 0, lambda r, v: Stop.STALLED)
+    assert fitted.stalled and len(fitted.curve) == 1, "round 0 is scored"
+    late = XGB.fit(params, data, AIR_TIME, "rmse", 0, lambda r, v: Stop.PRUNED if r >= 3 else None)
+    assert late.pruned and len(late.curve) == 11, "not on the unscored rounds 3-9: at round 10, the next scored"
+
+
 @pytest.mark.parametrize(
     ("quantized", "metric", "score"), [(True, "rmse", rmse), (False, "rmse", rmse), (True, "mae", mae)]
 )
@@ -375,7 +391,7 @@ def test_a_pruning_check_stops_training_at_the_round_it_says_and_marks_the_fit_p
         seen.append(value)
         return Stop.PRUNED if round_ == 3 else None
 
-    fitted = XGB.fit(FAST | {"learning_rate": 0.1}, data, AIR_TIME, "rmse", 0, prune_at_round_3)
+    fitted = XGB.fit(FAST | {"learning_rate": 0.3}, data, AIR_TIME, "rmse", 0, prune_at_round_3)  # every round scored
     assert fitted.pruned and not fitted.stalled and len(fitted.curve) == 4
     assert seen == fitted.curve, "the check sees each round's validation value"
 

@@ -119,7 +119,8 @@ def train(
     The validation split is scored every ``scoring_interval`` rounds (and at the last); the curve carries
     the last score through the rounds in between, so it still has one value per round, and the best round
     is always a scored one: the kept model's value is exact. Early stopping waits ``early_stopping_rounds``
-    rounds after the best, as xgboost's does, and ``should_prune`` sees every round.
+    rounds after the best, as xgboost's does (the interval is at most that patience, so a score falls in
+    it), and ``should_prune`` sees every round but stops training at a scored one.
 
     With ``train_curve`` the training split is scored too, at the same rounds: a metric pass over the
     training rows each time (more than the validation's, as the training split is the larger), which the
@@ -133,8 +134,9 @@ def train(
     scores = None
     if dvalidation is not None:
         splits = [(dtrain, "train"), (dvalidation, "validation")] if train_curve else [(dvalidation, "validation")]
-        every = scoring_interval(learning_rate(params))
-        scores = _Scores(splits, eval_metric, every, int(knobs["early_stopping_rounds"]), should_prune)
+        patience = int(knobs["early_stopping_rounds"])
+        every = min(scoring_interval(learning_rate(params)), patience)  # a score within every patience window
+        scores = _Scores(splits, eval_metric, every, patience, should_prune)
     for round_ in range(rounds):
         booster.update(dtrain, round_)
         if scores is not None and scores.stop_after(booster, round_, last=round_ == rounds - 1):
@@ -173,8 +175,10 @@ class _Scores:
         self.stopped: Stop | None = None
 
     def stop_after(self, booster: xgb.Booster, round_: int, last: bool) -> bool:
-        """Record ``round_`` (scored, or carried from the last scored round); true when training should end."""
-        if round_ % self.every == 0 or last:
+        """Record ``round_`` (scored, or carried from the last scored round); true when training should end.
+        The pruning rule sees every round but is obeyed at scored rounds only: a stop is decided on a score."""
+        scored = round_ % self.every == 0 or last
+        if scored:
             for name, value in _parsed(booster.eval_set(self.splits, round_)).items():
                 self.curves[name].append(value)
         else:
@@ -183,7 +187,8 @@ class _Scores:
         value = self.curves["validation"][-1]
         if self.sign * value < self.best:  # strictly better, as xgboost's early stopping counts it
             self.best_round, self.best = round_, self.sign * value
-        if self.should_prune is not None and (stop := self.should_prune(round_, value)) is not None:
+        stop = self.should_prune(round_, value) if self.should_prune is not None else None
+        if stop is not None and scored:
             self.stopped = stop
             return True
         return round_ - self.best_round >= self.patience
