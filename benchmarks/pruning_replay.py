@@ -49,6 +49,8 @@ RULES = {
     "no stall stop": PruningRule(stall_rounds=None),
     "fall_margin 1": PruningRule(fall_margin=1.0),
     "quantile 0.5": PruningRule(quantile=0.5),
+    "quantile 0.25": PruningRule(quantile=0.25),
+    "quantile 0.2": PruningRule(quantile=0.2),
     "stall_rounds 5": PruningRule(stall_rounds=5),
 }
 """The rules replayed: the median rule the pipeline had, its default now, and one knob changed at a time."""

@@ -28,10 +28,12 @@ with the same xgboost threads:
   split scored every round, as before 2026-11-29).
 
 Per run: the best validation value, the test value of the model the tool ends with, search and total wall
-time, and every trial (start, end, value, state, parameters), kept in the JSON. Tools are interleaved within
+time, and every trial (start, end, value, state, parameters, rounds trained and the round kept), kept in
+the JSON. Tools are interleaved within
 each seed (their order rotates with the seed). The summary table gives medians over seeds; the anytime
 table gives each tool's best-so-far at fixed wall times, among them Optuna's median time for the budget;
-`--plot` draws best-so-far against seconds (median over seeds) per task.
+`--plot` draws best-so-far against seconds (median over seeds) per task; the rounds table says where each
+tool's boosting rounds went (after each kept round, in pruned trials, at low learning rates).
 
     .venv/bin/pip install -e '.[bench]'
     .venv/bin/python benchmarks/quality.py [--tasks flights,diamonds,mortgages] [--seeds 5] [--trials 30]
@@ -118,6 +120,10 @@ class TrialRecord:
     """... to its end, its tracking included."""
     state: str
     params: dict[str, Any]
+    rounds: int | None = None
+    """Boosting rounds it trained (None in files written before 2026-11-30)."""
+    best_iteration: int | None = None
+    """The round its value was read at (for a pruned trial, its best so far)."""
 
 
 @dataclass
@@ -190,6 +196,8 @@ def run_pipeline(task: str, tool: str, seed: int, trials: int, workdir: Path) ->
             end_s=r.info.end_time / 1000 - epoch,
             state=r.data.tags.get("trial_state", "?"),
             params={k: _number(v) for k, v in r.data.params.items()},
+            rounds=_rounds_logged(MlflowClient(uri), r),
+            best_iteration=_whole(r.data.metrics.get("best_iteration")),
         )
         for r in runs
     ]
@@ -247,6 +255,8 @@ def run_optuna(task: str, tool: str, seed: int, trials: int, workdir: Path) -> R
         params = optuna_params(trial, space)
         pruning = [XGBoostPruningCallback(trial, "validation-" + eval_metric)] if tool == "optuna-pruned" else []
         fitted = optuna_user_fit(params, training, dataset.task, eval_metric, seed, pruning)
+        trial.set_user_attr("rounds", len(fitted.curve))
+        trial.set_user_attr("best_iteration", fitted.best_iteration)
         return family.validation_score(fitted, training, dataset.task, metric.name)
 
     search, ends = optimize_timed(study, objective, trials, [tracking], epoch)
@@ -261,6 +271,8 @@ def run_optuna(task: str, tool: str, seed: int, trials: int, workdir: Path) -> R
             end_s=ends[t.number],
             state=t.state.name,
             params=t.params,
+            rounds=t.user_attrs.get("rounds", 1 + max(t.intermediate_values, default=-1)),
+            best_iteration=t.user_attrs.get("best_iteration"),
         )
         for t in study.trials
     ]
@@ -306,6 +318,19 @@ RUNNERS: dict[str, Callable[..., RunRecord]] = {t: run_pipeline for t in VARIANT
     "optuna": run_optuna,
     "optuna-pruned": run_optuna,
 }
+
+
+def _rounds_logged(client: MlflowClient, run: Any) -> int | None:
+    """The rounds a trial's run says it trained: its validation curve's last logged step, plus one (the
+    curve is logged at its first and last round and wherever it changed)."""
+    curve = next((k for k in run.data.metrics if k.startswith("validation_") and k.endswith("_curve")), None)
+    if curve is None:
+        return None
+    return 1 + max(m.step for m in client.get_metric_history(run.info.run_id, curve))
+
+
+def _whole(value: float | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def _number(text: str) -> Any:
@@ -381,8 +406,51 @@ def tables(runs: list[dict[str, Any]]) -> str:
             for tool in tools:
                 cells = [_median([best_at(r, m) for r in by_tool[tool]]) for m in marks]
                 out.append(f"| {tool} | " + " | ".join(f"{c:{digits}}" for c in cells) + " |")
+        out.extend(_rounds_table(by_tool))
         out.append("")
     return "\n".join(out)
+
+
+SLOW_RATE = 0.05
+"""A learning rate under which a trial needs hundreds of rounds: where the search spends its time."""
+
+
+def _rounds_table(by_tool: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Where each tool's boosting rounds went (rounds, not seconds: they repeat exactly for a seed): per
+    study, the rounds trained, the share after each completed trial's kept round (early stopping's
+    patience), the share in pruned trials, and the share in trials slower than ``SLOW_RATE``; medians over
+    seeds. Empty for runs kept before trials recorded their rounds."""
+    rows = []
+    for tool, runs in by_tool.items():
+        counted = [r["trials"] for r in runs if all(t.get("rounds") is not None for t in r["trials"])]
+        if not counted:
+            continue
+        totals = [sum(t["rounds"] for t in trials) for trials in counted]
+        after = [
+            sum(t["rounds"] - 1 - t["best_iteration"] for t in trials if t["value"] is not None) / total
+            for trials, total in zip(counted, totals, strict=True)
+        ]
+        pruned = [
+            sum(t["rounds"] for t in trials if t["state"] == "PRUNED") / total
+            for trials, total in zip(counted, totals, strict=True)
+        ]
+        slow = [
+            sum(t["rounds"] for t in trials if t["params"].get("learning_rate", 0.3) < SLOW_RATE) / total
+            for trials, total in zip(counted, totals, strict=True)
+        ]
+        rows.append(
+            f"| {tool} | {_median(totals):.0f} | {_median(after):.2f} | {_median(pruned):.2f} | {_median(slow):.2f} |"
+        )
+    if not rows:
+        return []
+    return [
+        "",
+        f"Boosting rounds per study (median over seeds) and their shares: after each completed trial's kept "
+        f"round, in pruned trials, at a learning rate under {SLOW_RATE}:\n",
+        "| tool | rounds | after the kept round | in pruned trials | learning rate < 0.05 |",
+        "|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 def plot(runs: list[dict[str, Any]], path: Path) -> None:
