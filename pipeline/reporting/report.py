@@ -123,7 +123,7 @@ def write(study: Study, folder: Path) -> list[Path]:
         figure = draw()
         figure.savefig(path, dpi=DPI)
         written.append(path)
-        spots[name] = plots.hotspots(figure)
+        spots[name] = plots.hotspots(figure, laid_out=True)
     page = folder / PAGE
     page.write_text(_page(study, written, spots), encoding="utf-8")
     return [*written, page]

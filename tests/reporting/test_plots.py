@@ -205,14 +205,17 @@ def test_a_curve_logged_every_few_rounds_zooms_by_its_rounds_not_its_points():
     assert high < 20
 
 
-def test_hotspots_lie_on_the_drawn_markers_of_their_trials():
+@pytest.mark.parametrize("laid_out", [False, True], ids=["laid-out-again", "as-saved"])
+def test_hotspots_lie_on_the_drawn_markers_of_their_trials(laid_out):
+    """Standalone (the figure laid out again) or read off the layout its ``savefig`` just made, as the
+    report does."""
     trials = squashed()
     for figure in (plots.optimization_history(trials), plots.slices(trials)):
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=60)
         pixels = matplotlib.image.imread(io.BytesIO(buffer.getvalue()), format="png")[:, :, :3]
 
-        spots = plots.hotspots(figure)
+        spots = plots.hotspots(figure, laid_out=laid_out)
 
         assert {s.trial for s in spots} >= set(trials.finished["number"])
         height, width = pixels.shape[:2]
@@ -220,6 +223,13 @@ def test_hotspots_lie_on_the_drawn_markers_of_their_trials():
             row, column = round(spot.y * height), round(spot.x * width)
             around = pixels[max(row - 2, 0) : row + 3, max(column - 2, 0) : column + 3]
             assert around.min() < 0.8, f"nothing drawn under trial {spot.trial}'s hotspot"
+
+
+def test_a_figure_without_trial_markers_has_no_hotspots_and_is_not_laid_out(monkeypatch):
+    figure = plots.parameter_importance(squashed())
+    monkeypatch.setattr(figure, "draw_without_rendering", lambda: pytest.fail("laid out for no marker"))
+
+    assert plots.hotspots(figure) == []
 
 
 def test_parallel_coordinates_skip_the_axis_of_a_parameter_a_trial_lacks():
