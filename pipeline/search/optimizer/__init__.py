@@ -1,13 +1,15 @@
-"""The only module that imports hyperopt: compile a search space to a hyperopt expression, run fmin.
+"""The only package that imports hyperopt: a study's search as hyperopt's fmin (or an ask/tell loop over its
+trial record, for trials run several at once), with resume, warm-start points and no configuration twice.
 
-hyperopt is barely maintained; keeping it behind this module means a replacement touches one file.
+hyperopt is barely maintained; keeping it behind this package means a replacement touches one folder:
+``space`` (a search space as hyperopt samples and records it), ``algorithms`` (the suggest functions a
+study names, TPE with its joint model) and this module (the plan and its loops).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
@@ -22,167 +24,36 @@ from hyperopt import (
     STATUS_OK,
     STATUS_RUNNING,
     Trials,
-    anneal,
     fmin,
-    hp,
     rand,
     space_eval,
-    tpe,
 )
 from hyperopt.base import Domain, spec_from_misc
 from hyperopt.exceptions import AllTrialsFailed
-from hyperopt.pyll import stochastic
 
-from pipeline.config import (
-    MODEL_KEY,
-    Choice,
-    ConditionalOption,
-    Parameter,
-    PChoice,
-    Scalar,
-    option_value,
-)
-from pipeline.errors import InputError, PipelineError
-from pipeline.search import tpe as multivariate
+from pipeline.errors import PipelineError
+from pipeline.search.optimizer.algorithms import TPE, algorithm_for
+from pipeline.search.optimizer.space import Key, compile_space, encode, key_of, misc, sample
 from pipeline.spaces import SearchSpace
 
-
-def algorithm_for(name: str, tpe_options: dict[str, Any] | None = None, file: Any = None) -> Callable[..., Any]:
-    """The suggest function of algorithm ``name`` (hyperopt's ``algo``); raises InputError when atpe's
-    dependencies are missing. ``tpe`` is :class:`TPE`, with ``tpe_options`` (the study file's ``tpe``)."""
-    if name == "tpe":
-        return TPE(**(tpe_options or {}))
-    if name == "atpe":
-        try:
-            import lightgbm  # noqa: F401  (atpe imports it only on first use, deep inside a trial)
-            from hyperopt import atpe
-        except ImportError:
-            raise InputError(file, "algorithm", "atpe needs lightgbm", "pip install lightgbm, or use tpe") from None
-        return atpe.suggest
-    return {"rand": rand.suggest, "anneal": anneal.suggest}[name]
-
+__all__ = [
+    "FAIL",
+    "OK",
+    "TPE",
+    "PastTrial",
+    "Plan",
+    "algorithm_for",
+    "compile_space",
+    "derived_seed",
+    "encode",
+    "minimize",
+    "minimize_parallel",
+    "sample",
+]
 
 OK, FAIL = STATUS_OK, STATUS_FAIL
-Dimensions = dict[str, multivariate.Dimension]
-
-
-@dataclass(frozen=True)
-class TPE:
-    """Tree-structured Parzen estimators, as a study's ``algorithm: tpe`` runs them.
-
-    ``n_startup_jobs`` proposals are drawn from the prior (hyperopt's random search), then each comes from
-    TPE. With ``multivariate`` (the default) and a space whose every parameter is present in every trial
-    (one model family, no conditional options, distributions bounded or categorical), TPE models the
-    parameters jointly (``search.tpe``, as Optuna's default sampler): each proposal is drawn near one good
-    trial in all its parameters at once. Otherwise, and when called without a space, it is hyperopt's
-    univariate TPE with the same options.
-    """
-
-    n_startup_jobs: int = 20
-    gamma: float = 0.25
-    n_EI_candidates: int = 24
-    multivariate: bool = True
-
-    def __call__(self, new_ids: Sequence[int], domain: Any, trials: Trials, seed: int) -> list[dict[str, Any]]:
-        return self._univariate(new_ids, domain, trials, seed)
-
-    def _univariate(self, new_ids: Sequence[int], domain: Any, trials: Trials, seed: int) -> list[dict[str, Any]]:
-        options = {"n_startup_jobs": self.n_startup_jobs, "gamma": self.gamma, "n_EI_candidates": self.n_EI_candidates}
-        return tpe.suggest(new_ids, domain, trials, seed, **options)
-
-    def for_space(self, space: SearchSpace) -> Callable[..., list[dict[str, Any]]]:
-        """The suggest function for ``space``: the joint model when it applies, else hyperopt's."""
-        dimensions = multivariate.dimensions_of(space) if self.multivariate else None
-        return self._univariate if dimensions is None else partial(self._joint, dimensions)
-
-    def _joint(
-        self, dimensions: Dimensions, new_ids: Sequence[int], domain: Any, trials: Trials, seed: int
-    ) -> list[dict[str, Any]]:
-        if len(trials.trials) < self.n_startup_jobs:  # hyperopt's count: failed and running trials included
-            return rand.suggest(new_ids, domain, trials, seed)
-        labels = list(dimensions)
-        finished, running = [], []
-        for doc in sorted(trials.trials, key=lambda d: d["tid"]):
-            loss = doc["result"].get("loss")
-            point = [float(doc["misc"]["vals"][label][0]) for label in labels]
-            if doc["state"] == JOB_STATE_DONE and doc["result"]["status"] == STATUS_OK:
-                finished.append((point, float(loss)))
-            elif doc["state"] == JOB_STATE_RUNNING and loss is not None:
-                running.append(point)  # a parallel study's constant liar
-        if not finished:
-            return rand.suggest(new_ids, domain, trials, seed)
-        points, losses = np.array([p for p, _ in finished]), np.array([loss for _, loss in finished])
-        liars = np.array(running) if running else None
-        proposal = multivariate.propose(list(dimensions.values()), points, losses, np.random.default_rng(seed),
-                                        gamma=self.gamma, candidates=self.n_EI_candidates, liars=liars)  # fmt: skip
-        vals = {label: [_recorded(dimensions[label], value)] for label, value in zip(labels, proposal, strict=True)}
-        return trials.new_trial_docs(list(new_ids[:1]), [None], [domain.new_result()], [_misc_of(new_ids[0], vals)])
-
-
-def _recorded(dimension: multivariate.Dimension, value: float) -> Any:
-    """A proposed value as hyperopt records it: an option's index or a grid value as an int, else a float."""
-    if dimension.is_categorical or (dimension.step is not None and float(dimension.step).is_integer()):
-        return round(value)
-    return float(value)
-
-
-def compile_space(space: SearchSpace) -> Any:
-    """The space as a hyperopt expression; ``SearchSpace.typed`` turns a sample of it into trial parameters.
-
-    Several families become a choice labelled ``model``; labels are prefixed by the family
-    (``ridge.alpha``) and by a conditional option (``booster=dart.rate_drop``) so that each is unique.
-    Log bounds turn into the exponents hyperopt wants.
-    """
-    branches = space.branches
-    if len(branches) == 1:
-        ((family, params),) = branches.items()
-        return {MODEL_KEY: family, **_compile(params, "")}
-    return hp.choice(MODEL_KEY, [{MODEL_KEY: f, **_compile(p, f"{f}.")} for f, p in branches.items()])
-
-
-def _compile(params: dict[str, Parameter], prefix: str) -> dict[str, Any]:
-    compiled: dict[str, Any] = {}
-    for name, parameter in params.items():
-        label = prefix + name
-        if isinstance(parameter, Scalar):
-            compiled[name] = parameter
-        elif isinstance(parameter, Choice) and parameter.conditional:
-            options = []
-            for option in parameter.options:
-                value = option_value(option)
-                nested = option.parameters if isinstance(option, ConditionalOption) else {}
-                options.append({name: value, **_compile(nested, f"{label}={value}.")})
-            compiled[name] = hp.choice(label, options)
-        else:
-            compiled[name] = _distribution(label, parameter)
-    return compiled
-
-
-def _distribution(label: str, d: Any) -> Any:
-    kind = d.distribution
-    if kind == "uniform":
-        return hp.uniform(label, d.low, d.high)
-    if kind == "quniform":  # hyperopt's own bounds would give the first and last values half a step each
-        return hp.quniform(label, *d.drawn_bounds, d.q)
-    if kind == "loguniform":
-        return hp.loguniform(label, math.log(d.low), math.log(d.high))
-    if kind == "qloguniform":
-        return hp.qloguniform(label, *map(math.log, d.drawn_bounds), d.q)
-    if kind == "normal":
-        return hp.normal(label, d.mu, d.sigma)
-    if kind == "qnormal":
-        return hp.qnormal(label, d.mu, d.sigma, d.q)
-    if kind == "lognormal":
-        return hp.lognormal(label, d.mu, d.sigma)
-    if kind == "qlognormal":
-        return hp.qlognormal(label, d.mu, d.sigma, d.q)
-    if kind == "randint":
-        return hp.randint(label, d.low, d.high + 1)
-    if kind == "choice":
-        return hp.choice(label, d.options)
-    if kind == "pchoice":
-        return hp.pchoice(label, list(zip(d.probabilities, d.options, strict=True)))
-    raise ValueError(f"unsupported distribution {kind}")  # config.Distribution lists exactly the kinds above
+DEFAULT_ALGORITHM = TPE()
+"""TPE at hyperopt's defaults, with the joint model where the space allows it."""
 
 
 def derived_seed(seed: int, *parts: str) -> int:
@@ -216,9 +87,6 @@ REDRAWS = 8
 PRIOR_DRAWS = 256
 """Then draws from the prior; when none is new either, the space counts as exhausted."""
 
-Key = frozenset[tuple[str, type, Any]]
-"""A configuration's identity: its typed parameters, each with its type (``1``, ``1.0`` and ``True`` differ)."""
-
 
 @dataclass(frozen=True)
 class Plan:
@@ -242,7 +110,7 @@ class Plan:
     space: SearchSpace
     max_evals: int
     seed: int
-    algorithm: Callable[..., Any] = TPE()
+    algorithm: Callable[..., Any] = DEFAULT_ALGORITHM
     past: Sequence[PastTrial] = ()
     first: Sequence[dict[str, Any]] = ()
     should_stop: Callable[[], bool] = lambda: False
@@ -258,7 +126,7 @@ class Plan:
     def key(self, params: dict[str, Any]) -> Key:
         """The identity of typed parameters, read back as a trial would receive them (so ``1`` given for a
         float parameter is the same configuration as ``1.0`` sampled)."""
-        return _key_of_vals(self.space, self.compiled, encode(self.space, params))
+        return key_of(self.space, self.compiled, encode(self.space, params))
 
     def is_warm_start(self, params: dict[str, Any]) -> bool:
         """Whether a trial's typed parameters are one of the warm-start points: the flag its history records.
@@ -430,7 +298,7 @@ class _Proposer:
         space = self.plan.space
         for params, key in zip(self.plan.first, self.plan._warm_keys, strict=True):
             if key not in taken:  # not evaluated before a resume, nor a repeat of an earlier point
-                return trials.new_trial_docs([tid], [None], [domain.new_result()], [_misc(space, tid, params)])[0]
+                return trials.new_trial_docs([tid], [None], [domain.new_result()], [misc(space, tid, params)])[0]
         taken = taken | set(self.plan._warm_keys)
         attempts = [(self.algorithm, seed)]
         attempts += [(self.algorithm, derived_seed(seed, "redraw", str(i))) for i in range(1, REDRAWS)]
@@ -439,7 +307,7 @@ class _Proposer:
             docs = algorithm([tid], domain, trials, attempt_seed)
             if not docs:
                 return None
-            if _key_of_vals(space, self.plan.compiled, docs[0]["misc"]["vals"]) not in taken:
+            if key_of(space, self.plan.compiled, docs[0]["misc"]["vals"]) not in taken:
                 return docs[0]
         self.exhausted = (
             f"search space exhausted: {len(taken)} distinct configurations evaluated, and neither "
@@ -450,14 +318,8 @@ class _Proposer:
     def _key_of(self, doc: dict[str, Any]) -> Key:
         tid = doc["tid"]
         if tid not in self.keys:
-            self.keys[tid] = _key_of_vals(self.plan.space, self.plan.compiled, doc["misc"]["vals"])
+            self.keys[tid] = key_of(self.plan.space, self.plan.compiled, doc["misc"]["vals"])
         return self.keys[tid]
-
-
-def _key_of_vals(space: SearchSpace, compiled: Any, vals: dict[str, list[Any]]) -> Key:
-    """The key of a configuration as hyperopt records it (per label, ``[value]`` when active)."""
-    typed = space.typed(space_eval(compiled, {label: value[0] for label, value in vals.items() if value}))
-    return frozenset((name, type(value), value) for name, value in typed.items())
 
 
 def _unless_stopped(algorithm: Callable[..., Any], should_stop: Callable[[], bool], *args: Any) -> list[Any]:
@@ -480,59 +342,9 @@ def _trials_from(trials: Trials, space: SearchSpace, past: Sequence[PastTrial]) 
     docs = []
     for trial in past:
         result = {"status": STATUS_FAIL} if trial.loss is None else {"status": STATUS_OK, "loss": trial.loss}
-        docs.extend(trials.new_trial_docs([trial.number], [None], [result], [_misc(space, trial.number, trial.params)]))
+        docs.extend(trials.new_trial_docs([trial.number], [None], [result], [misc(space, trial.number, trial.params)]))
     for doc in docs:
         doc["state"] = JOB_STATE_DONE
     trials.insert_trial_docs(docs)
     trials.refresh()
     return trials
-
-
-def _misc(space: SearchSpace, tid: int, params: dict[str, Any]) -> dict[str, Any]:
-    return _misc_of(tid, encode(space, params))
-
-
-def _misc_of(tid: int, vals: dict[str, list[Any]]) -> dict[str, Any]:
-    """hyperopt's record of a trial's sampled values (``vals``: per label, ``[value]`` or ``[]``)."""
-    idxs = {label: [tid] if value else [] for label, value in vals.items()}
-    return {"tid": tid, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None, "idxs": idxs, "vals": vals}
-
-
-def encode(space: SearchSpace, params: dict[str, Any]) -> dict[str, list[Any]]:
-    """Trial parameters as hyperopt records them: per label, ``[value]`` when active, ``[]`` when not;
-    a choice's value is its option's index."""
-    vals: dict[str, list[Any]] = {}
-    branches = space.branches
-    if len(branches) > 1:
-        vals[MODEL_KEY] = [list(branches).index(params[MODEL_KEY])]
-    for family, family_params in branches.items():
-        prefix = f"{family}." if len(branches) > 1 else ""
-        _encode(family_params, prefix, params if family == params[MODEL_KEY] else None, vals)
-    return vals
-
-
-def _encode(params: dict[str, Parameter], prefix: str, active: dict[str, Any] | None, vals: dict) -> None:
-    for name, parameter in params.items():
-        label = prefix + name
-        if isinstance(parameter, Scalar):
-            continue
-        if not isinstance(parameter, Choice | PChoice):
-            vals[label] = [] if active is None else [active[name]]
-            continue
-        index = None if active is None else _index(parameter, active[name])
-        vals[label] = [] if index is None else [index]
-        for i, option in enumerate(parameter.options):
-            if isinstance(option, ConditionalOption):
-                _encode(option.parameters, f"{label}={option.value}.", active if i == index else None, vals)
-
-
-def _index(choice: Any, value: Any) -> int:
-    return next(
-        i for i, o in enumerate(choice.options) if option_value(o) == value and type(option_value(o)) is type(value)
-    )
-
-
-def sample(space: SearchSpace, count: int, seed: int) -> list[dict[str, Any]]:
-    """``count`` configurations drawn from the prior, typed as a trial would receive them."""
-    compiled, rng = compile_space(space), np.random.default_rng(seed)
-    return [space.typed(stochastic.sample(compiled, rng=rng)) for _ in range(count)]
