@@ -28,12 +28,12 @@ with the same xgboost threads:
   split scored every round, as before 2026-11-29).
 
 Per run: the best validation value, the test value of the model the tool ends with, search and total wall
-time, and every trial (start, end, value, state, parameters, rounds trained and the round kept), kept in
-the JSON. Tools are interleaved within
-each seed (their order rotates with the seed). The summary table gives medians over seeds; the anytime
-table gives each tool's best-so-far at fixed wall times, among them Optuna's median time for the budget;
-`--plot` draws best-so-far against seconds (median over seeds) per task; the rounds table says where each
-tool's boosting rounds went (after each kept round, in pruned trials, at low learning rates).
+time, and every trial (start, end, value, state, parameters, rounds trained and the round kept), kept in the
+JSON. Tools are interleaved within each seed (their order rotates with the seed). The summary table gives
+medians over seeds; the anytime table gives each tool's best-so-far at fixed wall times, among them Optuna's
+median time for the budget; `--plot` draws best-so-far against seconds (median over seeds) per task; the
+rounds table says where each tool's boosting rounds went (after each kept round, in pruned trials, at low
+learning rates).
 
     .venv/bin/pip install -e '.[bench]'
     .venv/bin/python benchmarks/quality.py [--tasks flights,diamonds,mortgages] [--seeds 5] [--trials 30]
@@ -185,7 +185,8 @@ def run_pipeline(task: str, tool: str, seed: int, trials: int, workdir: Path) ->
     summary = study.run().to_dict()
     total = time.perf_counter() - started
     metric = METRICS[summary["metric"]]
-    runs = MlflowClient(uri).search_runs(  # per-trial figures as a user reads them, after the clock stopped
+    client = MlflowClient(uri)
+    runs = client.search_runs(  # per-trial figures as a user reads them, after the clock stopped
         [summary["experiment_id"]], f"tags.mlflow.parentRunId = '{summary['parent_run_id']}'", max_results=10_000
     )
     records = [
@@ -196,7 +197,7 @@ def run_pipeline(task: str, tool: str, seed: int, trials: int, workdir: Path) ->
             end_s=r.info.end_time / 1000 - epoch,
             state=r.data.tags.get("trial_state", "?"),
             params={k: _number(v) for k, v in r.data.params.items()},
-            rounds=_rounds_logged(MlflowClient(uri), r),
+            rounds=_rounds_logged(client, r),
             best_iteration=_whole(r.data.metrics.get("best_iteration")),
         )
         for r in runs
@@ -420,35 +421,32 @@ def _rounds_table(by_tool: dict[str, list[dict[str, Any]]]) -> list[str]:
     study, the rounds trained, the share after each completed trial's kept round (early stopping's
     patience), the share in pruned trials, and the share in trials slower than ``SLOW_RATE``; medians over
     seeds. Empty for runs kept before trials recorded their rounds."""
+    shares: dict[str, Callable[[dict[str, Any]], int]] = {
+        "after the kept round": lambda t: t["rounds"] - 1 - t["best_iteration"] if t["value"] is not None else 0,
+        "in pruned trials": lambda t: t["rounds"] if t["state"] == "PRUNED" else 0,
+        f"learning rate < {SLOW_RATE}": lambda t: (
+            t["rounds"] if xgboost_family.learning_rate(t["params"]) < SLOW_RATE else 0
+        ),
+    }
     rows = []
     for tool, runs in by_tool.items():
-        counted = [r["trials"] for r in runs if all(t.get("rounds") is not None for t in r["trials"])]
-        if not counted:
+        studies = [r["trials"] for r in runs if all(t.get("rounds") is not None for t in r["trials"])]
+        if not studies:
             continue
-        totals = [sum(t["rounds"] for t in trials) for trials in counted]
-        after = [
-            sum(t["rounds"] - 1 - t["best_iteration"] for t in trials if t["value"] is not None) / total
-            for trials, total in zip(counted, totals, strict=True)
+        totals = [sum(t["rounds"] for t in trials) for trials in studies]
+        cells = [
+            _median([sum(map(part, trials)) / total for trials, total in zip(studies, totals, strict=True)])
+            for part in shares.values()
         ]
-        pruned = [
-            sum(t["rounds"] for t in trials if t["state"] == "PRUNED") / total
-            for trials, total in zip(counted, totals, strict=True)
-        ]
-        slow = [
-            sum(t["rounds"] for t in trials if t["params"].get("learning_rate", 0.3) < SLOW_RATE) / total
-            for trials, total in zip(counted, totals, strict=True)
-        ]
-        rows.append(
-            f"| {tool} | {_median(totals):.0f} | {_median(after):.2f} | {_median(pruned):.2f} | {_median(slow):.2f} |"
-        )
+        rows.append(f"| {tool} | {_median(totals):.0f} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
     if not rows:
         return []
     return [
         "",
-        f"Boosting rounds per study (median over seeds) and their shares: after each completed trial's kept "
+        "Boosting rounds per study (median over seeds) and their shares: after each completed trial's kept "
         f"round, in pruned trials, at a learning rate under {SLOW_RATE}:\n",
-        "| tool | rounds | after the kept round | in pruned trials | learning rate < 0.05 |",
-        "|---|---|---|---|---|",
+        "| tool | rounds | " + " | ".join(shares) + " |",
+        "|---|---|" + "---|" * len(shares),
         *rows,
     ]
 
