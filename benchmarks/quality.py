@@ -25,7 +25,8 @@ with the same xgboost threads:
   that task and seed in this invocation (so it runs after `optuna`), and up to ten times the trials.
 - Ablations of the pipeline, to tell what each change of its defaults buys: `pipeline-startup20`
   (hyperopt's 20 random start-up trials), `pipeline-no-pruning`, `pipeline-train-curves` (the training
-  split scored every round, as before 2026-11-29).
+  split scored every round, as before 2026-11-29), `pipeline-gamma45` (TPE's good set about Optuna's
+  share of the trials instead of hyperopt's).
 
 Per run: the best validation value, the test value of the model the tool ends with, search and total wall
 time, and every trial (start, end, value, state, parameters, rounds trained and the round kept), kept in the
@@ -101,6 +102,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "pipeline-startup20": {"tpe": {"n_startup_jobs": 20}},
     "pipeline-no-pruning": {"pruning": {"enabled": False}},
     "pipeline-train-curves": {"train_curves": True},
+    "pipeline-gamma45": {"tpe": {"gamma": 0.45}},
     "pipeline-equal-time": {},
 }
 """The pipeline's variants: keys merged into the task's study file."""
