@@ -31,9 +31,9 @@ SHARED_STORE_MODULES = frozenset({"tests/e2e/test_cli.py", "tests/e2e/test_mlflo
 SCOPE_SECONDS = {
     "tests/e2e/test_faults.py": 72,
     "two_studies": 47,
+    "tests/search/test_parallel.py": 52,
     "tests/tracking/test_bootstrap.py": 40,
     "tests/test_shipped.py": 37,
-    "tests/search/test_parallel.py": 36,
     "tests/search/test_spark.py": 31,
     "tests/e2e/test_steps.py": 28,
     "tests/e2e/test_serve.py": 23,

@@ -1,9 +1,11 @@
 """Parallel trials in worker processes on this machine: no Spark, no Java; and the driver's side of the
 worker protocol, which Spark's resident workers (``spark.py``) share.
 
-Each of N worker processes is started once (spawn: no state forked from the driver, whose threads and
-open store a fork would copy) and receives the study's data once; it builds its matrices on its first
-trial and keeps them for the next. Workers only train: the driver writes the history and every MLflow run.
+Each of N worker processes is started once, as a fresh interpreter (``python -m pipeline.search.worker``:
+no state forked from the driver, whose threads and open store a fork would copy, and none of the script that
+started the study, which multiprocessing's spawn would run again), and receives the study's data once; it
+builds its matrices on its first trial and keeps them for the next. Workers only train: the driver writes the
+history and every MLflow run.
 
 The protocol: a worker holds one connection to the driver and runs ``serve`` on it, a trial at a time, until
 the connection closes. One connection per worker rather than ``concurrent.futures.ProcessPoolExecutor``: a pool
@@ -17,12 +19,15 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import subprocess
+import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
+from pipeline.errors import PipelineError
 from pipeline.failpoints import failpoint
 from pipeline.search.trial import Trainer, TrialOutcome, TrialRecord
 
@@ -33,6 +38,10 @@ Payload = tuple[TrialOutcome, TrialRecord]
 class WorkerDied(RuntimeError):
     """The worker running a trial exited (or its connection to the driver closed) before it sent the trial
     back."""
+
+
+WORKER_START = "worker_start"
+"""The ``PIPELINE_FAILPOINT`` value that kills every local worker process as it starts, before it takes its data."""
 
 
 def trial_failpoint(index: int) -> str:
@@ -147,30 +156,54 @@ class LocalPool(WorkerPool):
         assert trainer.data is not None, "the driver's trainer has the study's data"
         self._data = replace(trainer.data, cache={})  # built matrices cannot be pickled
         self._threads = threads
-        self._context = multiprocessing.get_context("spawn")
         self._workers: list[_Process] = []
         self._lock = threading.Lock()
-        for _ in range(workers):
-            self._idle.put(self._start())
+        started = [self._start() for _ in range(workers)]  # they import at once; each reads its data after
+        try:
+            for worker in started:
+                self._hand_data(worker)
+        except PipelineError:
+            self.__exit__()
+            raise
+        for worker in started:
+            self._idle.put(worker)
 
     def _lost(self, worker: Worker) -> None:
-        if not self._closed:
-            self._idle.put(self._start())
+        if self._closed:
+            return
+        replacement = self._start()
+        try:
+            self._hand_data(replacement)
+        except PipelineError as error:  # the trials waiting for a worker fail with it, and the search ends
+            self._stop_waiting(error)
+            return
+        self._idle.put(replacement)
 
     def _start(self) -> _Process:
-        """A new worker process (a closed pool's never takes a trial: leaving kills it)."""
-        parent, child = self._context.Pipe()
-        process = self._context.Process(
-            target=serve, args=(child, self._data, self._threads), name="pipeline-trial", daemon=True
+        """A new worker process, importing (a closed pool's never takes a trial: leaving kills it)."""
+        parent, child = multiprocessing.Pipe()  # a socket pair: the worker's death is an EOF at this end
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.search.worker", str(child.fileno())],
+            pass_fds=[child.fileno()],
+            env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)},  # the packages the driver imported
         )
-        process.start()
-        child.close()  # the worker holds the only other end: its death is an EOF here
+        child.close()
         worker = _Process(parent, process)
         with self._lock:
             self._workers.append(worker)
             if self._closed:  # started while the pool was being left, after it killed the others
                 process.kill()
         return worker
+
+    def _hand_data(self, worker: _Process) -> None:
+        """Send the worker the study's data and wait until it has them; PipelineError when it died first (it
+        could not start)."""
+        try:
+            worker.conn.send((self._data, self._threads))
+            worker.conn.recv()
+        except (EOFError, OSError):
+            code = worker.process.wait()
+            raise PipelineError(f"a worker process could not start (exit code {code}); its error is above") from None
 
     def __enter__(self) -> LocalPool:
         return self
@@ -183,7 +216,7 @@ class LocalPool(WorkerPool):
             workers = list(self._workers)
         for worker in workers:
             worker.process.kill()
-            worker.process.join()
+            worker.process.wait()
         self._stop_waiting()
         self._trials.shutdown(wait=True, cancel_futures=True)
         for worker in workers:
@@ -194,11 +227,10 @@ class _Process(Worker):
     def __init__(self, conn: Connection, process: Any):
         super().__init__(conn)
         self.process = process
-        """A ``multiprocessing`` process of the spawn context."""
+        """A ``subprocess.Popen`` of ``python -m pipeline.search.worker``."""
 
     def death(self) -> str:
-        self.process.join()
-        return f"the worker process running the trial died (exit code {self.process.exitcode})"
+        return f"the worker process running the trial died (exit code {self.process.wait()})"
 
 
 def serve(conn: Connection, data: Any, threads: int | None) -> None:
@@ -213,6 +245,12 @@ def serve(conn: Connection, data: Any, threads: int | None) -> None:
             return
         failpoint([trial_failpoint(job.index)])
         try:
-            conn.send(("done", replace(job.trainer, data=data)(-1, job.values)))
+            reply: tuple[str, Any] = ("done", replace(job.trainer, data=data)(-1, job.values))
         except Exception as exc:  # the trainer records a failing fit itself; this is anything else
+            reply = ("error", f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(reply)
+        except OSError:  # the driver is gone (killed): nobody to send the trial to
+            return
+        except Exception as exc:  # the payload cannot be pickled
             conn.send(("error", f"{type(exc).__name__}: {exc}"))

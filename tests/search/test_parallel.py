@@ -4,7 +4,13 @@ MLflow store, one of them killed with SIGKILL in the middle of a trial."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,7 +27,7 @@ from pipeline import config, spaces
 from pipeline.errors import PipelineError
 from pipeline.failpoints import FAILPOINT
 from pipeline.search import optimizer
-from pipeline.search.local import trial_failpoint
+from pipeline.search.local import WORKER_START, trial_failpoint
 from pipeline.search.loop import SearchSettings, StopRules
 from pipeline.search.parallel import Parallel
 from pipeline.search.pruning import PruningRule
@@ -238,6 +244,13 @@ def test_a_worker_killed_in_a_trial_makes_it_failed_and_the_study_goes_on(study,
     assert all(runs[t.number].info.status == "FINISHED" for t in result.trials if t.ok)
 
 
+def test_workers_that_cannot_start_end_the_search_with_one_error(study, monkeypatch):
+    monkeypatch.setenv(FAILPOINT, WORKER_START)  # every worker kills itself before it takes the data
+
+    with pytest.raises(PipelineError, match=r"^a worker process could not start \(exit code -9\); its error is above$"):
+        study(3)
+
+
 def test_a_study_with_two_local_workers_registers_its_final_model(tmp_path, flights_spec):
     import pipeline
 
@@ -261,3 +274,81 @@ def test_a_study_with_two_local_workers_registers_its_final_model(tmp_path, flig
     assert len(result.trials) == len(children) == 4
     assert str(client.get_model_version_by_alias("parallel-model", "champion").version) == result.model_version
     assert result.best_params == min((t for t in result.trials if t.ok and not t.pruned), key=lambda t: t.value).params
+
+
+SCRIPT = """
+import json, pathlib, pipeline
+folder = pathlib.Path({folder!r})
+with open(folder / "imports.log", "a") as log:  # once per process that runs this file's top level
+    log.write("imported\\n")
+result = pipeline.Study.from_config(
+    {{"name": "script", "experiment": "script", "model_name": "script-model", "report": False}},
+    json.loads({dataset!r}), json.loads({space!r}), max_evals={max_evals}, parallelism=2,
+    tracking_uri="sqlite:///" + str(folder / "mlflow.db"), state_dir=folder / "state", progress=False,
+).run()
+print("trials", len(result.trials))
+"""
+
+
+def test_a_script_without_a_main_guard_runs_its_study_once_with_local_workers(tmp_path, flights_spec):
+    """Workers are fresh interpreters that import the pipeline, never the caller's script: its top level (no
+    ``if __name__ == "__main__"``, as scripts and notebooks have it) is not run again in each worker."""
+    script = tmp_path / "train.py"
+    script.write_text(
+        SCRIPT.format(folder=str(tmp_path), dataset=json.dumps(flights_spec), space=json.dumps(SPACE), max_evals=3)
+    )
+
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "trials 3" in done.stdout
+    assert (tmp_path / "imports.log").read_text().splitlines() == ["imported"], "the script ran once"
+
+
+def workers_of(pid: int) -> list[int]:
+    """The live worker processes whose parent is ``pid``, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after the command's name: state, parent, ...
+            cmdline = (stat.parent / "cmdline").read_bytes()
+            if int(fields[1]) == pid and fields[0] != "Z" and b"pipeline.search.worker" in cmdline:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return False
+
+
+def test_workers_end_when_the_driver_is_killed(tmp_path, flights_spec):
+    """A driver killed with SIGKILL (the OOM killer, a scheduler's timeout) leaves no worker behind: each sees
+    its connection end, in a trial or between two, and exits."""
+    script = tmp_path / "train.py"
+    space = SPACE | {"parameters": SPACE["parameters"] | {"num_boost_round": 5000, "early_stopping_rounds": 5000}}
+    dataset = json.dumps(flights_spec)
+    script.write_text(SCRIPT.format(folder=str(tmp_path), dataset=dataset, space=json.dumps(space), max_evals=100))
+    driver = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 90
+        while len(workers) < 2:
+            assert time.monotonic() < deadline and driver.poll() is None, "the study's two workers did not start"
+            time.sleep(0.2)
+            workers = workers_of(driver.pid)
+        time.sleep(3)  # they have their data and train trials of up to 5000 rounds
+
+        driver.kill()
+        driver.wait()
+
+        deadline = time.monotonic() + 30
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(alive(pid) for pid in workers), "a worker outlived its driver"
+    finally:
+        driver.kill()
+        for pid in workers:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
