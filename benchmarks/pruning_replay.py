@@ -12,7 +12,10 @@ and task it prints:
 - `lost best`: studies whose best trial the rule cut;
 - `good cut`: trials among their study's best fifth (by final value) that the rule cut, over all seeds;
 - `time`: training seconds left, as a share of the unpruned study's (each trial's seconds prorated by the
-  rounds it ran; median over seeds).
+  rounds it ran; median over seeds);
+- `check`: what the rule itself costs per round a trial runs, in microseconds (building its reference from
+  the completed trials included; this process's clock, over all seeds), to compare with a boosting round's
+  milliseconds.
 
     .venv/bin/python benchmarks/pruning_replay.py --collect [--tasks flights,diamonds,mortgages] [--seeds 5]
     .venv/bin/python benchmarks/pruning_replay.py [--curves FILE.json.gz]
@@ -30,6 +33,7 @@ import gzip
 import json
 import statistics
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -88,6 +92,9 @@ class Replayed:
     full_seconds: float
     lost_best: bool
     good_cut: int
+    check_seconds: float
+    """Spent in the rule: building each trial's check and calling it at each round the trial ran."""
+    rounds: int
 
 
 def replay(rule: PruningRule, trials: list[dict[str, Any]], curve_metric: str) -> Replayed:
@@ -96,15 +103,18 @@ def replay(rule: PruningRule, trials: list[dict[str, Any]], curve_metric: str) -
     finals = sorted(sign * min(sign * np.asarray(t["curve"])) for t in trials)
     good = finals[len(finals) // 5]
     completed: list[tuple[list[float], float]] = []
-    best, seconds, full, good_cut = np.inf, 0.0, 0.0, 0
+    best, seconds, full, good_cut, checking, rounds = np.inf, 0.0, 0.0, 0, 0.0, 0
     for trial in trials:
         curve, rate = trial["curve"], trial["rate"]
+        started = time.perf_counter()
         check = rule.checker([c for c, _ in completed], curve_metric, [r for _, r in completed], rate)
         stop, ran = None, len(curve)
         for round_, value in enumerate(curve):
             if check is not None and (stop := check(round_, value)) is not None:
                 ran = round_ + 1
                 break
+        checking += time.perf_counter() - started
+        rounds += ran
         full += trial["seconds"]
         seconds += trial["seconds"] * ran / len(curve)
         if stop is Stop.PRUNED:
@@ -112,23 +122,24 @@ def replay(rule: PruningRule, trials: list[dict[str, Any]], curve_metric: str) -
             continue
         completed.append((curve[:ran], rate))
         best = min(best, float(min(sign * np.asarray(curve[:ran]))))
-    return Replayed(best, seconds, full, best > finals[0], good_cut)
+    return Replayed(best, seconds, full, best > finals[0], good_cut, checking, rounds)
 
 
 def report(path: Path) -> None:
     studies = json.loads(gzip.decompress(path.read_bytes()))["studies"]
     print(f"curves: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}\n")
-    print("| task | rule | best (median) | lost best | good cut | time share (median) |")
-    print("|---|---|---|---|---|---|")
+    print("| task | rule | best (median) | lost best | good cut | time share (median) | check µs/round |")
+    print("|---|---|---|---|---|---|---|")
     for task in dict.fromkeys(s["task"] for s in studies):
         group = [s for s in studies if s["task"] == task]
         for name, rule in RULES.items():
             done = [replay(rule, s["trials"], s["curve_metric"]) for s in group]
             best = statistics.median(r.best for r in done)
             share = statistics.median(r.seconds / r.full_seconds for r in done)
+            check_us = 1e6 * sum(r.check_seconds for r in done) / sum(r.rounds for r in done)
             print(
                 f"| {task} ({len(group)} seeds) | {name} | {best:.5g} | {sum(r.lost_best for r in done)}/{len(done)} "
-                f"| {sum(r.good_cut for r in done)} | {share:.2f} |"
+                f"| {sum(r.good_cut for r in done)} | {share:.2f} | {check_us:.1f} |"
             )
 
 

@@ -98,10 +98,19 @@ class PruningRule:
         """Rounds of each completed trial per round of this one, for the same learning progress."""
         unit = max(1, round(1 / rate)) if rate > 0 else 1  # learning_rate 0 (allowed by xgboost) learns nothing
         """This trial's rounds per unit of learning progress: the window its recent gain is measured over."""
-        rows = np.arange(len(kept))
         bests: list[float] = []
-        quantile, margin, stall, warmup = self.quantile, self.fall_margin, self.stall_rounds, self.warmup_rounds
+        margin, stall, warmup = self.fall_margin, self.stall_rounds, self.warmup_rounds
         since_improved = 0
+        bars = np.empty(0)
+        """Per round of this trial, the value its bound must not be worse than: computed for a block of
+        rounds at once (a quantile per round cost as much as a boosting round's tenth on small tables)."""
+
+        def bar(round_: int) -> float:
+            nonlocal bars
+            if round_ >= len(bars):
+                more = range(len(bars), max(2 * len(bars), round_ + 1, BAR_BLOCK))
+                bars = np.concatenate([bars, _quantiles_at_progress(running, speed, last, self.quantile, more)])
+            return float(bars[round_])
 
         def check(round_: int, value: float) -> Stop | None:
             nonlocal since_improved
@@ -112,8 +121,7 @@ class PruningRule:
                 return None
             if len(bests) > unit or margin == 0:  # its gain is measured once it has run one unit of progress
                 gain = bests[-1 - unit] - bests[-1] if len(bests) > unit else 0.0
-                at = np.clip(np.floor((round_ + 1) * speed).astype(np.int64) - 1, 0, last)
-                if bests[-1] - margin * gain > np.quantile(running[rows, at], quantile):
+                if bests[-1] - margin * gain > bar(round_):
                     return Stop.PRUNED
             if stall is not None and since_improved >= stall and bests[-1] > incumbent:
                 return Stop.STALLED
@@ -187,6 +195,21 @@ def _sign(curve_metric: str) -> float:
 def _best(curve: Sequence[float], sign: float) -> float:
     """A curve's best value, as a loss."""
     return float(np.min(sign * np.asarray(curve, np.float64)))
+
+
+BAR_BLOCK = 256
+"""Rounds whose pruning bars are computed at once (then twice as many as so far, as a trial runs on)."""
+
+
+def _quantiles_at_progress(
+    running: np.ndarray, speed: np.ndarray, last: np.ndarray, quantile: float, rounds: range
+) -> np.ndarray:
+    """For each of a trial's ``rounds``: the ``quantile`` of the completed trials' best-so-far values (rows of
+    ``running``) where each had made as much learning progress (it runs ``speed`` of its rounds per round of
+    this trial; past its ``last`` round, its final best)."""
+    after = np.arange(rounds.start + 1, rounds.stop + 1, dtype=np.float64)  # rounds run, after each round
+    at = np.clip(np.floor(np.outer(after, speed)).astype(np.int64) - 1, 0, last)
+    return np.quantile(running[np.arange(len(running)), at], quantile, axis=1)
 
 
 def _running_best_padded(losses: Sequence[np.ndarray]) -> np.ndarray:

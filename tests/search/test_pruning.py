@@ -5,6 +5,9 @@ best-so-far values (``median``); the optimistic bound, the quantile and the stal
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 
 from pipeline.search.pruning import PruningRule, Stop
@@ -248,3 +251,42 @@ def test_a_trial_at_learning_rate_zero_is_judged_not_crashed():
     rule = PruningRule(startup_trials=3, quantile=0.9, stall_rounds=3)
     check = rule.checker(FLAT, "rmse", rates=[1.0] * 3, rate=0.0)
     assert [check(r, 10.0) for r in range(4)] == [None, None, None, Stop.STALLED]
+
+
+def stop_round_by_definition(rule: PruningRule, curves, rates, rate, curve):
+    """Where the rule's documented definition stops ``curve`` (rmse, no stall stop), round by round: its best
+    so far less ``fall_margin`` times its gain over its last 1 / rate rounds, against the ``quantile`` of the
+    completed trials' best so far where each had made as much progress, its final best past its end."""
+    unit, bests = round(1 / rate), []
+    for round_, value in enumerate(curve):
+        bests.append(min(bests[-1], value) if bests else value)
+        if len(bests) <= unit:
+            continue
+        at_progress = [
+            min(c[: max(1, min(len(c), math.floor((round_ + 1) * rate / r)))])
+            for c, r in zip(curves, rates, strict=True)
+        ]
+        if bests[-1] - rule.fall_margin * (bests[-1 - unit] - bests[-1]) > np.quantile(at_progress, rule.quantile):
+            return round_
+    return None
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3, 4, 5])  # stopped at rounds 242-1104 (seed 2's trial is never)
+def test_every_round_of_a_long_trial_is_judged_by_the_definition(seed):
+    """The bars are computed for blocks of rounds at once: a trial that learns fast and then stalls at a
+    random round up to 1,200 is stopped where the definition stops it, in whichever block that falls."""
+    rng = np.random.default_rng(seed)
+    rates = list(rng.uniform(0.02, 0.3, 8))
+    paces = rng.uniform(0.5, 1.5, 8)
+    curves = [list(100 / (1 + r * a * np.arange(1500))) for r, a in zip(rates, paces, strict=True)]
+    rate, stalls_at = float(rng.uniform(0.02, 0.1)), int(rng.integers(100, 1000))
+    rounds = np.minimum(np.arange(1500), stalls_at)
+    curve = list(100 / (1 + rate * 2 * rounds) + rng.normal(0, 0.01, 1500))
+    rule = PruningRule(
+        3, quantile=float(rng.uniform(0.2, 0.6)), fall_margin=float(rng.uniform(0, 3)), stall_rounds=None
+    )
+
+    stopped = replay(rule.checker(curves, "rmse", rates, rate), curve)
+
+    assert stopped is not None and stopped > stalls_at - 50
+    assert stopped == stop_round_by_definition(rule, curves, rates, rate, curve)
