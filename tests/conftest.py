@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -261,3 +263,61 @@ def client(store_uri: str, monkeypatch: pytest.MonkeyPatch):
     mlflow.set_tracking_uri(store_uri)
     yield MlflowClient(store_uri)
     mlflow.set_tracking_uri(None)  # set_tracking_uri also sets MLFLOW_TRACKING_URI; undo both
+
+
+class LocalWorkers:
+    """A study's local worker processes (``python -m pipeline.search.worker``), read from /proc."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+        """Every worker found so far: the fixture kills those a test leaves running."""
+
+    def of(self, parent: int) -> list[int]:
+        """The live worker processes whose parent is ``parent``."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]  # after the command's name
+                if (
+                    int(ppid) == parent
+                    and state != "Z"
+                    and b"pipeline.search.worker" in (stat.parent / "cmdline").read_bytes()
+                ):
+                    found.append(int(stat.parent.name))
+        self.seen.extend(found)
+        return found
+
+    @staticmethod
+    def alive(pids: list[int]) -> list[int]:
+        """Those of ``pids`` still running (a zombie is not)."""
+        running = []
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                if (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    running.append(pid)
+        return running
+
+    def wait_for(self, parent: int, count: int, timeout_s: float = 90) -> list[int]:
+        """The ``count`` workers of ``parent``, once they all run."""
+        deadline = time.monotonic() + timeout_s
+        while len(workers := self.of(parent)) < count:
+            assert time.monotonic() < deadline, f"{count} workers did not start in {timeout_s} s"
+            time.sleep(0.2)
+        return workers
+
+    def wait_gone(self, pids: list[int], timeout_s: float = 30) -> list[int]:
+        """Those of ``pids`` still running after up to ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while self.alive(pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return self.alive(pids)
+
+
+@pytest.fixture
+def local_workers():
+    """Finds a study's local worker processes; kills those a test leaves behind."""
+    workers = LocalWorkers()
+    yield workers
+    for pid in workers.alive(workers.seen):
+        with contextlib.suppress(OSError):
+            os.kill(pid, 9)

@@ -6,9 +6,11 @@ nothing is duplicated, nothing stays RUNNING. The process hit by the fault is a 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +18,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli import free_port, main_here, start_cli, start_server, stop_server, summary_of, wait_for_trials, write_study
+from cli import (
+    cli_env,
+    free_port,
+    main_here,
+    start_cli,
+    start_server,
+    stop_server,
+    summary_of,
+    wait_for_trials,
+    write_study,
+)
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
@@ -110,6 +122,38 @@ def test_a_second_command_on_the_same_study_exits_3_and_sigterm_ends_the_first_k
     assert "already running" in second.stderr and "Traceback" not in second.stderr
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=60) == 130
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent = client.get_run(parent_id_from_history(tmp_path))
+    assert parent.info.status == "KILLED"
+    runs = trial_runs(client, parent.info.experiment_id, parent.info.run_id)
+    assert runs and all(r.info.status != "RUNNING" for r in runs)
+
+
+def test_ctrl_c_on_a_parallel_study_ends_it_killed_with_no_worker_left(
+    tmp_path, flights_spec, new_store, local_workers
+):
+    """Ctrl-C in a terminal signals the whole foreground process group, workers included: they leave it to the
+    driver, which stops them, ends the study KILLED and exits 130 with one line."""
+    study = setup_study(tmp_path, flights_spec, new_store, max_evals=200)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", "--study", str(study), "--no-progress", "--parallelism", "2"],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a shell's background job ignores it
+    )
+    workers = local_workers.wait_for(driver.pid, 2)
+    wait_for_trials(history_file(tmp_path), 2, driver)
+
+    os.killpg(driver.pid, signal.SIGINT)
+
+    _, stderr = driver.communicate(timeout=60)
+    assert driver.returncode == 130
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith("error: interrupted")
+    assert not local_workers.wait_gone(workers)
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     parent = client.get_run(parent_id_from_history(tmp_path))
     assert parent.info.status == "KILLED"

@@ -4,11 +4,8 @@ MLflow store, one of them killed with SIGKILL in the middle of a trial."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -305,25 +302,7 @@ def test_a_script_without_a_main_guard_runs_its_study_once_with_local_workers(tm
     assert (tmp_path / "imports.log").read_text().splitlines() == ["imported"], "the script ran once"
 
 
-def workers_of(pid: int) -> list[int]:
-    """The live worker processes whose parent is ``pid``, from /proc."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # after the command's name: state, parent, ...
-            cmdline = (stat.parent / "cmdline").read_bytes()
-            if int(fields[1]) == pid and fields[0] != "Z" and b"pipeline.search.worker" in cmdline:
-                found.append(int(stat.parent.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    with contextlib.suppress(OSError):
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return False
-
-
-def test_workers_end_when_the_driver_is_killed(tmp_path, flights_spec):
+def test_workers_end_when_the_driver_is_killed(tmp_path, flights_spec, local_workers):
     """A driver killed with SIGKILL (the OOM killer, a scheduler's timeout) leaves no worker behind: each sees
     its connection end, in a trial or between two, and exits."""
     script = tmp_path / "train.py"
@@ -331,24 +310,11 @@ def test_workers_end_when_the_driver_is_killed(tmp_path, flights_spec):
     dataset = json.dumps(flights_spec)
     script.write_text(SCRIPT.format(folder=str(tmp_path), dataset=dataset, space=json.dumps(space), max_evals=100))
     driver = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stderr=subprocess.DEVNULL)
-    workers: list[int] = []
     try:
-        deadline = time.monotonic() + 90
-        while len(workers) < 2:
-            assert time.monotonic() < deadline and driver.poll() is None, "the study's two workers did not start"
-            time.sleep(0.2)
-            workers = workers_of(driver.pid)
+        workers = local_workers.wait_for(driver.pid, 2)
         time.sleep(3)  # they have their data and train trials of up to 5000 rounds
-
+    finally:
         driver.kill()
         driver.wait()
 
-        deadline = time.monotonic() + 30
-        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not any(alive(pid) for pid in workers), "a worker outlived its driver"
-    finally:
-        driver.kill()
-        for pid in workers:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+    assert not local_workers.wait_gone(workers), "a worker outlived its driver"
