@@ -212,7 +212,33 @@ def test_study_required_keys(tmp_path, missing):
     error = refused(config.load_study, path)
 
     assert error.key == missing
-    assert "Field required" in str(error)
+    assert f"{path}: {missing}: missing; add '{missing}:' (" in str(error), "names the fix: the key, and what it takes"
+
+
+@pytest.mark.parametrize(
+    ("missing", "takes"),
+    [
+        ("name", "the dataset's name"),
+        ("path", "a CSV"),
+        ("target", "the column the model predicts"),
+        ("split", "how rows are split"),
+    ],
+)
+def test_dataset_required_keys_say_what_to_write(tmp_path, missing, takes):
+    path = write(tmp_path / "d.yaml", {k: v for k, v in DATASET.items() if k != missing})
+
+    error = refused(config.load_dataset, path)
+
+    assert error.key == missing
+    assert f"missing; add '{missing}:' ({takes}" in str(error)
+
+
+def test_a_dataset_without_features_uses_every_numeric_column(tmp_path):
+    """``features`` lists what to treat otherwise (categorical, numeric by name, crossed): a table of numbers
+    needs none of it."""
+    dataset = config.load_dataset(write(tmp_path / "d.yaml", {k: v for k, v in DATASET.items() if k != "features"}))
+
+    assert dataset.features.categorical == [] and dataset.features.numeric is None
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -468,7 +494,7 @@ BAD_SPACES = [
     ("models: {}\n", None, "'models' lists no model family"),
     ("model: xgboost\n", None, "missing 'parameters' (or 'models' for a study over several families)"),
     ("models: {ridge: {params: {alpha: 1.0}}}\n", "models.ridge.params", "unknown key"),
-    ("models: {ridge: {}}\n", "models.ridge.parameters", "Field required"),
+    ("models: {ridge: {}}\n", "models.ridge.parameters", "missing; add 'parameters:' (a mapping"),
     (
         "models: {xgboost: {parameters: {booster: {distribution: choice, options: [gbtree, {value: gbtree}]}}}}\n",
         "models.xgboost.parameters.booster",
@@ -528,7 +554,7 @@ MISTAKES_IN_OPTIONS = [
         "rate_drop",
         "unknown distribution 'unifrom'",
     ),
-    ("{parameters: {rate_drop: 0.1}}", "value", "Field required"),
+    ("{parameters: {rate_drop: 0.1}}", "value", "missing; add 'value:' ("),
 ]
 
 

@@ -13,9 +13,10 @@ Scalar = bool | int | float | str
 
 class _Strict(BaseModel):
     """Unknown keys are errors, loaded files are read-only, and every number is finite: ``.inf`` and ``.nan``
-    are refused as a bound, a threshold or a fixed value alike (a NaN bound samples NaN in every trial)."""
+    are refused as a bound, a threshold or a fixed value alike (a NaN bound samples NaN in every trial).
+    A field's docstring is its description: a missing required key is reported with it (``files``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, use_attribute_docstrings=True)
 
 
 def at_key(key: str, problem: str) -> PydanticCustomError:

@@ -29,8 +29,11 @@ class PartitionSplit(_Strict):
 
     by: Literal["partition"]
     train: Annotated[list[str], Field(min_length=1)]
+    """The partitions (file names without their suffix) whose rows train, as a list."""
     validation: Annotated[list[str], Field(min_length=1)]
+    """The partitions whose rows validate each trial, as a list."""
     test: Annotated[list[str], Field(min_length=1)]
+    """The partitions whose rows test the final model, as a list."""
 
 
 class ColumnSplit(_Strict):
@@ -38,9 +41,13 @@ class ColumnSplit(_Strict):
 
     by: Literal["column"]
     column: str
+    """The column whose value sends each row to a split."""
     train: Annotated[list[Scalar], Field(min_length=1)]
+    """The values of ``column`` whose rows train, as a list."""
     validation: Annotated[list[Scalar], Field(min_length=1)]
+    """The values of ``column`` whose rows validate each trial, as a list."""
     test: Annotated[list[Scalar], Field(min_length=1)]
+    """The values of ``column`` whose rows test the final model, as a list."""
 
 
 class RandomSplit(_Strict):
@@ -48,7 +55,9 @@ class RandomSplit(_Strict):
 
     by: Literal["random"]
     validation: Annotated[float, Field(gt=0, lt=1)]
+    """The share of the rows in the validation split, between 0 and 1."""
     test: Annotated[float, Field(gt=0, lt=1)]
+    """The share of the rows in the test split, between 0 and 1."""
     seed: int = 0
     stratify: bool = True
     """Classification: each class keeps its share of the rows in every split (regression ignores it)."""
@@ -77,7 +86,7 @@ class KFoldSplit(_Strict):
     folds: Annotated[StrictInt, Field(ge=2, le=MAX_FOLDS)] = 5
     """How many folds (2..20): each trial trains this many times, on ``(folds - 1) / folds`` of the rows."""
     test: Annotated[float, Field(gt=0, lt=1)]
-    """The share of the rows held out as the test split, scored once by the final model."""
+    """The share of the rows held out for the test split, between 0 and 1: scored once, by the final model."""
     seed: Annotated[int, Field(ge=0)] = 0
     stratify: bool = True
     """Classification: each class keeps its share of the rows in every fold and in the test split."""
@@ -114,6 +123,7 @@ class ReadOptions(_Strict):
 
 class DatasetConfig(_Strict):
     name: str
+    """The dataset's name, recorded on every run of a study that reads it."""
     path: Path
     """A CSV (also ``.csv.gz``, ``.csv.bz2``, ``.csv.xz``, ``.zip``) or Parquet file, or a folder of such
     partitions (``2013-01.parquet``, ...), relative to this file."""
@@ -121,12 +131,16 @@ class DatasetConfig(_Strict):
     """Where to materialize the partitions from when ``path`` does not exist yet."""
     task: Literal["regression", "binary", "multiclass"] = "regression"
     target: str
+    """The column the model predicts."""
     positive_when: PositiveWhen | None = None
     """For a binary task, derive the class from the target column (``arr_delay`` above 15 minutes)."""
-    features: FeaturesConfig
+    features: FeaturesConfig = FeaturesConfig()
+    """Which columns are categorical, which numeric (by default every other numeric one) and which crossed."""
     drop: list[str] = []
     read: ReadOptions = ReadOptions()
     split: Annotated[PartitionSplit | ColumnSplit | RandomSplit | KFoldSplit, Field(discriminator="by")]
+    """How rows are split into training, validation and test rows: a mapping whose ``by`` is partition,
+    column, random or kfold."""
 
     @model_validator(mode="after")
     def _positive_when_is_binary(self):

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import difflib
 import errno
+import re
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, NoReturn, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, NoReturn, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -259,6 +260,9 @@ def first_problem(error: ValidationError, raw: Any = None) -> tuple[str, str]:
         close = difflib.get_close_matches(str(detail["loc"][-1]), keys, n=1, cutoff=0.75)
         hint = f"did you mean {close[0]}? " if close else ""
         return path, f"unknown key; {hint}allowed here: {', '.join(keys)}" if keys else "unknown key"
+    if kind == "missing":
+        leaf = str(detail["loc"][-1])
+        return path, f"missing; add '{leaf}:' ({_what_it_takes(_model_named(error.title), detail['loc'])})"
     if detail.get("input", ...) is None:
         if path.startswith("parameters."):
             return path, "no value given; write a fixed value or a mapping with 'distribution'"
@@ -301,6 +305,34 @@ def _allowed_keys(model: type[BaseModel] | None, loc: tuple) -> list[str]:
     for part in loc:
         candidates = _step(candidates, part)
     return list(dict.fromkeys(key for m in candidates if _is_model(m) for key in m.model_fields))
+
+
+_KINDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false", Path: "a file path"}
+
+
+def _what_it_takes(model: type[BaseModel] | None, loc: tuple) -> str:
+    """What the key at pydantic location ``loc`` under ``model`` holds: the first sentence of its field's
+    docstring, else its kind of value (a number, a list, one of ...)."""
+    parents: list[Any] = [model] if model is not None else []
+    for part in loc[:-1]:
+        parents = _step(parents, part)
+    fields = [m.model_fields[loc[-1]] for m in parents if _is_model(m) and loc[-1] in m.model_fields]
+    if fields and fields[0].description:
+        text = " ".join(fields[0].description.replace("``", "").split())
+        first = re.split(r"(?<=[^.])[.:](?:\s|$)", text, maxsplit=1)[0]
+        return first[:1].lower() + first[1:]  # it follows "add 'key:' ("
+    kinds = []
+    for member in _members(fields[0].annotation) if fields else []:
+        if get_origin(member) is Literal:
+            kinds.append("one of " + ", ".join(str(value) for value in get_args(member)))
+        elif _is_model(member) or get_origin(member) is dict:
+            kinds.append("a mapping")
+        elif get_origin(member) is list:
+            kinds.append("a list")
+        else:
+            kinds.append(_KINDS.get(member, "a value"))
+    kinds = list(dict.fromkeys(kinds))
+    return " or ".join(kinds) if 0 < len(kinds) <= 2 else "a value"
 
 
 def _step(candidates: list[Any], part: str | int) -> list[Any]:

@@ -164,6 +164,7 @@ class ConditionalOption(_Strict):
     (``booster: dart`` with ``rate_drop``): hyperopt's nested ``hp.choice``."""
 
     value: Scalar
+    """The option's value, as it would be written among plain options."""
     parameters: dict[str, Parameter] = {}
 
 
@@ -267,6 +268,7 @@ FAMILIES: tuple[str, ...] = get_args(Family)
 
 class FamilySpace(_Strict):
     parameters: dict[str, Parameter]
+    """A mapping of the family's hyperparameters: each a fixed value or a mapping with a ``distribution``."""
 
 
 class SpaceConfig(_Strict):

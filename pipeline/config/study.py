@@ -183,10 +183,15 @@ Seed = Annotated[int, AfterValidator(_seed_in_range)]
 
 class StudyConfig(_Strict):
     name: Name
+    """The study's name: its history, its lock and its parent run go by it."""
     experiment: Name
+    """The MLflow experiment that holds the study's runs; created when missing."""
     dataset: Path
+    """The dataset file, relative to this file (``../data/flights.yaml``)."""
     space: Path
+    """The search-space file, relative to this file (``../search_spaces/xgboost.yaml``)."""
     model_name: ModelName
+    """The name the final model is registered under in MLflow's model registry."""
     metric: Literal["rmse", "mae", "r2", "log_loss", "auc", "brier", "accuracy"] = "rmse"
     """rmse, mae, r2 (regression); log_loss, auc, brier (binary); log_loss, accuracy (multiclass)."""
     max_evals: PositiveInt = 30
