@@ -70,7 +70,9 @@ class Preprocessor:
         text = _categorical_text(frame, categorical, crossed)
         categories = {name: most_frequent(values, max_categories) for name, values in text.items()}
         other = [name for name, values in text.items() if values.nunique() > max_categories]
-        values = frame[list(numeric)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+        values = finite_or_missing(
+            frame[list(numeric)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+        )
         means = np.nan_to_num(np.nanmean(values, axis=0)) if len(frame) else np.zeros(len(numeric))
         scales = np.nan_to_num(np.nanstd(values, axis=0)) if len(frame) else np.ones(len(numeric))
         scales[scales == 0] = 1.0
@@ -129,7 +131,7 @@ class Preprocessor:
             codes[name] = pd.Index(seen).get_indexer(text[name])
             if name in self.other:
                 codes[name][(codes[name] < 0) & text[name].notna().to_numpy()] = len(seen)
-        numbers = (
+        numbers = finite_or_missing(
             np.column_stack(
                 [pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64) for name in self.numeric]
             )
@@ -169,6 +171,19 @@ class Preprocessor:
     @classmethod
     def load(cls, path: Path | str) -> Preprocessor:
         return cls(**json.loads(Path(path).read_text()))
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def finite_or_missing(numbers: np.ndarray) -> np.ndarray:
+    """``numbers`` with every value a model cannot take read as missing (NaN): +-inf (a ratio divided by
+    zero), and beyond float32's range, the number type the models train on (it would become inf there).
+    xgboost and scikit-learn refuse both; as gaps, the row still counts, as a row with a missing value does."""
+    out = np.array(numbers, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        out[~(np.abs(out) <= FLOAT32_MAX)] = np.nan
+    return out
 
 
 def cross_name(group: list[str]) -> str:
@@ -349,15 +364,22 @@ def feature_roles(config: DatasetConfig, train: pd.DataFrame, file: Path, classi
 def _screen(
     role: ColumnRole, warn: bool, values: pd.Series, target: pd.Series, classification: bool
 ) -> tuple[ColumnRole, bool]:
-    """A feature's role with what the user should know: a likely leak, categories beyond the limit."""
-    note = None
-    if role.role == NUMERIC and (score := leak_score(values, target, classification)) >= LEAK_SCORE:
-        note = f"predicts the target almost alone (held-out score {score:.4f}): check it is known when predicting"
+    """A feature's role with what the user should know: values read as missing, a likely leak, categories
+    beyond the limit."""
+    notes = []
+    if role.role == NUMERIC:
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+        if unusable := int(np.isnan(finite_or_missing(numbers)).sum() - np.isnan(numbers).sum()):
+            notes.append(f"{unusable} infinite or too large values in the training split: read as missing")
+        if (score := leak_score(values, target, classification)) >= LEAK_SCORE:
+            notes.append(
+                f"predicts the target almost alone (held-out score {score:.4f}): check it is known when predicting"
+            )
     if role.role in (CATEGORICAL, CROSSED) and (count := values.nunique()) > MAX_CATEGORIES:
-        note = f"{count} categories: the {MAX_CATEGORIES} most frequent are kept, the others share one code"
-    if note is None:
+        notes.append(f"{count} categories: the {MAX_CATEGORIES} most frequent are kept, the others share one code")
+    if not notes:
         return role, warn
-    return ColumnRole(role.column, role.role, f"{role.reason}; {note}"), True
+    return ColumnRole(role.column, role.role, "; ".join([role.reason, *notes])), True
 
 
 def _role(config: DatasetConfig, name: str, values: pd.Series, file: Path) -> tuple[str, str, bool]:
@@ -423,7 +445,8 @@ def leak_score(feature: pd.Series, target: pd.Series, classification: bool, seed
     from sklearn.metrics import balanced_accuracy_score, r2_score
     from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-    both = pd.DataFrame({"x": pd.to_numeric(feature, errors="coerce"), "y": target}).dropna()
+    numbers = finite_or_missing(pd.to_numeric(feature, errors="coerce").to_numpy(dtype=np.float64))
+    both = pd.DataFrame({"x": numbers, "y": target.to_numpy()}).dropna()
     if len(both) < 100:
         return float("nan")
     rng = np.random.default_rng(seed)

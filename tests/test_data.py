@@ -563,6 +563,28 @@ def test_all_nan_and_constant_columns_are_dropped_with_a_warning(caplog):
     assert "'comment'" in caplog.text and "'version'" in caplog.text
 
 
+def test_infinite_numbers_read_as_missing_with_a_warning(caplog):
+    """A ratio divided by zero (inf, -inf) or a number beyond float32 (the models' number type): a real
+    table's column, which xgboost and scikit-learn refuse. It is a feature whose bad values are gaps."""
+    with caplog.at_level("WARNING", logger="pipeline.features"):
+        dataset = quirk("infinite")
+    role, reason = roles(dataset)["size_per_extra_room"]
+    raw = dataset.train["size_per_extra_room"].to_numpy()
+    bad = int((~np.isfinite(raw) | (np.abs(raw) > np.finfo(np.float32).max)).sum())
+    assert role == "numeric" and f"{bad} infinite or too large values in the training split: read as missing" in reason
+    assert "'size_per_extra_room'" in caplog.text
+
+    for encoding in ("codes", "onehot"):
+        preprocessor = Preprocessor.fit(dataset.train, ["town"], ["size", "rooms", "size_per_extra_room"], [], encoding)
+        matrix = preprocessor.transform(dataset.train)
+        column = matrix[:, preprocessor.feature_names.index("size_per_extra_room")]
+        assert np.isfinite(matrix[~np.isnan(matrix)]).all(), encoding
+        if encoding == "codes":
+            assert np.isnan(column).sum() == bad and np.isfinite(column[~np.isnan(column)]).all()
+        else:
+            assert np.isfinite(matrix).all(), "standardized from the finite values, gaps at the mean"
+
+
 def test_a_leaking_column_is_kept_with_a_warning(caplog):
     with caplog.at_level("WARNING", logger="pipeline.features"):
         dataset = quirk("leak")

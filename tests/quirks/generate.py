@@ -99,6 +99,12 @@ def quirks(rng: np.random.Generator) -> dict[str, tuple[pd.DataFrame | bytes, di
     frame = base(rng)
     frame["house"] = rng.integers(0, 60, ROWS)
     out["groups"] = (frame, spec("groups", split=RANDOM | {"group": "house"}))
+
+    frame = base(rng)
+    frame["size_per_extra_room"] = (frame["size"] / (frame["rooms"] - 1)).round(2)  # one room: +inf
+    frame.loc[[3, 7], "size_per_extra_room"] = -np.inf
+    frame.loc[11, "size_per_extra_room"] = 1e39  # beyond float32, the model's number type
+    out["infinite"] = (frame, spec("infinite"))
     return out
 
 
