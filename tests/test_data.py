@@ -522,6 +522,28 @@ def test_other_file_types_are_refused(tmp_path):
     assert ".csv.gz" in str(error)
 
 
+@pytest.mark.parametrize("kind", ["csv", "parquet", "folder"])
+def test_a_table_with_a_header_and_no_rows_is_refused_as_such(tmp_path, kind):
+    """Not as a target of the wrong type (an empty column reads as text) or a split that selects nothing."""
+    empty = pd.DataFrame({"size": pd.Series(dtype=float), "price": pd.Series(dtype=float)})
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    path = {"csv": tmp_path / "t.csv", "parquet": tmp_path / "t.parquet", "folder": folder}[kind]
+    if kind == "csv":
+        path.write_text("size,price\n")
+    else:
+        empty.to_parquet(path / "2024-01.parquet" if kind == "folder" else path)
+    split = {"by": "column", "column": "size", "train": [1], "validation": [2], "test": [3]}
+    file = tmp_path / "d.yaml"
+    file.write_text(yaml.safe_dump({"name": "e", "path": str(path), "target": "price", "split": split}))
+
+    with pytest.raises(InputError) as caught:
+        load(file)
+
+    assert caught.value.key == "path"
+    assert str(caught.value) == f"{file}: path: {path} holds a header but no rows; point path at a table with rows"
+
+
 def test_read_block_forbids_unknown_keys(tmp_path):
     spec = quirk_spec("na_strings") | {"read": {"sep": ";"}}
     spec["path"] = str(QUIRKS / spec["path"])

@@ -35,6 +35,15 @@ def table_name(path: Path) -> str:
 
 
 def read_declared(config: DatasetConfig, file: Path) -> tuple[pd.DataFrame, list[Path]]:
+    """The table ``config.path`` holds (a folder's partitions together, with their names in ``PARTITION``)
+    and the files read; InputError for a table with no rows, before anything is asked of its columns."""
+    frame, files = _read_path(config, file)
+    if frame.empty:
+        raise InputError(file, "path", f"{config.path} holds a header but no rows", "point path at a table with rows")
+    return frame, files
+
+
+def _read_path(config: DatasetConfig, file: Path) -> tuple[pd.DataFrame, list[Path]]:
     path = config.path
     if path.is_dir():
         found: dict[str, Path] = {}
