@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from pipeline import data, spaces
-from pipeline.config import load_dataset
+from pipeline.config import StudyConfig, load_dataset
 from pipeline.errors import InputError
 from pipeline.study import Study, check_compatible, pruning_rule
 
@@ -63,6 +63,31 @@ def test_a_metric_that_does_not_fit_the_task_is_refused_with_the_allowed_ones(tm
     dataset = data.load_dataset(load_dataset(dataset_file), dataset_file)
     with pytest.raises(InputError, match=r"metric: auc does not apply to a regression task.*rmse, mae, r2"):
         check_compatible(study, path, dataset, spaces.load(study.space))
+
+
+@pytest.mark.parametrize(
+    ("task", "space_file", "where"),
+    [
+        ("multiclass", "multi_family_classification.yaml", "models.xgboost.parameters.scale_pos_weight"),
+        ("regression", "xgboost_binary.yaml", "parameters.scale_pos_weight"),
+    ],
+)
+def test_a_parameter_of_binary_tasks_only_is_refused_for_another_task(flights_tasks, task, space_file, where):
+    """xgboost ignores scale_pos_weight (the positive class's weight) outside a binary task, warning at every
+    trial, while the search spends a dimension on it: a shipped binary space on a multiclass table."""
+    metric = "rmse" if task == "regression" else "log_loss"
+    study = StudyConfig(name="s", experiment="e", dataset=Path("d"), space=Path("s"), model_name="m", metric=metric)
+    space = spaces.load(REPO / "search_spaces" / space_file)
+
+    with pytest.raises(InputError) as caught:
+        check_compatible(study, "f", flights_tasks.dataset(task), space)
+
+    assert caught.value.file == space.file and caught.value.key == where
+    message = str(caught.value)
+    assert f"weights the positive class, which only a binary task has; this dataset's task is {task}" in message
+    assert message.endswith("; remove it from the space for this task")
+    binary = study.model_copy(update={"metric": "log_loss"})
+    check_compatible(binary, "f", flights_tasks.dataset("binary"), space)
 
 
 SMALL_SPACE = {

@@ -92,6 +92,8 @@ class Family(ABC):
     tasks: tuple[str, ...]
     encoding: str
     """The preprocessor's encoding it needs: ``codes`` (categories as codes, NaN kept) or ``onehot``."""
+    binary_only: frozenset[str] = frozenset()
+    """Parameters that act on a binary task alone (the positive class's weight): another task ignores them."""
 
     def placed(self, params: dict[str, Any], device: str) -> dict[str, Any]:
         """The trial's parameters set to train on ``device``; families without a GPU mode train on the CPU."""

@@ -207,6 +207,7 @@ class XGBoostFamily(Family):
     name = "xgboost"
     tasks = (REGRESSION, BINARY, MULTICLASS)
     encoding = "codes"
+    binary_only = frozenset({"scale_pos_weight"})
 
     def accepted_parameters(self) -> frozenset[str]:
         return ACCEPTED_PARAMETERS

@@ -16,7 +16,7 @@ from pipeline.config import PruningConfig, StudyConfig
 from pipeline.errors import InputError, PipelineError
 from pipeline.families import CrossValidation, TrainingData
 from pipeline.features import Preprocessor
-from pipeline.metrics import METRICS, Metric
+from pipeline.metrics import BINARY, METRICS, Metric
 from pipeline.search import continuation
 from pipeline.search.loop import SearchResult, best_of
 from pipeline.search.pruning import PruningRule
@@ -83,6 +83,23 @@ def check_compatible(study: StudyConfig, where: Path | str, dataset: data.Datase
                 f"{name} does not handle a {dataset.task.kind} task",
                 f"it handles: {', '.join(families.get(name).tasks)}",
             )
+    if dataset.task.kind != BINARY:
+        _check_binary_only(space, dataset.task.kind)
+
+
+def _check_binary_only(space: spaces.SearchSpace, kind: str) -> None:
+    """No parameter that acts on a binary task alone, for another task: its family would ignore it at every
+    trial (xgboost warns each time) while the search spends a dimension on it."""
+    for name, params in space.branches.items():
+        key = f"models.{name}.parameters" if space.config.models is not None else "parameters"
+        for path, _ in spaces.walk(params):
+            if path[-1] in families.get(name).binary_only:
+                raise InputError(
+                    space.file,
+                    f"{key}.{'.'.join(path)}",
+                    f"weights the positive class, which only a binary task has; this dataset's task is {kind}",
+                    "remove it from the space for this task",
+                )
 
 
 def pruning_rule(config: PruningConfig) -> PruningRule | None:
