@@ -60,7 +60,7 @@ def changed(saved: dict[str, Any], now: dict[str, Any]) -> str | None:
     """The first thing that differs between a saved identity and the current one, said for a person."""
     for key, what in RESUME_KEYS.items():
         if saved.get(key) != now[key]:
-            return f"{what} ({saved.get(key)} then, {now[key]} now)"
+            return f"{what} changed since it started ({saved.get(key)} then, {now[key]} now)"
     return None
 
 
@@ -70,8 +70,7 @@ def check_resumable(saved: dict[str, Any], now: dict[str, Any], study: str) -> N
         raise InputError(
             None,
             None,
-            f"study {study!r} has an unfinished run (parent {saved['parent_run_id']}) started with different "
-            f"{difference}",
+            f"study {study!r} has an unfinished run (parent {saved['parent_run_id']}): {difference}",
             "rerun with --fresh to start a new study, or restore what changed to resume it",
         )
 
@@ -219,7 +218,7 @@ def starting_point(
     saved = json.loads(latest.tags[names.IDENTITY]) | {"parent_run_id": latest.run_id}
     difference = changed(saved, identity)
     if names.STEP_DONE in latest.tags and difference is not None:
-        log.info("study %r: %s changed since its last run: a new study", name, difference)
+        log.info("study %r, finished: %s; a new study", name, difference)
         return None
     check_resumable(saved, identity, name)  # an unfinished study resumes only as it started
     metric = METRICS[study.metric]
