@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +25,13 @@ from pipeline.config import (
     Choice,
     ConditionalOption,
     Grid,
+    LogNormal,
+    LogUniform,
+    Normal,
     Parameter,
     PChoice,
+    QLogNormal,
+    QNormal,
     RandInt,
     Scalar,
     SpaceConfig,
@@ -121,6 +127,27 @@ def cast(dist: Any, value: Any) -> Scalar:
     return number
 
 
+def middle(dist: Any) -> float:
+    """A value from the middle of what a numeric distribution draws (before ``cast``): what the space's
+    checks fit once, for the type and range every trial's draw will have."""
+    if isinstance(dist, Grid):
+        first, last = dist.steps()
+        return (first + last) // 2 * dist.q
+    if isinstance(dist, QNormal):
+        return round(dist.mu / dist.q) * dist.q
+    if isinstance(dist, QLogNormal):  # the step nearest the median, above zero as a log draw is
+        return max(round(math.exp(dist.mu) / dist.q), 1) * dist.q
+    if isinstance(dist, LogNormal):
+        return math.exp(dist.mu)
+    if isinstance(dist, Normal):
+        return dist.mu
+    if isinstance(dist, RandInt):
+        return (dist.low + dist.high) // 2
+    if isinstance(dist, LogUniform):
+        return math.sqrt(dist.low * dist.high)
+    return (dist.low + dist.high) / 2
+
+
 def render(parameter: Parameter) -> str:
     if isinstance(parameter, Scalar):
         return f"fixed {parameter!r}"
@@ -167,6 +194,11 @@ def checked(parsed: SpaceConfig, path: Path, sha256: str) -> SearchSpace:
                 raise InputError(path, where, problem, "fix the value or sample it with a distribution")
             if isinstance(parameter, Choice | PChoice):
                 _check_options(adapter, name, parameter, context, path, where)
+            elif not isinstance(parameter, Scalar):
+                drawn = cast(parameter, middle(parameter))
+                if problem := adapter.check_fixed(name, drawn, context):
+                    fix = "draw values it takes: an integer step (q: 1) draws whole numbers"
+                    raise InputError(path, where, f"draws values such as {drawn!r}; {problem}", fix)
         if not any(not isinstance(p, Scalar) for _, p in walk(params)) and len(parsed.branches) == 1:
             raise InputError(path, key, "declares nothing to search", "give at least one a distribution")
     return SearchSpace(file=path, config=parsed, sha256=sha256)

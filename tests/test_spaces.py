@@ -165,9 +165,9 @@ TYPING = [
 
 @pytest.mark.parametrize(("declared", "sampled", "kind", "expected"), TYPING, ids=[t[0] for t in TYPING])
 def test_typed_casts_to_the_declared_type(tmp_path, declared, sampled, kind, expected):
-    space = load_text(tmp_path, f"parameters:\n  max_depth: {declared}\n")
+    space = load_text(tmp_path, f"parameters:\n  gamma: {declared}\n")  # xgboost takes an int or a float
 
-    value = space.typed({"model": "xgboost", "max_depth": sampled})["max_depth"]
+    value = space.typed({"model": "xgboost", "gamma": sampled})["gamma"]
 
     assert type(value) is kind
     assert value == expected
@@ -330,12 +330,18 @@ def test_name_with_no_close_match_lists_what_is_allowed(tmp_path):
         assert name in message
 
 
-@pytest.mark.parametrize("name", ["eta", "alpha", "lambda", "num_boost_round", "early_stopping_rounds"])
-def test_native_aliases_and_training_knobs_are_accepted(tmp_path, name):
-    space = load_text(
-        tmp_path,
-        f"parameters:\n  {name}: {{distribution: uniform, low: 0.1, high: 0.5}}\n",
-    )
+@pytest.mark.parametrize(
+    ("name", "drawn"),
+    [
+        ("eta", "uniform, low: 0.1, high: 0.5"),
+        ("alpha", "uniform, low: 0.1, high: 0.5"),
+        ("lambda", "uniform, low: 0.1, high: 0.5"),
+        ("num_boost_round", "quniform, low: 10, high: 500, q: 10"),
+        ("early_stopping_rounds", "quniform, low: 5, high: 50, q: 1"),
+    ],
+)
+def test_native_aliases_and_training_knobs_are_accepted(tmp_path, name, drawn):
+    space = load_text(tmp_path, f"parameters:\n  {name}: {{distribution: {drawn}}}\n")
 
     assert name in searched(space, "xgboost")
 
@@ -614,6 +620,30 @@ def test_fixed_value_the_estimator_refuses_is_refused_naming_the_key(tmp_path, t
     assert caught.value.key == key
     assert f"{path}: {key}: {message}" in str(caught.value)
     assert "fix the value or sample it with a distribution" in str(caught.value)
+
+
+DRAWN_PROBLEMS = [
+    # xgboost takes max_depth as a whole number: a float step draws 5.5, and uniform draws any real
+    ("model: xgboost\nparameters:\n  max_depth: {distribution: quniform, low: 3, high: 8, q: 0.5}\n", "5.5"),
+    ("model: xgboost\nparameters:\n  max_depth: {distribution: uniform, low: 3, high: 8}\n", "5.5"),
+    ("model: xgboost\nparameters:\n  max_depth: {distribution: quniform, low: 3, high: 9, q: 1.0}\n", "6.0"),
+    ("model: random_forest\nparameters:\n  n_estimators: {distribution: loguniform, low: 10, high: 1000}\n", "100.0"),
+]
+
+
+@pytest.mark.parametrize(("text", "drawn"), DRAWN_PROBLEMS)
+def test_a_distribution_that_draws_values_the_estimator_refuses_is_refused(tmp_path, text, drawn):
+    """Every trial would fail, after the study had started writing to MLflow; a value from the middle of
+    the range, typed as trials receive it, is fitted once, as a fixed value is."""
+    path = write(tmp_path, text)
+
+    with pytest.raises(InputError) as caught:
+        spaces.load(path)
+
+    message = str(caught.value)
+    assert caught.value.key.endswith((".max_depth", ".n_estimators"))
+    assert f"draws values such as {drawn}; {drawn} is refused by " in message
+    assert message.endswith("; draw values it takes: an integer step (q: 1) draws whole numbers")
 
 
 def test_fixed_values_the_estimators_accept_load(tmp_path):
