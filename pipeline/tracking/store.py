@@ -48,15 +48,15 @@ def connect(uri: str | None) -> MlflowClient:
     """Point MLflow at the store and prove it answers before any study work starts."""
     resolved = resolve_uri(uri)
     ensure_store(resolved)
-    mlflow.set_tracking_uri(resolved)
-    client = MlflowClient(resolved)
     try:
+        client = MlflowClient(resolved)  # a scheme MLflow has no store for, or a refused folder store, fails here
         client.search_experiments(max_results=1)
     except Exception as error:  # any failure here means the store cannot be used at all
         raise TrackingError(
             f"tracking store {resolved} cannot be used ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
             "start the server or fix --tracking-uri / MLFLOW_TRACKING_URI"
         ) from None
+    mlflow.set_tracking_uri(resolved)
     return client
 
 

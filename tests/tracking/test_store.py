@@ -360,6 +360,21 @@ def test_connect_to_an_unreachable_server_raises_a_one_line_tracking_error(clien
     assert raised.value.exit_code == 1
 
 
+@pytest.mark.parametrize("kind", ["unknown scheme", "folder store"])
+def test_connect_to_a_store_mlflow_cannot_use_raises_a_one_line_tracking_error(tmp_path, kind, monkeypatch):
+    """A URI MLflow has no store for, or a plain folder (refused by MLflow 3 unless MLFLOW_ALLOW_FILE_STORE):
+    the same one line as a server that is down, not an unexpected error."""
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    uri = "ftp://example.org/store" if kind == "unknown scheme" else f"file://{tmp_path / 'mlruns'}"
+
+    with pytest.raises(TrackingError) as raised:
+        tracking.connect(uri)
+
+    message = str(raised.value)
+    assert message.startswith(f"tracking store {uri} cannot be used (") and "\n" not in message
+    assert message.endswith("fix --tracking-uri / MLFLOW_TRACKING_URI")
+
+
 def test_connect_to_a_sqlite_store_points_mlflow_at_it(client, store_uri, monkeypatch):
     mlflow.set_tracking_uri(None)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
