@@ -118,7 +118,7 @@ def _add_space(commands: Any) -> None:
     )
     space.add_argument("action", choices=["check"], help="check: validate the file and print samples")
     space.add_argument("file", type=Path, help="the search-space file")
-    space.add_argument("--samples", type=int, default=3, help="configurations to sample (default 3)")
+    space.add_argument("--samples", type=_at_least(0), default=3, help="configurations to sample (default 3)")
     space.add_argument("--seed", type=int, default=0, help="seed of the samples")
 
 
@@ -150,7 +150,7 @@ def _add_runs(commands: Any) -> None:
         "study's top trials, from MLflow: a quick look without opening the UI.",
     )
     runs.add_argument("--experiment", help="only this experiment (default: all)")
-    runs.add_argument("--top", type=int, default=5, help="trials shown per study (default 5)")
+    runs.add_argument("--top", type=_at_least(1), default=5, help="trials shown per study (default 5)")
     _tracking_uri(runs)
 
 
@@ -206,7 +206,7 @@ def _add_serve(commands: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     serve.add_argument("--port", type=int, default=5001, help="port to listen on (default 5001)")
     serve.add_argument(
-        "--workers", type=int, metavar="N", help="server processes (default: $MLFLOW_MODELS_WORKERS, else 1)"
+        "--workers", type=_at_least(1), metavar="N", help="server processes (default: $MLFLOW_MODELS_WORKERS, else 1)"
     )
     _tracking_uri(serve)
 
@@ -242,6 +242,19 @@ def _add_data(commands: Any) -> None:
 
 def _study(command: argparse.ArgumentParser) -> None:
     command.add_argument("--study", type=Path, help="study file (default: studies/flights.yaml)")
+
+
+def _at_least(least: int) -> Any:
+    """An argparse type: a whole number of at least ``least``; below it, argparse's one-line usage error."""
+
+    def parse(text: str) -> int:
+        value = int(text)  # a ValueError is argparse's "invalid int value"
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value} is too small; give {least} or more")
+        return value
+
+    parse.__name__ = "int"
+    return parse
 
 
 def _tracking_uri(command: argparse.ArgumentParser) -> None:

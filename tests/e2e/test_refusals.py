@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cli import REPO, main_here, write_study
+import pytest
+
+from cli import REPO, main_here, run_cli, write_study
 
 INVALID = REPO / "tests"
 
@@ -50,3 +52,21 @@ def test_run_refuses_a_nan_metric_threshold_from_the_command_line(tmp_path):
     done = main_here(tmp_path, "run", "--study", str(study), "--metric-threshold", "nan", "--no-progress")
 
     assert_refused(done, Path("command line"), "stop.metric_threshold", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("command", "flag", "value", "least"),
+    [
+        (["runs"], "--top", "0", 1),
+        (["serve", "--model", "models:/m@champion"], "--workers", "0", 1),
+        (["space", "check", str(REPO / "search_spaces" / "xgboost.yaml")], "--samples", "-1", 0),
+    ],
+)
+def test_a_count_flag_below_its_least_value_is_refused_by_the_parser(tmp_path, command, flag, value, least):
+    """Not MLflow's error on --top 0 (exit 1, "unexpected"), not a server started and stopped at once with no
+    worker, not an empty sample."""
+    done = run_cli(tmp_path, *command, flag, value)
+
+    assert done.returncode == 2
+    assert f"argument {flag}: {value} is too small; give {least} or more" in done.stderr.splitlines()[-1]
+    assert "Traceback" not in done.stderr and not (tmp_path / "mlflow.db").exists()
