@@ -585,6 +585,35 @@ def test_all_nan_and_constant_columns_are_dropped_with_a_warning(caplog):
     assert "'comment'" in caplog.text and "'version'" in caplog.text
 
 
+def test_decimal_and_gappy_boolean_columns_are_numbers(tmp_path):
+    """A database export's decimal column (Parquet decimal128, read by pandas as Python Decimals) and a yes/no
+    column with gaps (Python booleans and None) hold numbers: features, not text left out."""
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    rows = 300
+    price = [decimal.Decimal(f"{v:.2f}") for v in rng.uniform(1, 100, rows)]
+    pq.write_table(
+        pa.table({
+            "price": pa.array(price, type=pa.decimal128(10, 2)),
+            "insured": pa.array([[True, False, None][i % 3] for i in range(rows)]),
+            "y": pa.array(rng.normal(size=rows)),
+        }),
+        tmp_path / "t.parquet",
+    )  # fmt: skip
+    file = tmp_path / "d.yaml"
+    file.write_text(yaml.safe_dump({"name": "t", "path": "t.parquet", "target": "y", "split": RANDOM}))
+
+    dataset = load(file)
+
+    assert roles(dataset)["price"][0] == "numeric" and roles(dataset)["insured"][0] == "numeric"
+    assert dataset.train["price"].dtype == np.float64
+    assert set(dataset.train["insured"].dropna()) == {0.0, 1.0} and dataset.train["insured"].isna().any()
+
+
 def test_infinite_numbers_read_as_missing_with_a_warning(caplog):
     """A ratio divided by zero (inf, -inf) or a number beyond float32 (the models' number type): a real
     table's column, which xgboost and scikit-learn refuse. It is a feature whose bad values are gaps."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import codecs
+import decimal
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipeline.config import (
@@ -93,10 +95,31 @@ def read_table(
         raise InputError(source, key, f"{path.name} is not a data file this reads", f"use {', '.join(DATA_SUFFIXES)}")
     if suffix == ".parquet":
         try:
-            return pd.read_parquet(path)
+            frame = pd.read_parquet(path)
         except Exception as error:  # any reader failure is the user's file being unreadable
             raise InputError(source, key, f"cannot read {path}: {_one_line(error)}") from None
-    return _read_csv(path, source, key, options)
+    else:
+        frame = _read_csv(path, source, key, options)
+    return numbers_as_floats(frame)
+
+
+NUMBER_OBJECTS = (decimal.Decimal, bool, np.bool_)
+"""Python numbers pandas keeps in an object column: a Parquet decimal's values, and booleans with gaps."""
+
+
+def numbers_as_floats(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with each object column whose values are all decimals or all booleans (gaps aside) as
+    float64: a database export's decimal price, a yes/no column with gaps. pandas leaves them as objects,
+    which would read as text and be left out of the features. Text columns stay as they are."""
+    for name in [c for c in frame.columns if frame[c].dtype == np.dtype("O")]:  # not str columns (pandas 3)
+        present = frame[name].dropna()
+        if (
+            len(present)
+            and isinstance(present.iloc[0], NUMBER_OBJECTS)
+            and present.map(type).isin(NUMBER_OBJECTS).all()
+        ):
+            frame[name] = np.array([np.nan if pd.isna(v) else float(v) for v in frame[name]], dtype=np.float64)
+    return frame
 
 
 def _read_csv(path: Path, source: Path, key: str | None, options: ReadOptions) -> pd.DataFrame:
