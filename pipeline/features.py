@@ -414,6 +414,12 @@ def _role(config: DatasetConfig, name: str, values: pd.Series, file: Path) -> tu
     for key in ("column", "group"):
         if name == getattr(split, key, None):
             return DROPPED, f"the split's {key} (split.{key})", False
+    if pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_timedelta64_dtype(values):
+        return (
+            DROPPED,
+            "a date or time column: derive numbers from it (hour, weekday, days since an event) to use it",
+            False,
+        )
     if not numbers:
         return DROPPED, f"{values.dtype} column: list it under features.categorical to use it", False
     present = values.dropna()

@@ -614,6 +614,19 @@ def test_decimal_and_gappy_boolean_columns_are_numbers(tmp_path):
     assert set(dataset.train["insured"].dropna()) == {0.0, 1.0} and dataset.train["insured"].isna().any()
 
 
+def test_a_date_column_is_left_out_with_advice_that_fits_a_date(tmp_path):
+    rows = 300
+    frame = pd.DataFrame({"when": pd.date_range("2024-01-01", periods=rows, freq="h"), "x": np.arange(rows) % 7.0})
+    frame.assign(y=np.random.default_rng(0).normal(size=rows)).to_parquet(tmp_path / "t.parquet")
+    file = tmp_path / "d.yaml"
+    file.write_text(yaml.safe_dump({"name": "t", "path": "t.parquet", "target": "y", "split": RANDOM}))
+
+    role, reason = roles(load(file))["when"]
+
+    assert role == "dropped"
+    assert reason == "a date or time column: derive numbers from it (hour, weekday, days since an event) to use it"
+
+
 def test_infinite_numbers_read_as_missing_with_a_warning(caplog):
     """A ratio divided by zero (inf, -inf) or a number beyond float32 (the models' number type): a real
     table's column, which xgboost and scikit-learn refuse. It is a feature whose bad values are gaps."""

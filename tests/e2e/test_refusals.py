@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from cli import REPO, main_here, run_cli, write_study
 
 INVALID = REPO / "tests"
