@@ -403,11 +403,13 @@ def _role(config: DatasetConfig, name: str, values: pd.Series, file: Path) -> tu
         if name not in config.features.numeric:
             return DROPPED, "not listed under features", False
         if not numbers:
+            mark = thousands_mark(values, config.read.decimal)
             raise InputError(
                 file,
                 "features.numeric",
-                f"column {name!r} is {values.dtype}, not numeric",
-                "list it under features.categorical",
+                f"column {name!r} is {values.dtype}, not numeric"
+                + (f": {_read_with_thousands(values, mark)}" if mark else ""),
+                f"set read.thousands: {mark!r}" if mark else "list it under features.categorical",
             )
         return NUMERIC, "features.numeric", False
     split = config.split
@@ -420,6 +422,8 @@ def _role(config: DatasetConfig, name: str, values: pd.Series, file: Path) -> tu
             "a date or time column: derive numbers from it (hour, weekday, days since an event) to use it",
             False,
         )
+    if not numbers and (mark := thousands_mark(values, config.read.decimal)):
+        return DROPPED, f"{_read_with_thousands(values, mark)}: set read.thousands: {mark!r}", True
     if not numbers:
         return DROPPED, f"{values.dtype} column: list it under features.categorical to use it", False
     present = values.dropna()
@@ -432,6 +436,31 @@ def _role(config: DatasetConfig, name: str, values: pd.Series, file: Path) -> tu
     if looks_like_row_index(values):
         return DROPPED, "a row index (unique, whole, monotonic): list it under features.numeric to use it", True
     return NUMERIC, "numeric column (features.numeric left out)", False
+
+
+THOUSANDS_MARKS = (".", ",", " ", "'", "\u00a0")
+"""Marks files put between thousands: a point or a comma (by locale), a space, an apostrophe (Swiss)."""
+
+
+def thousands_mark(values: pd.Series, decimal: str) -> str | None:
+    """The thousands mark that makes a text column numbers (``1.234,56`` with ``decimal`` ``,``), or None:
+    every value of a sample reads as a number once the mark is dropped, and some hold it."""
+    sample = values.dropna().astype(str).head(1000)
+    if sample.empty:
+        return None
+    for mark in THOUSANDS_MARKS:
+        if mark == decimal or not sample.str.contains(mark, regex=False).any():
+            continue
+        plain = sample.str.replace(mark, "", regex=False).str.replace(decimal, ".", regex=False)
+        if pd.to_numeric(plain, errors="coerce").notna().all():
+            return mark
+    return None
+
+
+def _read_with_thousands(values: pd.Series, mark: str) -> str:
+    """What a column that ``thousands_mark`` found holds, said with an example value."""
+    example = next(v for v in values.dropna().astype(str) if mark in v)
+    return f"text that reads as numbers with {mark!r} between thousands (such as {example!r})"
 
 
 def looks_like_row_index(values: pd.Series) -> bool:

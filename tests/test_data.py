@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -481,6 +482,39 @@ def test_unknown_encoding_is_refused(tmp_path):
     spec = quirk_spec("semicolon_latin1")
     spec["read"] = {"separator": ";", "encoding": "latin-9000"}
     assert "unknown encoding 'latin-9000'" in str(refused(write_spec(spec, tmp_path), "read.encoding"))
+
+
+EURO_ROWS = [
+    "umsatz;flaeche;y",
+    *(f"{i // 10 + 1}.{i % 1000:03d},{i % 100:02d};{i % 17},5;{i % 13},0" for i in range(300)),
+]
+"""A European export: ';' between fields, ',' before decimals and '.' between thousands (``4.007,07``)."""
+
+
+def test_numbers_with_thousands_separators_left_out_are_named_with_the_fix(tmp_path, caplog):
+    (tmp_path / "euro.csv").write_text("\n".join(EURO_ROWS) + "\n")
+    spec = {"name": "e", "path": "euro.csv", "read": {"separator": ";", "decimal": ","}, "target": "y", "split": RANDOM}
+    file = tmp_path / "d.yaml"
+    file.write_text(yaml.safe_dump(spec))
+
+    with caplog.at_level("WARNING", logger="pipeline.features"):
+        role, reason = roles(load(file))["umsatz"]
+
+    assert role == "dropped"
+    example = r"'\d\.\d{3},\d\d'"
+    pattern = (
+        rf"text that reads as numbers with '\.' between thousands \(such as {example}\): set read\.thousands: '\.'"
+    )
+    assert re.fullmatch(pattern, reason), reason
+    assert "'umsatz'" in caplog.text
+
+    file.write_text(yaml.safe_dump(spec | {"read": spec["read"] | {"thousands": "."}}))
+    dataset = load(file)
+    assert roles(dataset)["umsatz"][0] == "numeric" and dataset.train["umsatz"].max() > 1000
+
+    file.write_text(yaml.safe_dump(spec | {"features": {"numeric": ["umsatz", "flaeche"]}}))
+    with pytest.raises(InputError, match=r"features.numeric: column 'umsatz' is .*; set read.thousands: '.'"):
+        load(file)
 
 
 def test_wrong_separator_reading_one_column_names_read_separator(tmp_path):

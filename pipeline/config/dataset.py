@@ -119,6 +119,15 @@ class ReadOptions(_Strict):
     """The text encoding of the file: ``latin-1``, ``cp1252``, ``utf-16``, ... (checked when it is read)."""
     decimal: Literal[".", ","] = "."
     """The decimal mark of numbers: ``,`` for ``3,14`` (with a separator other than ``,``)."""
+    thousands: Literal[".", ",", " ", "'"] | None = None
+    """The mark between thousands inside numbers, if the file has one: ``.`` for ``1.234,56``, ``,`` for
+    ``1,234.56``. Without it, such numbers read as text."""
+
+    @model_validator(mode="after")
+    def _thousands_is_its_own_mark(self):
+        if self.thousands is not None and self.thousands in (self.decimal, self.separator):
+            raise at_key("thousands", f"{self.thousands!r} is already the file's decimal mark or separator")
+        return self
 
 
 class DatasetConfig(_Strict):

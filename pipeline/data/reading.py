@@ -136,6 +136,7 @@ def _read_csv(path: Path, source: Path, key: str | None, options: ReadOptions) -
             na_values=options.na_values,
             encoding=options.encoding,
             decimal=options.decimal,
+            thousands=options.thousands,
             low_memory=False,
         )
     except UnicodeError as error:
