@@ -444,15 +444,18 @@ THOUSANDS_MARKS = (".", ",", " ", "'", "\u00a0")
 
 def thousands_mark(values: pd.Series, decimal: str) -> str | None:
     """The thousands mark that makes a text column numbers (``1.234,56`` with ``decimal`` ``,``), or None:
-    every value of a sample reads as a number once the mark is dropped, and some hold it."""
-    sample = values.dropna().astype(str).head(1000)
+    in a sample, the values holding the mark group digits by three (``1,5`` is a decimal comma, not this),
+    and every value reads as a number once the mark is dropped."""
+    sample = values.dropna().astype(str).str.strip().head(1000)
     if sample.empty:
         return None
     for mark in THOUSANDS_MARKS:
-        if mark == decimal or not sample.str.contains(mark, regex=False).any():
+        holding = sample[sample.str.contains(mark, regex=False)]
+        if mark == decimal or holding.empty:
             continue
+        grouped = rf"[+-]?\d{{1,3}}(?:{re.escape(mark)}\d{{3}})+(?:{re.escape(decimal)}\d*)?"
         plain = sample.str.replace(mark, "", regex=False).str.replace(decimal, ".", regex=False)
-        if pd.to_numeric(plain, errors="coerce").notna().all():
+        if holding.str.fullmatch(grouped).all() and pd.to_numeric(plain, errors="coerce").notna().all():
             return mark
     return None
 
