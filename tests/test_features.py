@@ -13,7 +13,7 @@ import xgboost as xgb
 
 from pipeline import config, tracking
 from pipeline.data import Dataset, load_dataset
-from pipeline.features import Preprocessor, xgboost_names
+from pipeline.features import Preprocessor, thousands_mark, xgboost_names
 
 CATEGORICAL = ["origin", "dest", "carrier"]
 NUMERIC = ["distance", "dep_time", "sched_dep_time", "hour", "minute"]
@@ -365,3 +365,18 @@ def test_a_model_logged_with_its_signature_serves_gaps_and_whole_numbers_in_ever
         np.testing.assert_allclose(loaded.predict(example), served[:5], rtol=1e-6)  # int64 columns as they are
     finally:
         mlflow.set_tracking_uri(None)
+
+
+@pytest.mark.parametrize(
+    ("values", "decimal", "mark"),
+    [
+        (["1.234,56", "12,5", "999"], ",", "."),
+        (["1,234,567.8", "-3,000"], ".", ","),
+        (["1 234.5", "12"], ".", " "),
+        (["1,5", "2,25"], ".", None),  # a decimal comma the file did not declare, not thousands
+        (["12.345", "1.2"], ",", None),  # "1.2" groups no thousands: codes or versions, not numbers
+        (["abc", "1.234"], ",", None),
+    ],
+)
+def test_a_thousands_mark_is_found_only_where_it_groups_digits_by_three(values, decimal, mark):
+    assert thousands_mark(pd.Series(values), decimal) == mark
