@@ -179,6 +179,12 @@ def _add_predict(commands: Any) -> None:
     predict.add_argument("--model", required=True, help="models:/NAME@ALIAS or models:/NAME/VERSION")
     predict.add_argument("--input", type=Path, required=True, help="raw rows (.csv or .parquet)")
     predict.add_argument("--output", type=Path, required=True, help="where to write (.csv or .parquet)")
+    predict.add_argument(
+        "--dataset",
+        type=Path,
+        help="read a CSV input with this dataset file's read: options (separator, decimal, thousands, encoding, "
+        "na_values), as the study read its table",
+    )
     _tracking_uri(predict)
     _json(predict)
 
@@ -411,10 +417,12 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from pipeline import tracking
+    from pipeline import config, tracking
     from pipeline.model import scoring
 
-    scored = scoring.score_file(tracking.connect(args.tracking_uri), args.model, args.input, args.output)
+    dataset = config.resolve_path(args.dataset, "command line", "--dataset") if args.dataset else None
+    read = config.load_dataset(dataset).read if dataset else None
+    scored = scoring.score_file(tracking.connect(args.tracking_uri), args.model, args.input, args.output, read)
     print(f"{scored.rows} rows scored with {scored.model_name} version {scored.model_version} -> {scored.output}")
     if args.json:
         print(

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.config import ReadOptions
 from pipeline.data.reading import read_table
 from pipeline.errors import InputError
 from pipeline.tracking import Client, models
@@ -31,14 +32,17 @@ class Scored:
     output: Path
 
 
-def score_file(client: Client, model_uri: str, input_file: Path, output_file: Path) -> Scored:
-    """Predict every row of ``input_file`` with ``model_uri`` and write them, with the version used."""
+def score_file(
+    client: Client, model_uri: str, input_file: Path, output_file: Path, read: ReadOptions | None = None
+) -> Scored:
+    """Predict every row of ``input_file`` with ``model_uri`` and write them, with the version used; a CSV
+    input is read with ``read`` (a dataset file's ``read:`` options; default: comma-separated UTF-8)."""
     if output_file.suffix not in OUTPUT_SUFFIXES:
         raise InputError(output_file, "--output", "must end in .csv or .parquet", "rename the output file")
     name, version = resolve_version(client, model_uri)
     if not input_file.is_file():
         raise InputError(input_file, "--input", "file not found", "give a .csv or .parquet file")
-    frame = read_table(input_file)
+    frame = read_table(input_file, options=read)
     pinned = f"models:/{name}/{version}"  # the alias could move while we score: use the version it named
     model = models.load_pyfunc(pinned)
     columns = models.input_columns(model)

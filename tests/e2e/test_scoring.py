@@ -65,6 +65,29 @@ def test_csv_in_gives_csv_out(two_versions, flights_dir):
     check_scored(pd.read_csv(target), rows)
 
 
+def test_a_csv_written_as_the_dataset_file_declares_is_read_with_its_read_options(two_versions, flights_dir):
+    """A European export (';' between fields, decimal commas, '.' between thousands), as the study read its
+    table: ``--dataset`` gives predict that file's ``read:`` options."""
+    workdir, _ = two_versions
+    rows, source, target = april(flights_dir, 100), workdir / "april-eu.csv", workdir / "scored-eu.csv"
+    rows = rows.assign(distance=rows["distance"] + 0.5)  # thousands and decimals in one column: 1.089,5
+    text = rows.to_csv(index=False, sep=";", decimal=",")
+    source.write_text(text.replace("1089,5", "1.089,5").replace("2475,5", "2.475,5"))
+    dataset = workdir / "eu.yaml"
+    dataset.write_text(
+        "name: eu\npath: april-eu.csv\ntarget: air_time\nsplit: {by: random, validation: 0.2, test: 0.2}\n"
+        "read: {separator: ';', decimal: ',', thousands: '.'}\n"
+    )
+    args = ("predict", "--model", f"models:/{MODEL}@champion", "--input", str(source), "--output", str(target))
+
+    refused = main_here(workdir, *args)
+    done = main_here(workdir, *args, "--dataset", str(dataset))
+
+    assert refused.returncode == 2 and "april-eu.csv" in refused.stderr
+    assert done.returncode == 0, done.stderr[-2000:]
+    check_scored(pd.read_csv(target), rows)
+
+
 def test_rows_missing_a_model_column_are_refused_naming_file_and_column(two_versions, flights_dir):
     workdir, client = two_versions
     source = workdir / "no-dest.parquet"
