@@ -7,6 +7,7 @@ train; the driver writes the history and every MLflow run.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -16,6 +17,8 @@ from pipeline.search.trial import Trainer
 
 if TYPE_CHECKING:
     from pipeline.search.spark import SparkPool
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -27,13 +30,29 @@ class Parallel:
 
     @property
     def threads_per_trial(self) -> int | None:
-        """On this machine its cores split between the trials (oversubscribing them thrashes); None where
-        ``PIPELINE_THREADS`` is set (the workers inherit it) or on a cluster, whose executors decide from
-        their own idle cores."""
-        if os.environ.get("PIPELINE_THREADS") or (self.master is not None and not self.master.startswith("local")):
+        """On this machine its cores split between the trials; None on a cluster, whose executors decide
+        from their own idle cores, and where ``PIPELINE_THREADS`` is set and fits (the workers inherit it).
+
+        A ``PIPELINE_THREADS`` that would oversubscribe the cores (its threads times the trials at once
+        beyond them) is cut to the share, with a warning: xgboost's OpenMP threads then wait on each other
+        at every round, which made a diamonds study (benchmarks/quality.py, 2 trials at once with 2 threads
+        each on 2 cores) take 242 s instead of 15 s."""
+        if self.master is not None and not self.master.startswith("local"):
             return None
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        return max(1, cores // self.workers)
+        share = max(1, cores // self.workers)
+        asked = os.environ.get("PIPELINE_THREADS")
+        if not asked:
+            return share
+        if int(asked) * self.workers <= cores or int(asked) <= share:  # it fits, or no fewer threads would
+            return None
+        log.warning(
+            "PIPELINE_THREADS=%s for each of %d trials at once is %d threads on %d cores: xgboost's threads "
+            "would wait on each other at every round; each trial gets %d (set PIPELINE_THREADS to it, or lower "
+            "--parallelism, to silence this)",
+            asked, self.workers, int(asked) * self.workers, cores, share,
+        )  # fmt: skip
+        return share
 
 
 def engine(parallel: Parallel, trainer: Trainer) -> LocalPool | SparkPool:
