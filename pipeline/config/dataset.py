@@ -107,6 +107,11 @@ class PositiveWhen(_Strict):
         return self
 
 
+ThousandsMark = Literal[".", ",", " ", "'", "\u00a0"]
+"""Marks files put between thousands: a point or a comma (by locale), a space or a no-break space, an
+apostrophe (Swiss)."""
+
+
 class ReadOptions(_Strict):
     """How a CSV file is read (Parquet files carry their own types and ignore these)."""
 
@@ -119,7 +124,7 @@ class ReadOptions(_Strict):
     """The text encoding of the file: ``latin-1``, ``cp1252``, ``utf-16``, ... (checked when it is read)."""
     decimal: Literal[".", ","] = "."
     """The decimal mark of numbers: ``,`` for ``3,14`` (with a separator other than ``,``)."""
-    thousands: Literal[".", ",", " ", "'"] | None = None
+    thousands: ThousandsMark | None = None
     """The mark between thousands inside numbers, if the file has one: ``.`` for ``1.234,56``, ``,`` for
     ``1,234.56``. Without it, such numbers read as text."""
 

@@ -118,7 +118,7 @@ def numbers_as_floats(frame: pd.DataFrame) -> pd.DataFrame:
             and isinstance(present.iloc[0], NUMBER_OBJECTS)
             and present.map(type).isin(NUMBER_OBJECTS).all()
         ):
-            frame[name] = np.array([np.nan if pd.isna(v) else float(v) for v in frame[name]], dtype=np.float64)
+            frame[name] = pd.to_numeric(frame[name]).astype(np.float64)
     return frame
 
 

@@ -12,11 +12,12 @@ import logging
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pandas as pd
 
-from pipeline.config import DatasetConfig
+from pipeline.config.dataset import DatasetConfig, ThousandsMark
 from pipeline.errors import InputError
 from pipeline.features.encoding import MAX_CATEGORIES, categorical_text, cross_name, finite_or_missing
 
@@ -223,8 +224,8 @@ def _role(config: DatasetConfig, name: str, values: pd.Series, file: Path) -> tu
     return NUMERIC, "numeric column (features.numeric left out)", False
 
 
-THOUSANDS_MARKS = (".", ",", " ", "'", "\u00a0")
-"""Marks files put between thousands: a point or a comma (by locale), a space, an apostrophe (Swiss)."""
+THOUSANDS_MARKS: tuple[str, ...] = get_args(ThousandsMark)
+"""The marks ``read.thousands`` takes, in the order a column is tried with them."""
 
 
 def thousands_mark(values: pd.Series, decimal: str) -> str | None:

@@ -103,7 +103,7 @@ class PruningRule:
         since_improved = 0
         bars = np.empty(0)
         """Per round of this trial, the value its bound must not be worse than: computed for a block of
-        rounds at once (a quantile per round cost as much as a boosting round's tenth on small tables)."""
+        rounds at once (a quantile per round cost 23-27 µs, up to 2 % of a boosting round on diamonds)."""
 
         def bar(round_: int) -> float:
             nonlocal bars

@@ -8,8 +8,7 @@ doing so.
 
 FD is the worker's end of a socket pair whose other end the driver holds. The study's data and the threads per
 trial come first on it, and the worker says it is ready; then trials (``local.serve``) until the driver closes
-it. Ctrl-C is the driver's to
-handle: it stops the workers as it leaves.
+it. Ctrl-C is the driver's to handle: it stops the workers as it leaves.
 """
 
 from __future__ import annotations
