@@ -517,6 +517,25 @@ def test_numbers_with_thousands_separators_left_out_are_named_with_the_fix(tmp_p
         load(file)
 
 
+def test_a_thousands_mark_that_is_also_the_separator_reads_quoted_numbers(tmp_path, caplog):
+    """A US spreadsheet export: ',' between fields and, inside quoted numbers, between thousands."""
+    rows = [
+        "revenue,area,y",
+        *(f'"{i // 10 + 1},{i % 1000:03d}.{i % 100:02d}",{i % 17}.5,{i % 13}.0' for i in range(300)),
+    ]
+    (tmp_path / "us.csv").write_text("\n".join(rows) + "\n")
+    spec = {"name": "us", "path": "us.csv", "target": "y", "split": RANDOM}
+    file = tmp_path / "d.yaml"
+    file.write_text(yaml.safe_dump(spec))
+    with caplog.at_level("WARNING", logger="pipeline.features"):
+        assert roles(load(file))["revenue"][1].endswith("set read.thousands: ','")
+
+    file.write_text(yaml.safe_dump(spec | {"read": {"thousands": ","}}))
+    dataset = load(file)
+
+    assert roles(dataset)["revenue"][0] == "numeric" and dataset.train["revenue"].max() > 1000
+
+
 def test_wrong_separator_reading_one_column_names_read_separator(tmp_path):
     spec = quirk_spec("semicolon_latin1")
     spec["read"] = {"encoding": "latin-1"}

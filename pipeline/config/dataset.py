@@ -130,8 +130,8 @@ class ReadOptions(_Strict):
 
     @model_validator(mode="after")
     def _thousands_is_its_own_mark(self):
-        if self.thousands is not None and self.thousands in (self.decimal, self.separator):
-            raise at_key("thousands", f"{self.thousands!r} is already the file's decimal mark or separator")
+        if self.thousands is not None and self.thousands == self.decimal:  # as the separator: in quoted numbers
+            raise at_key("thousands", f"{self.thousands!r} is already the file's decimal mark")
         return self
 
 
