@@ -8,6 +8,7 @@ numbers written with a thousands mark, values read as missing). The result is re
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import re
 from dataclasses import asdict, dataclass
@@ -195,7 +196,7 @@ def _role(config: DatasetConfig, name: str, values: pd.Series, file: Path) -> tu
                 "features.numeric",
                 f"column {name!r} is {values.dtype}, not numeric"
                 + (f": {_read_with_thousands(values, mark)}" if mark else ""),
-                f"set read.thousands: {mark!r}" if mark else "list it under features.categorical",
+                f"set read.thousands: {_as_yaml(mark)}" if mark else "list it under features.categorical",
             )
         return NUMERIC, "features.numeric", False
     split = config.split
@@ -209,7 +210,7 @@ def _role(config: DatasetConfig, name: str, values: pd.Series, file: Path) -> tu
             False,
         )
     if not numbers and (mark := thousands_mark(values, config.read.decimal)):
-        return DROPPED, f"{_read_with_thousands(values, mark)}: set read.thousands: {mark!r}", True
+        return DROPPED, f"{_read_with_thousands(values, mark)}: set read.thousands: {_as_yaml(mark)}", True
     if not numbers:
         return DROPPED, f"{values.dtype} column: list it under features.categorical to use it", False
     present = values.dropna()
@@ -244,6 +245,11 @@ def thousands_mark(values: pd.Series, decimal: str) -> str | None:
         if holding.str.fullmatch(grouped).all() and pd.to_numeric(plain, errors="coerce").notna().all():
             return mark
     return None
+
+
+def _as_yaml(mark: str) -> str:
+    """A mark as the dataset file takes it: quoted, with an escape YAML reads for a no-break space."""
+    return repr(mark) if mark.isprintable() else json.dumps(mark)
 
 
 def _read_with_thousands(values: pd.Series, mark: str) -> str:
